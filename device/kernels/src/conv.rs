@@ -1,0 +1,119 @@
+//! 2-D convolution (TFLite `ConvPerChannel`, int8).
+
+use crate::quant::requantize;
+use crate::{
+    check_bias, check_len, check_requant, dot, Axis, ConvParams, KernelError, Requant, Shape,
+};
+
+/// int8 2-D convolution, NHWC input and output, OHWI filter.
+///
+/// `filter_shape` is `out_channels x kh x kw x in_channels`. Each output is
+/// `clamp(MultiplyByQuantizedMultiplier(sum((x - input_zp) * w) + bias, m[c], s[c]) + output_zp)`;
+/// cells in the padding contribute nothing (they read as the input zero point).
+/// `p.depth_multiplier` is ignored. The output shape is validated against the
+/// input shape, kernel, stride, dilation and top/left padding (see the crate docs).
+///
+/// Errors: [`KernelError::UnsupportedParams`] for a zero stride, dilation or
+/// kernel size or padding at least as large as the dilated kernel;
+/// [`KernelError::ShapeMismatch`] for any slice length or shape inconsistency,
+/// including a bias or requantization slice of the wrong length.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    p: &ConvParams,
+    rq: Requant<'_>,
+    input_shape: Shape,
+    input: &[i8],
+    filter_shape: Shape,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    output_shape: Shape,
+    output: &mut [i8],
+) -> Result<(), KernelError> {
+    let ay = Axis::new(
+        input_shape.h,
+        output_shape.h,
+        filter_shape.h,
+        p.stride_h,
+        p.dilation_h,
+        p.pad_top,
+    )?;
+    let ax = Axis::new(
+        input_shape.w,
+        output_shape.w,
+        filter_shape.w,
+        p.stride_w,
+        p.dilation_w,
+        p.pad_left,
+    )?;
+    check_len(input.len(), input_shape)?;
+    check_len(filter.len(), filter_shape)?;
+    check_len(output.len(), output_shape)?;
+    let out_c = output_shape.c;
+    if filter_shape.n != out_c || filter_shape.c != input_shape.c || output_shape.n != input_shape.n
+    {
+        return Err(KernelError::ShapeMismatch);
+    }
+    check_bias(bias, out_c)?;
+    check_requant(&rq, out_c)?;
+    if output.is_empty() {
+        return Ok(());
+    }
+
+    // All products below are bounded by the (validated) slice lengths.
+    let in_c = input_shape.c;
+    let in_row = input_shape.w * in_c;
+    let in_img = input_shape.h * in_row;
+    let f_row = filter_shape.w * in_c;
+    let f_oc = filter_shape.h * f_row;
+    let (dh, dw) = (p.dilation_h, p.dilation_w);
+    let zp = p.input_zero_point;
+    let ozp = p.output_zero_point;
+    let (lo, hi) = (i32::from(p.clamp.min), i32::from(p.clamp.max));
+    let per_tensor = rq.multiplier.len() == 1;
+
+    let mut out_px = output.chunks_exact_mut(out_c);
+    for b in 0..input_shape.n {
+        let img = &input[b * in_img..][..in_img];
+        for oy in 0..output_shape.h {
+            let (ky0, ky1, iy0) = ay.window(oy);
+            for ox in 0..output_shape.w {
+                let (kx0, kx1, ix0) = ax.window(ox);
+                let Some(out) = out_px.next() else {
+                    return Err(KernelError::ShapeMismatch);
+                };
+                for (oc, o) in out.iter_mut().enumerate() {
+                    let f = &filter[oc * f_oc..][..f_oc];
+                    let mut acc = bias.map_or(0, |bias| bias[oc]);
+                    let mut iy = iy0;
+                    for ky in ky0..ky1 {
+                        let row = &img[iy * in_row..][..in_row];
+                        let frow = &f[ky * f_row..][..f_row];
+                        if dw == 1 {
+                            let n = (kx1 - kx0) * in_c;
+                            acc = dot(acc, &row[ix0 * in_c..][..n], &frow[kx0 * in_c..][..n], zp);
+                        } else {
+                            let mut ix = ix0;
+                            for kx in kx0..kx1 {
+                                acc = dot(
+                                    acc,
+                                    &row[ix * in_c..][..in_c],
+                                    &frow[kx * in_c..][..in_c],
+                                    zp,
+                                );
+                                ix += dw;
+                            }
+                        }
+                        iy += dh;
+                    }
+                    let (m, s) = if per_tensor {
+                        (rq.multiplier[0], rq.shift[0])
+                    } else {
+                        (rq.multiplier[oc], rq.shift[oc])
+                    };
+                    *o = requantize(acc, m, s, ozp, lo, hi);
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! Fully connected layer (TFLite int8 `FullyConnected`, per-channel capable).
+
+use crate::quant::requantize;
+use crate::{check_bias, check_requant, dot, FcParams, KernelError, Requant};
+
+/// int8 fully connected layer: `output[b][o] = requant(sum_i (x[b][i] - input_zp) * w[o][i] + bias[o])`.
+///
+/// `filter` is `[out_features][in_features]` row-major; the batch is
+/// `input.len() / in_features` (must divide exactly) and `output` holds
+/// `batch * out_features` values. `rq` is per tensor or per output feature.
+///
+/// Errors: [`KernelError::UnsupportedParams`] if `in_features == 0`;
+/// [`KernelError::ShapeMismatch`] for any slice length inconsistency.
+#[allow(clippy::too_many_arguments)]
+pub fn fully_connected(
+    p: &FcParams,
+    rq: Requant<'_>,
+    input: &[i8],
+    in_features: usize,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    out_features: usize,
+    output: &mut [i8],
+) -> Result<(), KernelError> {
+    if in_features == 0 {
+        return Err(KernelError::UnsupportedParams);
+    }
+    if input.len() % in_features != 0
+        || out_features.checked_mul(in_features) != Some(filter.len())
+        || (input.len() / in_features).checked_mul(out_features) != Some(output.len())
+    {
+        return Err(KernelError::ShapeMismatch);
+    }
+    check_bias(bias, out_features)?;
+    check_requant(&rq, out_features)?;
+    if output.is_empty() {
+        return Ok(());
+    }
+    let zp = p.input_zero_point;
+    let ozp = p.output_zero_point;
+    let (lo, hi) = (i32::from(p.clamp.min), i32::from(p.clamp.max));
+    let per_tensor = rq.multiplier.len() == 1;
+    for (x, out) in input
+        .chunks_exact(in_features)
+        .zip(output.chunks_exact_mut(out_features))
+    {
+        for (oc, (o, w)) in out
+            .iter_mut()
+            .zip(filter.chunks_exact(in_features))
+            .enumerate()
+        {
+            let acc = dot(bias.map_or(0, |bias| bias[oc]), x, w, zp);
+            let (m, s) = if per_tensor {
+                (rq.multiplier[0], rq.shift[0])
+            } else {
+                (rq.multiplier[oc], rq.shift[oc])
+            };
+            *o = requantize(acc, m, s, ozp, lo, hi);
+        }
+    }
+    Ok(())
+}

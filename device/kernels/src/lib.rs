@@ -1,0 +1,331 @@
+//! `edgekd-kernels`: int8 kernels and fixed-point arithmetic for `edgekd-runtime`.
+//!
+//! Portable kernels follow the TFLite int8 spec and are bit-exact with CMSIS-NN
+//! requantization ([`quant`]).
+//!
+//! Layout is NHWC everywhere; a 1-D signal is `H = 1`. Every kernel checks that the
+//! slice lengths match the shapes it is given and returns [`KernelError::ShapeMismatch`]
+//! otherwise, so no index inside a kernel can go out of bounds. The portable kernels
+//! always compile and are the reference that any architecture-specific kernel is
+//! tested against.
+//!
+//! Conventions shared by all kernels:
+//! - `*_zero_point` are the tensors' zero points as stored (real = scale * (q - zp)).
+//! - A [`Requant`] holds Q31 multipliers and exponents (`shift > 0` shifts left,
+//!   `shift < 0` shifts right), one per output channel or a single per-tensor pair.
+//! - The fused activation is an output clamp ([`Clamp`]).
+
+#![no_std]
+#![deny(missing_docs)]
+
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+mod add;
+mod conv;
+mod depthwise;
+mod fully_connected;
+mod mean;
+mod pool;
+pub mod quant;
+mod softmax;
+
+pub use add::add;
+pub use conv::conv2d;
+pub use depthwise::depthwise_conv2d;
+pub use fully_connected::fully_connected;
+pub use mean::global_avg_pool;
+pub use pool::{avg_pool2d, max_pool2d};
+pub use softmax::softmax;
+
+/// Why a kernel refused to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KernelError {
+    /// Slice lengths do not match the shapes, or the shapes do not fit together.
+    ShapeMismatch,
+    /// A parameter is outside what the kernel supports (zero stride, ...).
+    UnsupportedParams,
+}
+
+/// An NHWC tensor shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shape {
+    /// Batch.
+    pub n: usize,
+    /// Height (1 for 1-D signals).
+    pub h: usize,
+    /// Width (the time axis for 1-D signals).
+    pub w: usize,
+    /// Channels.
+    pub c: usize,
+}
+
+impl Shape {
+    /// Builds a shape.
+    pub const fn new(n: usize, h: usize, w: usize, c: usize) -> Self {
+        Shape { n, h, w, c }
+    }
+
+    /// Number of elements, or `None` on overflow.
+    pub fn elements(&self) -> Option<usize> {
+        self.n
+            .checked_mul(self.h)?
+            .checked_mul(self.w)?
+            .checked_mul(self.c)
+    }
+}
+
+/// Fused activation as an output clamp, in the output's quantized domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clamp {
+    /// Lowest output value.
+    pub min: i8,
+    /// Highest output value.
+    pub max: i8,
+}
+
+impl Clamp {
+    /// No activation: the full int8 range.
+    pub const NONE: Clamp = Clamp {
+        min: i8::MIN,
+        max: i8::MAX,
+    };
+}
+
+/// Per-channel (or per-tensor, with one entry) requantization parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Requant<'a> {
+    /// Q31 multipliers in `[2^30, 2^31)` (or 0).
+    pub multiplier: &'a [i32],
+    /// Exponents: positive shifts left, negative shifts right.
+    pub shift: &'a [i32],
+}
+
+/// Parameters of [`conv2d`] and [`depthwise_conv2d`].
+#[derive(Debug, Clone, Copy)]
+pub struct ConvParams {
+    /// Vertical stride (>= 1).
+    pub stride_h: usize,
+    /// Horizontal stride (>= 1).
+    pub stride_w: usize,
+    /// Vertical dilation (>= 1).
+    pub dilation_h: usize,
+    /// Horizontal dilation (>= 1).
+    pub dilation_w: usize,
+    /// Zero rows added above the input (bottom padding follows from the output shape).
+    pub pad_top: usize,
+    /// Zero columns added left of the input.
+    pub pad_left: usize,
+    /// Output channels per input channel (depthwise only; 1 for plain conv).
+    pub depth_multiplier: usize,
+    /// Input zero point.
+    pub input_zero_point: i32,
+    /// Output zero point.
+    pub output_zero_point: i32,
+    /// Fused activation.
+    pub clamp: Clamp,
+}
+
+/// Parameters of [`fully_connected`].
+#[derive(Debug, Clone, Copy)]
+pub struct FcParams {
+    /// Input zero point.
+    pub input_zero_point: i32,
+    /// Output zero point.
+    pub output_zero_point: i32,
+    /// Fused activation.
+    pub clamp: Clamp,
+}
+
+/// Parameters of [`max_pool2d`] and [`avg_pool2d`]; input and output share quantization.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolParams {
+    /// Window height.
+    pub filter_h: usize,
+    /// Window width.
+    pub filter_w: usize,
+    /// Vertical stride.
+    pub stride_h: usize,
+    /// Horizontal stride.
+    pub stride_w: usize,
+    /// Rows of padding above (padded cells are ignored, not zeros).
+    pub pad_top: usize,
+    /// Columns of padding left.
+    pub pad_left: usize,
+    /// Fused activation.
+    pub clamp: Clamp,
+}
+
+/// Parameters of [`global_avg_pool`] (TFLite MEAN over H and W).
+#[derive(Debug, Clone, Copy)]
+pub struct MeanParams {
+    /// Input zero point.
+    pub input_zero_point: i32,
+    /// Output zero point.
+    pub output_zero_point: i32,
+    /// Q31 multiplier of `input_scale / output_scale`.
+    pub multiplier: i32,
+    /// Exponent of that multiplier.
+    pub shift: i32,
+    /// Fused activation.
+    pub clamp: Clamp,
+}
+
+/// Parameters of [`add`] (TFLite int8 ADD).
+#[derive(Debug, Clone, Copy)]
+pub struct AddParams {
+    /// Zero point of the first input.
+    pub input1_zero_point: i32,
+    /// Zero point of the second input.
+    pub input2_zero_point: i32,
+    /// Output zero point.
+    pub output_zero_point: i32,
+    /// Left shift applied to both inputs before rescaling (TFLite uses 20 for int8).
+    pub left_shift: i32,
+    /// Multiplier of `input1_scale / (2 * max_input_scale)`.
+    pub input1_multiplier: i32,
+    /// Its exponent.
+    pub input1_shift: i32,
+    /// Multiplier of `input2_scale / (2 * max_input_scale)`.
+    pub input2_multiplier: i32,
+    /// Its exponent.
+    pub input2_shift: i32,
+    /// Multiplier of `2 * max_input_scale / (2^left_shift * output_scale)`.
+    pub output_multiplier: i32,
+    /// Its exponent.
+    pub output_shift: i32,
+    /// Fused activation.
+    pub clamp: Clamp,
+}
+
+/// Parameters of [`softmax`] (TFLite int8 softmax, output scale 1/256, zero point -128).
+#[derive(Debug, Clone, Copy)]
+pub struct SoftmaxParams {
+    /// Multiplier of `beta * input_scale * 2^(31 - 5)` (a "greater than one" multiplier).
+    pub input_multiplier: i32,
+    /// Its left shift.
+    pub input_left_shift: i32,
+    /// Differences from the row maximum below this give an output of -128.
+    pub diff_min: i32,
+}
+
+/// Checks that a slice has exactly the length a shape implies.
+pub(crate) fn check_len(len: usize, shape: Shape) -> Result<(), KernelError> {
+    match shape.elements() {
+        Some(n) if n == len => Ok(()),
+        _ => Err(KernelError::ShapeMismatch),
+    }
+}
+
+/// Checks that a [`Requant`] has one entry (per tensor) or exactly one per output
+/// channel, with as many shifts as multipliers.
+pub(crate) fn check_requant(rq: &Requant<'_>, channels: usize) -> Result<(), KernelError> {
+    let n = rq.multiplier.len();
+    if n == rq.shift.len() && (n == 1 || n == channels) {
+        Ok(())
+    } else {
+        Err(KernelError::ShapeMismatch)
+    }
+}
+
+/// Checks that an optional bias has one entry per output channel.
+pub(crate) fn check_bias(bias: Option<&[i32]>, channels: usize) -> Result<(), KernelError> {
+    match bias {
+        Some(b) if b.len() != channels => Err(KernelError::ShapeMismatch),
+        _ => Ok(()),
+    }
+}
+
+/// `acc + sum((x - zp) * w)` in wrapping i32 arithmetic (exact modulo 2^32, so any
+/// summation order gives the same bits as the C reference).
+#[inline(always)]
+pub(crate) fn dot(mut acc: i32, x: &[i8], w: &[i8], zp: i32) -> i32 {
+    for (&a, &b) in x.iter().zip(w) {
+        acc = acc.wrapping_add(i32::from(a).wrapping_sub(zp).wrapping_mul(i32::from(b)));
+    }
+    acc
+}
+
+/// One validated spatial axis of a sliding-window kernel (conv, depthwise, pool).
+///
+/// Accepted geometry (everything TFLite's SAME/VALID and ONNX explicit padding
+/// produce): kernel, stride and dilation `>= 1`, `pad < effective kernel`
+/// (`(k - 1) * dilation + 1`), the last window starts inside the input
+/// (`(out - 1) * stride < in + pad`), and one more output would not fit without
+/// bottom padding (`out * stride + eff > in + pad`). Zero
+/// kernel/stride/dilation or too much padding is [`KernelError::UnsupportedParams`];
+/// an output size outside those bounds is [`KernelError::ShapeMismatch`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Axis {
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad: usize,
+}
+
+impl Axis {
+    pub(crate) fn new(
+        input: usize,
+        output: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+        pad: usize,
+    ) -> Result<Self, KernelError> {
+        if kernel == 0 || stride == 0 || dilation == 0 {
+            return Err(KernelError::UnsupportedParams);
+        }
+        let eff = (kernel - 1)
+            .checked_mul(dilation)
+            .and_then(|v| v.checked_add(1))
+            .ok_or(KernelError::UnsupportedParams)?;
+        if pad >= eff {
+            return Err(KernelError::UnsupportedParams);
+        }
+        let span = input.checked_add(pad).ok_or(KernelError::ShapeMismatch)?;
+        if output > 0 {
+            let last_start = (output - 1)
+                .checked_mul(stride)
+                .ok_or(KernelError::ShapeMismatch)?;
+            if last_start >= span {
+                return Err(KernelError::ShapeMismatch);
+            }
+        }
+        // `out * stride + eff > in + pad`; an overflowing left side is "greater".
+        let next_end = output.checked_mul(stride).and_then(|v| v.checked_add(eff));
+        if matches!(next_end, Some(e) if e <= span) {
+            return Err(KernelError::ShapeMismatch);
+        }
+        Ok(Axis {
+            input,
+            kernel,
+            stride,
+            dilation,
+            pad,
+        })
+    }
+
+    /// For output index `o` (< the validated output size): the kernel taps
+    /// `k0..k1` that land inside the input and the input index of tap `k0`.
+    /// Returns `(0, 0, 0)` when no tap lands inside (only possible with dilation).
+    #[inline]
+    pub(crate) fn window(&self, o: usize) -> (usize, usize, usize) {
+        // Validation guarantees origin < input + pad, so nothing below overflows.
+        let origin = o * self.stride;
+        let d = self.dilation;
+        let k0 = if origin >= self.pad {
+            0
+        } else {
+            (self.pad - origin).div_ceil(d)
+        };
+        let k1 = self
+            .kernel
+            .min((self.input + self.pad - origin).div_ceil(d));
+        if k0 >= k1 {
+            return (0, 0, 0);
+        }
+        (k0, k1, origin + k0 * d - self.pad)
+    }
+}

@@ -1,0 +1,391 @@
+//! Fixed-point primitives (gemmlowp / TFLite / CMSIS-NN) and, with the `std`
+//! feature, the host-side derivation of kernel parameters from real scales.
+//!
+//! Every function here is total: out-of-range arguments are clamped or wrap the
+//! way the C reference does on two's-complement hardware, never panic.
+
+#[cfg(feature = "std")]
+use crate::{AddParams, Clamp, MeanParams, SoftmaxParams};
+
+/// gemmlowp `SaturatingRoundingDoublingHighMul` (ARM `VQRDMULH`):
+/// `round(a * b / 2^31)` with ties away from zero, saturating the single
+/// overflowing case `i32::MIN * i32::MIN` to `i32::MAX`.
+#[inline]
+pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
+    if a == i32::MIN && b == i32::MIN {
+        return i32::MAX;
+    }
+    let ab = (a as i64) * (b as i64);
+    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+    // `/` truncates toward zero like C; the quotient always fits in i32 here.
+    ((ab + nudge) / (1i64 << 31)) as i32
+}
+
+/// gemmlowp `RoundingDivideByPOT`: `x / 2^exponent` rounded to nearest, ties
+/// away from zero. `exponent` is meant to be in `0..=31`; values outside are
+/// clamped into that range.
+#[inline]
+pub fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
+    let e = exponent.clamp(0, 31) as u32;
+    let mask = ((1i64 << e) - 1) as i32;
+    let remainder = x & mask;
+    let threshold = (mask >> 1) + i32::from(x < 0);
+    (x >> e) + i32::from(remainder > threshold)
+}
+
+/// TFLite `MultiplyByQuantizedMultiplier` (double rounding), identical to
+/// CMSIS-NN `arm_nn_requantize`: `x * multiplier * 2^shift / 2^31`.
+///
+/// `shift > 0` shifts `x` left first (wrapping, as the C code does on
+/// overflow), `shift < 0` is a rounding right shift after the high multiply.
+/// Shifts beyond 31 in either direction are clamped to 31.
+#[inline]
+pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
+    let left = shift.clamp(0, 31) as u32;
+    let right = if shift < 0 { shift.saturating_neg() } else { 0 };
+    rounding_divide_by_pot(
+        saturating_rounding_doubling_high_mul(x.wrapping_shl(left), multiplier),
+        right,
+    )
+}
+
+/// gemmlowp `SaturatingRoundingMultiplyByPOT` for a positive exponent: a
+/// saturating left shift.
+#[inline]
+pub(crate) fn saturating_shl(x: i32, exponent: u32) -> i32 {
+    let threshold = (1i32 << (31 - exponent)) - 1;
+    if x > threshold {
+        i32::MAX
+    } else if x < -threshold {
+        i32::MIN
+    } else {
+        x << exponent
+    }
+}
+
+/// gemmlowp `exp_on_interval_between_negative_one_quarter_and_0_excl`, Q0.31 in
+/// and out.
+fn exp_on_interval_between_negative_one_quarter_and_0_excl(a: i32) -> i32 {
+    const CONSTANT_TERM: i32 = 1_895_147_668; // exp(-1/8)
+    const ONE_THIRD: i32 = 715_827_883;
+    let mul = saturating_rounding_doubling_high_mul;
+    let x = a.wrapping_add(1 << 28);
+    let x2 = mul(x, x);
+    let x3 = mul(x2, x);
+    let x4 = mul(x2, x2);
+    let x4_over_4 = rounding_divide_by_pot(x4, 2);
+    let poly = rounding_divide_by_pot(
+        mul(x4_over_4.wrapping_add(x3), ONE_THIRD).wrapping_add(x2),
+        1,
+    );
+    CONSTANT_TERM.wrapping_add(mul(CONSTANT_TERM, x.wrapping_add(poly)))
+}
+
+/// gemmlowp `exp_on_negative_values` for a Q5.26 input (`a <= 0`), Q0.31 output.
+pub(crate) fn exp_on_negative_values_q5(a: i32) -> i32 {
+    const FRACTIONAL_BITS: u32 = 26;
+    const ONE_QUARTER: i32 = 1 << (FRACTIONAL_BITS - 2);
+    const MASK: i32 = ONE_QUARTER - 1;
+    // (exponent of the power of two, Q0.31 of exp(-2^exponent)); the input has
+    // 5 integer bits, so all seven barrel-shifter stages apply.
+    const BARREL: [(u32, i32); 7] = [
+        (FRACTIONAL_BITS - 2, 1_672_461_947),
+        (FRACTIONAL_BITS - 1, 1_302_514_674),
+        (FRACTIONAL_BITS, 790_015_084),
+        (FRACTIONAL_BITS + 1, 290_630_308),
+        (FRACTIONAL_BITS + 2, 39_332_535),
+        (FRACTIONAL_BITS + 3, 720_401),
+        (FRACTIONAL_BITS + 4, 242),
+    ];
+    if a == 0 {
+        return i32::MAX;
+    }
+    let a_mod_quarter_minus_one_quarter = (a & MASK).wrapping_sub(ONE_QUARTER);
+    // Rescale Q5.26 -> Q0.31: a saturating multiply by 2^5.
+    let mut result = exp_on_interval_between_negative_one_quarter_and_0_excl(saturating_shl(
+        a_mod_quarter_minus_one_quarter,
+        5,
+    ));
+    let remainder = a_mod_quarter_minus_one_quarter.wrapping_sub(a);
+    for &(bit, multiplier) in BARREL.iter() {
+        if remainder & (1i32 << bit) != 0 {
+            result = saturating_rounding_doubling_high_mul(result, multiplier);
+        }
+    }
+    result
+}
+
+/// gemmlowp `one_over_one_plus_x_for_x_in_0_1`, Q0.31 in and out.
+pub(crate) fn one_over_one_plus_x_for_x_in_0_1(a: i32) -> i32 {
+    const C48_OVER_17: i32 = 1_515_870_810; // Q2.29
+    const CNEG32_OVER_17: i32 = -1_010_580_540; // Q2.29
+    const F2_ONE: i32 = 1 << 29;
+    let mul = saturating_rounding_doubling_high_mul;
+    // RoundingHalfSum(a, One) with One = i32::MAX in Q0.31.
+    let sum = a as i64 + i32::MAX as i64;
+    let sign = if sum >= 0 { 1 } else { -1 };
+    let half_denominator = ((sum + sign) / 2) as i32;
+    let mut x = C48_OVER_17.wrapping_add(mul(half_denominator, CNEG32_OVER_17));
+    for _ in 0..3 {
+        let half_denominator_times_x = mul(half_denominator, x);
+        let one_minus = F2_ONE.wrapping_sub(half_denominator_times_x);
+        // Q2 * Q2 = Q4, rescaled to Q2 with a saturating multiply by 4.
+        x = x.wrapping_add(saturating_shl(mul(x, one_minus), 2));
+    }
+    // x is 1/(1+a) / 2 in Q2.29 == 1/(1+a) in Q1.30; rescale to Q0.31.
+    saturating_shl(x, 1)
+}
+
+/// TFLite `GetReciprocal`: for `x` in Q(`integer_digits`).(31 - integer_digits),
+/// returns `(reciprocal_q0_31, num_bits_over_unit)` such that
+/// `1/x = reciprocal * 2^-num_bits_over_unit`.
+pub(crate) fn get_reciprocal(x: i32, integer_digits: i32) -> (i32, i32) {
+    let headroom_plus_one = (x as u32).leading_zeros();
+    let num_bits_over_unit = integer_digits - headroom_plus_one as i32;
+    let shifted_sum_minus_one = (x as u32)
+        .checked_shl(headroom_plus_one)
+        .unwrap_or(0)
+        .wrapping_sub(1u32 << 31) as i32;
+    (
+        one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one),
+        num_bits_over_unit,
+    )
+}
+
+/// Requantizes an accumulator and clamps it the way the TFLite reference
+/// kernels do (`max` with the lower bound first, then `min` with the upper).
+#[inline(always)]
+pub(crate) fn requantize(
+    acc: i32,
+    multiplier: i32,
+    shift: i32,
+    out_zp: i32,
+    lo: i32,
+    hi: i32,
+) -> i8 {
+    let v = multiply_by_quantized_multiplier(acc, multiplier, shift).wrapping_add(out_zp);
+    clamp_to_i8(v, lo, hi)
+}
+
+/// `min(max(v, lo), hi)` narrowed to i8; `lo`/`hi` come from a [`crate::Clamp`]
+/// so the result is always in i8 range, even if `lo > hi`.
+#[inline(always)]
+pub(crate) fn clamp_to_i8(v: i32, lo: i32, hi: i32) -> i8 {
+    v.max(lo).min(hi) as i8
+}
+
+/// Fused activation of a quantized output (TFLite `CalculateActivationRangeQuantized`).
+#[cfg(feature = "std")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// No activation: `[-128, 127]`.
+    None,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+}
+
+/// Splits a finite nonzero `x` into `(q, e)` with `x = q * 2^e`, `0.5 <= |q| < 1`
+/// (C `frexp`).
+#[cfg(feature = "std")]
+fn frexp(x: f64) -> (f64, i32) {
+    if x == 0.0 || !x.is_finite() {
+        return (x, 0);
+    }
+    let mut bits = x.to_bits();
+    let mut exp = ((bits >> 52) & 0x7ff) as i32;
+    let mut bias_fix = 0;
+    if exp == 0 {
+        // Subnormal: scale up by 2^64 first.
+        bits = (x * f64::from_bits(0x43f0_0000_0000_0000)).to_bits();
+        exp = ((bits >> 52) & 0x7ff) as i32;
+        bias_fix = -64;
+    }
+    let q = f64::from_bits((bits & !(0x7ffu64 << 52)) | (1022u64 << 52));
+    (q, exp - 1022 + bias_fix)
+}
+
+/// TFLite `QuantizeMultiplier`: `real ~= multiplier * 2^(shift - 31)` with the
+/// multiplier in `[2^30, 2^31)`. Returns `(multiplier, shift)`; `(0, 0)` for 0,
+/// for multipliers below about `2^-32` (shift < -31) and for non-finite input.
+/// Shifts above 31 (multipliers of `2^31` and more) are capped at 31: such a
+/// multiplier is useless for int8 kernels anyway.
+#[cfg(feature = "std")]
+pub fn quantize_multiplier(real: f64) -> (i32, i32) {
+    if real == 0.0 || !real.is_finite() {
+        return (0, 0);
+    }
+    let (q, mut shift) = frexp(real);
+    let mut q_fixed = (q * (1u64 << 31) as f64).round() as i64;
+    if q_fixed.abs() == 1i64 << 31 {
+        q_fixed /= 2;
+        shift += 1;
+    }
+    if shift < -31 {
+        return (0, 0);
+    }
+    if shift > 31 {
+        return (if q_fixed < 0 { i32::MIN } else { i32::MAX }, 31);
+    }
+    (q_fixed as i32, shift)
+}
+
+/// TFLite `CalculateActivationRangeQuantized` for an int8 output.
+#[cfg(feature = "std")]
+pub fn activation_clamp(act: Activation, scale: f32, zero_point: i32) -> Clamp {
+    let quantize = |f: f32| -> i32 { zero_point.saturating_add((f / scale).round() as i32) };
+    let (lo, hi) = match act {
+        Activation::None => (-128, 127),
+        Activation::Relu => (quantize(0.0).max(-128), 127),
+        Activation::Relu6 => (quantize(0.0).max(-128), quantize(6.0).min(127)),
+    };
+    Clamp {
+        min: lo.clamp(-128, 127) as i8,
+        max: hi.clamp(-128, 127) as i8,
+    }
+}
+
+/// TFLite int8 ADD preparation (`left_shift = 20`, both inputs rescaled to
+/// `2 * max(in1_scale, in2_scale)`).
+#[cfg(feature = "std")]
+#[allow(clippy::too_many_arguments)]
+pub fn add_params(
+    in1_scale: f32,
+    in1_zp: i32,
+    in2_scale: f32,
+    in2_zp: i32,
+    out_scale: f32,
+    out_zp: i32,
+    clamp: Clamp,
+) -> AddParams {
+    const LEFT_SHIFT: i32 = 20;
+    let twice_max_input_scale = 2.0 * f64::from(in1_scale.max(in2_scale));
+    let real_in1 = f64::from(in1_scale) / twice_max_input_scale;
+    let real_in2 = f64::from(in2_scale) / twice_max_input_scale;
+    let real_out = twice_max_input_scale / (f64::from((1i32 << LEFT_SHIFT) as f32 * out_scale));
+    let (input1_multiplier, input1_shift) = quantize_multiplier(real_in1);
+    let (input2_multiplier, input2_shift) = quantize_multiplier(real_in2);
+    let (output_multiplier, output_shift) = quantize_multiplier(real_out);
+    AddParams {
+        input1_zero_point: in1_zp,
+        input2_zero_point: in2_zp,
+        output_zero_point: out_zp,
+        left_shift: LEFT_SHIFT,
+        input1_multiplier,
+        input1_shift,
+        input2_multiplier,
+        input2_shift,
+        output_multiplier,
+        output_shift,
+        clamp,
+    }
+}
+
+/// TFLite softmax preparation: `PreprocessSoftmaxScaling(beta, input_scale, 5)`
+/// (double-rounding variant, real multiplier capped at `2^31 - 1`) and
+/// `diff_min = -CalculateInputRadius(5, left_shift)`.
+///
+/// TFLite requires `beta * input_scale * 2^26 > 1`; below that (an input scale
+/// under about `1.5e-8`) this returns the nearest usable parameters (left
+/// shift 0, multiplier shifted right) instead of failing.
+#[cfg(feature = "std")]
+pub fn softmax_params(input_scale: f32, beta: f32) -> SoftmaxParams {
+    const INPUT_INTEGER_BITS: i32 = 5;
+    let max_real_multiplier = (1i64 << 31) as f64 - 1.0;
+    let real =
+        (f64::from(beta) * f64::from(input_scale) * (1i64 << (31 - INPUT_INTEGER_BITS)) as f64)
+            .min(max_real_multiplier);
+    let (mut multiplier, mut left_shift) = quantize_multiplier(real);
+    if left_shift < 0 {
+        multiplier = rounding_divide_by_pot(multiplier, -left_shift);
+        left_shift = 0;
+    }
+    // CalculateInputRadius(5, left_shift, 31).
+    let max_input_rescaled = ((1i64 << INPUT_INTEGER_BITS) - 1) as f64
+        * (1i64 << (31 - INPUT_INTEGER_BITS)) as f64
+        / (1i64 << left_shift) as f64;
+    let radius = max_input_rescaled.floor() as i32;
+    SoftmaxParams {
+        input_multiplier: multiplier,
+        input_left_shift: left_shift,
+        diff_min: -radius,
+    }
+}
+
+/// Parameters of the TFLite int8 MEAN over H and W: the multiplier of
+/// `in_scale / out_scale` (TFLite `QuantizeMultiplier`).
+#[cfg(feature = "std")]
+pub fn mean_params(
+    in_scale: f32,
+    in_zp: i32,
+    out_scale: f32,
+    out_zp: i32,
+    clamp: Clamp,
+) -> MeanParams {
+    let (multiplier, shift) = quantize_multiplier(f64::from(in_scale) / f64::from(out_scale));
+    MeanParams {
+        input_zero_point: in_zp,
+        output_zero_point: out_zp,
+        multiplier,
+        shift,
+        clamp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srdhm_basics() {
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN),
+            i32::MAX
+        );
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(1 << 30, 1 << 30),
+            1 << 29
+        );
+        // 3 * 2^30 / 2^31 = 1.5 -> 2, but -1.5 -> -1: gemmlowp rounds ties upward.
+        assert_eq!(saturating_rounding_doubling_high_mul(3, 1 << 30), 2);
+        assert_eq!(saturating_rounding_doubling_high_mul(-3, 1 << 30), -1);
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(i32::MIN, i32::MAX),
+            -i32::MAX
+        );
+    }
+
+    #[test]
+    fn exp_and_reciprocal_accuracy() {
+        // exp over (-32, 0] in Q5.26.
+        let mut a = 0i32;
+        while a > -(31 << 26) {
+            let got = exp_on_negative_values_q5(a) as f64 / 2f64.powi(31);
+            let want = (a as f64 / 2f64.powi(26)).exp();
+            // A 4th-order Taylor polynomial on [-1/4, 0): error about 1e-7.
+            assert!((got - want).abs() < 3e-7, "a={a} got={got} want={want}");
+            a -= 12_345_677;
+        }
+        assert_eq!(exp_on_negative_values_q5(0), i32::MAX);
+        // 1/(1+x) for x in [0, 1).
+        let mut x = 0i32;
+        while x < i32::MAX - 10_000_000 {
+            let got = one_over_one_plus_x_for_x_in_0_1(x) as f64 / 2f64.powi(31);
+            let want = 1.0 / (1.0 + x as f64 / 2f64.powi(31));
+            assert!((got - want).abs() < 1e-8, "x={x} got={got} want={want}");
+            x += 7_654_321;
+        }
+    }
+
+    #[test]
+    fn get_reciprocal_scale() {
+        // sum = 3.0 in Q12.19.
+        let (r, n) = get_reciprocal(3 << 19, 12);
+        let got = r as f64 / 2f64.powi(31) / 2f64.powi(n);
+        assert!((got - 1.0 / 3.0).abs() < 1e-8, "{got} {n}");
+        // sum = 0 must not panic.
+        let _ = get_reciprocal(0, 12);
+        let _ = get_reciprocal(-5, 12);
+    }
+}

@@ -1,0 +1,542 @@
+//! Op records: the op code, its tensors, and its parameters decoded for the kernels.
+
+use super::bytes::{i32_slice, Reader};
+use super::tensor::{DType, Quant, Storage, Tensor};
+use super::{Model, NO_TENSOR};
+use crate::Error;
+use edgekd_kernels::{
+    AddParams, Clamp, ConvParams, FcParams, MeanParams, PoolParams, Requant, SoftmaxParams,
+};
+
+/// Bytes of the fixed part of an op record.
+pub const OP_HEADER_LEN: usize = 8;
+
+/// The operations the runtime implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpCode {
+    /// Fully connected (dense) layer.
+    FullyConnected,
+    /// 2-D convolution, NHWC (1-D signals have H = 1).
+    Conv2d,
+    /// Depthwise 2-D convolution.
+    DepthwiseConv2d,
+    /// Max pooling.
+    MaxPool2d,
+    /// Average pooling.
+    AvgPool2d,
+    /// Mean over H and W (TFLite MEAN).
+    GlobalAvgPool,
+    /// Element-wise addition with requantization of both inputs.
+    Add,
+    /// Reshape / flatten: same bytes, new shape.
+    Reshape,
+    /// Softmax with int8 output (scale 1/256, zero point -128).
+    Softmax,
+}
+
+impl OpCode {
+    /// Code stored in the file.
+    pub const fn code(self) -> u8 {
+        match self {
+            OpCode::FullyConnected => 1,
+            OpCode::Conv2d => 2,
+            OpCode::DepthwiseConv2d => 3,
+            OpCode::MaxPool2d => 4,
+            OpCode::AvgPool2d => 5,
+            OpCode::GlobalAvgPool => 6,
+            OpCode::Add => 7,
+            OpCode::Reshape => 8,
+            OpCode::Softmax => 9,
+        }
+    }
+
+    /// The op code for a stored code.
+    pub fn from_code(code: u8) -> Result<Self, Error> {
+        Ok(match code {
+            1 => OpCode::FullyConnected,
+            2 => OpCode::Conv2d,
+            3 => OpCode::DepthwiseConv2d,
+            4 => OpCode::MaxPool2d,
+            5 => OpCode::AvgPool2d,
+            6 => OpCode::GlobalAvgPool,
+            7 => OpCode::Add,
+            8 => OpCode::Reshape,
+            9 => OpCode::Softmax,
+            c => return Err(Error::UnsupportedOp(c)),
+        })
+    }
+
+    /// Human-readable name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            OpCode::FullyConnected => "FullyConnected",
+            OpCode::Conv2d => "Conv2D",
+            OpCode::DepthwiseConv2d => "DepthwiseConv2D",
+            OpCode::MaxPool2d => "MaxPool2D",
+            OpCode::AvgPool2d => "AvgPool2D",
+            OpCode::GlobalAvgPool => "GlobalAvgPool",
+            OpCode::Add => "Add",
+            OpCode::Reshape => "Reshape",
+            OpCode::Softmax => "Softmax",
+        }
+    }
+
+    /// `(inputs, outputs)` every op of this kind has (optional inputs count).
+    pub const fn arity(self) -> (usize, usize) {
+        match self {
+            OpCode::FullyConnected | OpCode::Conv2d | OpCode::DepthwiseConv2d => (3, 1),
+            OpCode::Add => (2, 1),
+            _ => (1, 1),
+        }
+    }
+
+    /// Bytes of parameters this runtime reads (a newer minor version may append more).
+    pub const fn params_len(self) -> usize {
+        match self {
+            OpCode::FullyConnected => 12,
+            OpCode::Conv2d => 16,
+            OpCode::DepthwiseConv2d => 20,
+            OpCode::MaxPool2d | OpCode::AvgPool2d => 8,
+            OpCode::GlobalAvgPool => 12,
+            OpCode::Add => 28,
+            OpCode::Reshape => 0,
+            OpCode::Softmax => 12,
+        }
+    }
+}
+
+/// One op record.
+#[derive(Debug, Clone, Copy)]
+pub struct Op<'a> {
+    /// What the op does.
+    pub code: OpCode,
+    indices: &'a [u8],
+    n_inputs: usize,
+    params: &'a [u8],
+}
+
+/// Kernel parameters of an op, decoded and checked against its tensors.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum OpParams<'a> {
+    /// Fully connected.
+    FullyConnected(FcParams, Requant<'a>),
+    /// Convolution.
+    Conv2d(ConvParams, Requant<'a>),
+    /// Depthwise convolution.
+    DepthwiseConv2d(ConvParams, Requant<'a>),
+    /// Max pooling.
+    MaxPool2d(PoolParams),
+    /// Average pooling.
+    AvgPool2d(PoolParams),
+    /// Global average pooling.
+    GlobalAvgPool(MeanParams),
+    /// Addition.
+    Add(AddParams),
+    /// Reshape.
+    Reshape,
+    /// Softmax.
+    Softmax(SoftmaxParams),
+}
+
+impl<'a> Op<'a> {
+    /// Tensor index of input `i`, or `None` for an absent optional input.
+    pub fn input(&self, i: usize) -> Option<usize> {
+        if i >= self.n_inputs {
+            return None;
+        }
+        match Reader::new(self.indices).u16(2 * i) {
+            Ok(NO_TENSOR) | Err(_) => None,
+            Ok(t) => Some(t as usize),
+        }
+    }
+
+    /// Number of input slots (including absent optional ones).
+    pub fn input_count(&self) -> usize {
+        self.n_inputs
+    }
+
+    /// Tensor index of the (single) output.
+    pub fn output(&self) -> usize {
+        Reader::new(self.indices)
+            .u16(2 * self.n_inputs)
+            .map(usize::from)
+            .unwrap_or(NO_TENSOR as usize)
+    }
+
+    fn tensor(&self, model: &Model<'a>, slot: usize) -> Result<Tensor<'a>, Error> {
+        let index = self.input(slot).ok_or(Error::InvalidValue)?;
+        model.tensor(index)
+    }
+
+    fn output_tensor(&self, model: &Model<'a>) -> Result<Tensor<'a>, Error> {
+        model.tensor(self.output())
+    }
+
+    fn clamp(&self, at: usize) -> Result<Clamp, Error> {
+        let r = Reader::new(self.params);
+        let clamp = Clamp {
+            min: r.i8(at)?,
+            max: r.i8(at + 1)?,
+        };
+        if clamp.min > clamp.max {
+            return Err(Error::InvalidValue);
+        }
+        Ok(clamp)
+    }
+
+    fn requant(&self, model: &Model<'a>, at: usize, channels: usize) -> Result<Requant<'a>, Error> {
+        let r = Reader::new(self.params);
+        let offset = r.u32(at)? as usize;
+        let count = r.u32(at + 4)? as usize;
+        if count != 1 && count != channels {
+            return Err(Error::ShapeMismatch);
+        }
+        let multiplier = i32_slice(model.data(), offset, count)?;
+        let shift_offset = offset.checked_add(count * 4).ok_or(Error::OutOfBounds)?;
+        let shift = i32_slice(model.data(), shift_offset, count)?;
+        if multiplier.iter().any(|m| *m < 0) || shift.iter().any(|s| !(-31..=30).contains(s)) {
+            return Err(Error::InvalidValue);
+        }
+        Ok(Requant { multiplier, shift })
+    }
+
+    /// Decodes the op's kernel parameters, reading zero points from its tensors.
+    pub fn params(&self, model: &Model<'a>) -> Result<OpParams<'a>, Error> {
+        let r = Reader::new(self.params);
+        let input = self.tensor(model, 0)?;
+        let output = self.output_tensor(model)?;
+        let in_zp = || input.scale_zero_point().map(|q| q.1);
+        let out_zp = || output.scale_zero_point().map(|q| q.1);
+        Ok(match self.code {
+            OpCode::FullyConnected => {
+                let weights = self.tensor(model, 1)?;
+                let out_features = *weights.dims().first().ok_or(Error::ShapeMismatch)?;
+                let p = FcParams {
+                    input_zero_point: in_zp()?,
+                    output_zero_point: out_zp()?,
+                    clamp: self.clamp(0)?,
+                };
+                OpParams::FullyConnected(p, self.requant(model, 4, out_features)?)
+            }
+            OpCode::Conv2d | OpCode::DepthwiseConv2d => {
+                let depthwise = self.code == OpCode::DepthwiseConv2d;
+                let out_channels = output.shape().c;
+                let p = ConvParams {
+                    stride_h: r.u8(0)? as usize,
+                    stride_w: r.u8(1)? as usize,
+                    dilation_h: r.u8(2)? as usize,
+                    dilation_w: r.u8(3)? as usize,
+                    pad_top: r.u8(4)? as usize,
+                    pad_left: r.u8(5)? as usize,
+                    depth_multiplier: if depthwise { r.u8(16)? as usize } else { 1 },
+                    input_zero_point: in_zp()?,
+                    output_zero_point: out_zp()?,
+                    clamp: self.clamp(6)?,
+                };
+                let rq = self.requant(model, 8, out_channels)?;
+                if depthwise {
+                    OpParams::DepthwiseConv2d(p, rq)
+                } else {
+                    OpParams::Conv2d(p, rq)
+                }
+            }
+            OpCode::MaxPool2d | OpCode::AvgPool2d => {
+                let p = PoolParams {
+                    filter_h: r.u8(0)? as usize,
+                    filter_w: r.u8(1)? as usize,
+                    stride_h: r.u8(2)? as usize,
+                    stride_w: r.u8(3)? as usize,
+                    pad_top: r.u8(4)? as usize,
+                    pad_left: r.u8(5)? as usize,
+                    clamp: self.clamp(6)?,
+                };
+                if input.quant != output.quant {
+                    return Err(Error::InvalidValue);
+                }
+                if self.code == OpCode::MaxPool2d {
+                    OpParams::MaxPool2d(p)
+                } else {
+                    OpParams::AvgPool2d(p)
+                }
+            }
+            OpCode::GlobalAvgPool => OpParams::GlobalAvgPool(MeanParams {
+                input_zero_point: in_zp()?,
+                output_zero_point: out_zp()?,
+                multiplier: r.i32(4)?,
+                shift: r.i32(8)?,
+                clamp: self.clamp(0)?,
+            }),
+            OpCode::Add => {
+                let other = self.tensor(model, 1)?;
+                OpParams::Add(AddParams {
+                    input1_zero_point: in_zp()?,
+                    input2_zero_point: other.scale_zero_point()?.1,
+                    output_zero_point: out_zp()?,
+                    left_shift: r.u8(2)? as i32,
+                    input1_multiplier: r.i32(4)?,
+                    input1_shift: r.i32(8)?,
+                    input2_multiplier: r.i32(12)?,
+                    input2_shift: r.i32(16)?,
+                    output_multiplier: r.i32(20)?,
+                    output_shift: r.i32(24)?,
+                    clamp: self.clamp(0)?,
+                })
+            }
+            OpCode::Reshape => {
+                if input.quant != output.quant {
+                    return Err(Error::InvalidValue);
+                }
+                OpParams::Reshape
+            }
+            OpCode::Softmax => {
+                let (scale, zp) = output.scale_zero_point()?;
+                if scale != 1.0 / 256.0 || zp != -128 {
+                    return Err(Error::InvalidValue);
+                }
+                OpParams::Softmax(SoftmaxParams {
+                    input_multiplier: r.i32(0)?,
+                    input_left_shift: r.i32(4)?,
+                    diff_min: r.i32(8)?,
+                })
+            }
+        })
+    }
+
+    /// Checks the op against its tensors: dtypes, storage, shapes, parameters and arena
+    /// ranges (an op's output never overlaps its inputs, except a reshape in place).
+    pub(super) fn validate(&self, model: &Model<'a>) -> Result<(), Error> {
+        let output = self.output_tensor(model)?;
+        expect(&output, DType::I8, Storage::Arena)?;
+        let input = self.tensor(model, 0)?;
+        expect(&input, DType::I8, Storage::Arena)?;
+        if !matches!(input.quant, Quant::PerTensor { .. })
+            || !matches!(output.quant, Quant::PerTensor { .. })
+        {
+            return Err(Error::InvalidValue);
+        }
+        for slot in 0..self.n_inputs {
+            let Some(index) = self.input(slot) else {
+                continue;
+            };
+            let t = model.tensor(index)?;
+            if t.storage == Storage::Arena && overlaps(&t, &output) {
+                let in_place = self.code == OpCode::Reshape && t.range() == output.range();
+                if !in_place {
+                    return Err(Error::OutOfBounds);
+                }
+            }
+        }
+        let params = self.params(model)?;
+        let (ins, outs) = (input.shape(), output.shape());
+        match params {
+            OpParams::FullyConnected(..) => {
+                let weights = self.tensor(model, 1)?;
+                expect(&weights, DType::I8, Storage::Constant)?;
+                check_weight_quant(&weights, 0)?;
+                let [out_f, in_f] = match weights.dims() {
+                    [o, i] => [*o, *i],
+                    _ => return Err(Error::ShapeMismatch),
+                };
+                if input.elements() % in_f != 0
+                    || output.elements() != input.elements() / in_f * out_f
+                {
+                    return Err(Error::ShapeMismatch);
+                }
+                self.check_bias(model, out_f)?;
+            }
+            OpParams::Conv2d(p, _) | OpParams::DepthwiseConv2d(p, _) => {
+                let weights = self.tensor(model, 1)?;
+                expect(&weights, DType::I8, Storage::Constant)?;
+                let w = weights.shape();
+                if weights.dims().len() != 4 || ins.n != outs.n {
+                    return Err(Error::ShapeMismatch);
+                }
+                if self.code == OpCode::Conv2d {
+                    check_weight_quant(&weights, 0)?;
+                    if w.n != outs.c || w.c != ins.c {
+                        return Err(Error::ShapeMismatch);
+                    }
+                } else {
+                    check_weight_quant(&weights, 3)?;
+                    if w.n != 1
+                        || w.c != outs.c
+                        || ins.c.checked_mul(p.depth_multiplier) != Some(outs.c)
+                    {
+                        return Err(Error::ShapeMismatch);
+                    }
+                }
+                check_window(ins.h, outs.h, w.h, p.stride_h, p.dilation_h, p.pad_top)?;
+                check_window(ins.w, outs.w, w.w, p.stride_w, p.dilation_w, p.pad_left)?;
+                self.check_bias(model, outs.c)?;
+            }
+            OpParams::MaxPool2d(p) | OpParams::AvgPool2d(p) => {
+                if ins.n != outs.n || ins.c != outs.c {
+                    return Err(Error::ShapeMismatch);
+                }
+                check_window(ins.h, outs.h, p.filter_h, p.stride_h, 1, p.pad_top)?;
+                check_window(ins.w, outs.w, p.filter_w, p.stride_w, 1, p.pad_left)?;
+            }
+            OpParams::GlobalAvgPool(_) => {
+                if output.elements() != ins.n * ins.c || outs.c != ins.c {
+                    return Err(Error::ShapeMismatch);
+                }
+            }
+            OpParams::Add(_) => {
+                let other = self.tensor(model, 1)?;
+                expect(&other, DType::I8, Storage::Arena)?;
+                if other.elements() != input.elements() || output.elements() != input.elements() {
+                    return Err(Error::ShapeMismatch);
+                }
+            }
+            OpParams::Reshape | OpParams::Softmax(_) => {
+                if output.elements() != input.elements() {
+                    return Err(Error::ShapeMismatch);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_bias(&self, model: &Model<'a>, channels: usize) -> Result<(), Error> {
+        if let Some(index) = self.input(2) {
+            let bias = model.tensor(index)?;
+            expect(&bias, DType::I32, Storage::Constant)?;
+            if bias.elements() != channels {
+                return Err(Error::ShapeMismatch);
+            }
+        }
+        Ok(())
+    }
+
+    /// Multiply-accumulates of one run of this op (0 for ops without MACs).
+    pub fn macs(&self, model: &Model<'a>) -> Result<u64, Error> {
+        let out = self.output_tensor(model)?;
+        let per_output = match self.code {
+            OpCode::FullyConnected => *self.tensor(model, 1)?.dims().get(1).unwrap_or(&0),
+            OpCode::Conv2d => {
+                let w = self.tensor(model, 1)?.shape();
+                w.h * w.w * w.c
+            }
+            OpCode::DepthwiseConv2d => {
+                let w = self.tensor(model, 1)?.shape();
+                w.h * w.w
+            }
+            _ => 0,
+        };
+        Ok(out.elements() as u64 * per_output as u64)
+    }
+}
+
+fn expect(t: &Tensor<'_>, dtype: DType, storage: Storage) -> Result<(), Error> {
+    if t.dtype != dtype || t.storage != storage {
+        return Err(Error::WrongDType);
+    }
+    Ok(())
+}
+
+fn overlaps(a: &Tensor<'_>, b: &Tensor<'_>) -> bool {
+    let (a, b) = (a.range(), b.range());
+    a.start < b.end && b.start < a.end
+}
+
+/// Weights are symmetric: per-channel along `axis`, or per-tensor with zero point 0.
+fn check_weight_quant(w: &Tensor<'_>, axis: usize) -> Result<(), Error> {
+    match w.quant {
+        Quant::PerChannel { axis: a, .. } if a == axis => Ok(()),
+        Quant::PerTensor { zero_point: 0, .. } => Ok(()),
+        _ => Err(Error::InvalidValue),
+    }
+}
+
+/// Checks that an output extent fits an input extent, a window and a stride: every
+/// window starts inside the padded input and the top/left padding is smaller than the
+/// window, so bottom/right padding is what the output shape implies.
+fn check_window(
+    input: usize,
+    output: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad: usize,
+) -> Result<(), Error> {
+    if kernel == 0 || stride == 0 || dilation == 0 {
+        return Err(Error::UnsupportedParams);
+    }
+    let effective = (kernel - 1) * dilation + 1;
+    if pad >= effective {
+        return Err(Error::UnsupportedParams);
+    }
+    let last_start = (output - 1) * stride;
+    // The last window must start inside input + top padding.
+    if last_start >= input + pad {
+        return Err(Error::ShapeMismatch);
+    }
+    // The output must be as large as valid windows allow (no skipped windows).
+    if input + pad >= effective && (input + pad - effective) / stride + 1 > output {
+        return Err(Error::ShapeMismatch);
+    }
+    Ok(())
+}
+
+/// Iterator over the op records of a model.
+#[derive(Debug, Clone)]
+pub struct OpIter<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    remaining: usize,
+}
+
+impl<'a> OpIter<'a> {
+    pub(super) fn new(section: &'a [u8], count: usize) -> Self {
+        OpIter {
+            bytes: section,
+            at: 4,
+            remaining: count,
+        }
+    }
+
+    fn read(&mut self) -> Result<Op<'a>, Error> {
+        let r = Reader::new(self.bytes);
+        let code = OpCode::from_code(r.u8(self.at)?)?;
+        let n_inputs = r.u8(self.at + 1)? as usize;
+        let n_outputs = r.u8(self.at + 2)? as usize;
+        let record_len = r.u16(self.at + 4)? as usize;
+        let params_at = r.u16(self.at + 6)? as usize;
+        let (want_in, want_out) = code.arity();
+        if n_inputs != want_in || n_outputs != want_out || record_len % 4 != 0 {
+            return Err(Error::InvalidValue);
+        }
+        let record = r.slice(self.at, record_len)?;
+        let index_bytes = 2 * (n_inputs + n_outputs);
+        if params_at < OP_HEADER_LEN + index_bytes || params_at > record_len {
+            return Err(Error::InvalidValue);
+        }
+        let params = &record[params_at..];
+        if params.len() < code.params_len() {
+            return Err(Error::Truncated);
+        }
+        self.at += record_len;
+        Ok(Op {
+            code,
+            indices: &record[OP_HEADER_LEN..OP_HEADER_LEN + index_bytes],
+            n_inputs,
+            params,
+        })
+    }
+}
+
+impl<'a> Iterator for OpIter<'a> {
+    type Item = Result<Op<'a>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let item = self.read();
+        // After a malformed record nothing later can be located: stop there.
+        self.remaining = if item.is_ok() { self.remaining - 1 } else { 0 };
+        Some(item)
+    }
+}

@@ -1,0 +1,302 @@
+//! Runs a parsed model over a caller-provided arena.
+
+use crate::format::{Model, Op, OpCode, OpParams};
+use crate::Error;
+use core::ops::Range;
+use edgekd_kernels as k;
+
+/// Static figures of one op, for per-op reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpStats {
+    /// The op.
+    pub op: OpCode,
+    /// Multiply-accumulates per inference.
+    pub macs: u64,
+    /// Bytes the op writes.
+    pub output_bytes: usize,
+}
+
+/// Hooks called around every op, e.g. to read a cycle counter.
+pub trait Profiler {
+    /// Called just before op `index` runs.
+    fn begin(&mut self, index: usize, op: OpCode);
+    /// Called just after op `index` ran.
+    fn end(&mut self, index: usize, op: OpCode);
+}
+
+/// A [`Profiler`] that does nothing.
+struct NoProfiler;
+
+impl Profiler for NoProfiler {
+    fn begin(&mut self, _: usize, _: OpCode) {}
+    fn end(&mut self, _: usize, _: OpCode) {}
+}
+
+/// An interpreter: a model plus the arena its activations live in.
+///
+/// The interpreter never allocates; the arena must hold at least
+/// [`Model::arena_size`] bytes.
+pub struct Interpreter<'m, 'a> {
+    model: Model<'m>,
+    arena: &'a mut [i8],
+    invocations: u32,
+}
+
+impl<'m, 'a> Interpreter<'m, 'a> {
+    /// Binds a model to an arena.
+    pub fn new(model: Model<'m>, arena: &'a mut [u8]) -> Result<Self, Error> {
+        let needed = model.arena_size();
+        let arena = arena
+            .get_mut(..needed)
+            .ok_or(Error::ArenaTooSmall { needed })?;
+        Ok(Interpreter {
+            model,
+            arena: bytemuck::cast_slice_mut(arena),
+            invocations: 0,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model<'m> {
+        &self.model
+    }
+
+    /// How many times [`Interpreter::invoke`] completed.
+    pub fn invocations(&self) -> u32 {
+        self.invocations
+    }
+
+    /// Static figures of op `index`.
+    pub fn op_stats(&self, index: usize) -> Result<OpStats, Error> {
+        let op = self.model.ops().nth(index).ok_or(Error::BadIndex)??;
+        Ok(OpStats {
+            op: op.code,
+            macs: op.macs(&self.model)?,
+            output_bytes: self.model.tensor(op.output())?.byte_len(),
+        })
+    }
+
+    /// Input `i` as int8, to be filled in place.
+    pub fn input_mut(&mut self, i: usize) -> Result<&mut [i8], Error> {
+        let range = self.model.input(i)?.range();
+        self.arena.get_mut(range).ok_or(Error::OutOfBounds)
+    }
+
+    /// Writes input `i` from raw float values: the stored preprocessing
+    /// (`(x - offset) * scale`) and the input quantization are applied, rounding half
+    /// away from zero and saturating, as TFLite's quantize op does.
+    pub fn set_input_f32(&mut self, i: usize, values: &[f32]) -> Result<(), Error> {
+        let tensor = self.model.input(i)?;
+        let (scale, zero_point) = tensor.scale_zero_point()?;
+        if values.len() != tensor.elements() {
+            return Err(Error::LengthMismatch {
+                expected: tensor.elements(),
+                got: values.len(),
+            });
+        }
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite);
+        }
+        let channels = tensor.shape().c;
+        let meta = self.model.metadata();
+        let input = self.input_mut(i)?;
+        for (idx, (q, &raw)) in input.iter_mut().zip(values).enumerate() {
+            let (offset, pre_scale) = meta
+                .map(|m| m.preprocess(idx, channels))
+                .unwrap_or((0.0, 1.0));
+            *q = quantize(((raw - offset) * pre_scale) / scale, zero_point);
+        }
+        Ok(())
+    }
+
+    /// Output `i` as int8.
+    pub fn output(&self, i: usize) -> Result<&[i8], Error> {
+        let range = self.model.output(i)?.range();
+        self.arena.get(range).ok_or(Error::OutOfBounds)
+    }
+
+    /// Output `i` dequantized into `out`.
+    pub fn output_f32(&self, i: usize, out: &mut [f32]) -> Result<(), Error> {
+        let (scale, zero_point) = self.model.output(i)?.scale_zero_point()?;
+        let q = self.output(i)?;
+        if out.len() != q.len() {
+            return Err(Error::LengthMismatch {
+                expected: q.len(),
+                got: out.len(),
+            });
+        }
+        for (o, &v) in out.iter_mut().zip(q) {
+            *o = scale * (v as i32 - zero_point) as f32;
+        }
+        Ok(())
+    }
+
+    /// Index of the largest value of output `i` (the predicted class); ties go to the
+    /// lowest index.
+    pub fn argmax(&self, i: usize) -> Result<usize, Error> {
+        let q = self.output(i)?;
+        let mut best = 0;
+        for (idx, &v) in q.iter().enumerate() {
+            if v > q[best] {
+                best = idx;
+            }
+        }
+        Ok(best)
+    }
+
+    /// Runs the model once on the current inputs.
+    pub fn invoke(&mut self) -> Result<(), Error> {
+        self.invoke_profiled(&mut NoProfiler)
+    }
+
+    /// Runs the model once, calling `profiler` around every op.
+    pub fn invoke_profiled(&mut self, profiler: &mut impl Profiler) -> Result<(), Error> {
+        let model = self.model;
+        for (index, op) in model.ops().enumerate() {
+            let op = op?;
+            profiler.begin(index, op.code);
+            self.run_op(&model, &op)?;
+            profiler.end(index, op.code);
+        }
+        self.invocations = self.invocations.wrapping_add(1);
+        Ok(())
+    }
+
+    fn run_op(&mut self, model: &Model<'m>, op: &Op<'m>) -> Result<(), Error> {
+        let out_t = model.tensor(op.output())?;
+        let in_t = model.tensor(op.input(0).ok_or(Error::InvalidValue)?)?;
+        let other = match op.input(1) {
+            Some(t) => Some(model.tensor(t)?),
+            None => None,
+        };
+        let bias = match op.input(2) {
+            Some(t) => Some(model.tensor(t)?.const_i32()?),
+            None => None,
+        };
+        let params = op.params(model)?;
+        if let OpParams::Reshape = params {
+            return self.reshape(in_t.range(), out_t.range());
+        }
+        let second = match (&params, other) {
+            (OpParams::Add(_), Some(t)) => Some(t.range()),
+            _ => None,
+        };
+        let (input, input2, output) = split_arena(self.arena, in_t.range(), second, out_t.range())?;
+        let (ins, outs) = (in_t.shape(), out_t.shape());
+        let result = match params {
+            OpParams::FullyConnected(p, rq) => {
+                let w = other.ok_or(Error::InvalidValue)?;
+                let [out_f, in_f] = match w.dims() {
+                    [o, i] => [*o, *i],
+                    _ => return Err(Error::ShapeMismatch),
+                };
+                k::fully_connected(&p, rq, input, in_f, w.const_i8()?, bias, out_f, output)
+            }
+            OpParams::Conv2d(p, rq) => {
+                let w = other.ok_or(Error::InvalidValue)?;
+                k::conv2d(
+                    &p,
+                    rq,
+                    ins,
+                    input,
+                    w.shape(),
+                    w.const_i8()?,
+                    bias,
+                    outs,
+                    output,
+                )
+            }
+            OpParams::DepthwiseConv2d(p, rq) => {
+                let w = other.ok_or(Error::InvalidValue)?;
+                k::depthwise_conv2d(
+                    &p,
+                    rq,
+                    ins,
+                    input,
+                    w.shape(),
+                    w.const_i8()?,
+                    bias,
+                    outs,
+                    output,
+                )
+            }
+            OpParams::MaxPool2d(p) => k::max_pool2d(&p, ins, input, outs, output),
+            OpParams::AvgPool2d(p) => k::avg_pool2d(&p, ins, input, outs, output),
+            OpParams::GlobalAvgPool(p) => k::global_avg_pool(&p, ins, input, output),
+            OpParams::Add(p) => k::add(&p, input, input2.ok_or(Error::InvalidValue)?, output),
+            OpParams::Softmax(p) => k::softmax(&p, outs.c, input, output),
+            OpParams::Reshape => Ok(()),
+        };
+        result.map_err(|e| match e {
+            k::KernelError::UnsupportedParams => Error::UnsupportedParams,
+            _ => Error::ShapeMismatch,
+        })
+    }
+
+    fn reshape(&mut self, from: Range<usize>, to: Range<usize>) -> Result<(), Error> {
+        if from != to {
+            if from.len() != to.len() || to.end > self.arena.len() || from.end > self.arena.len() {
+                return Err(Error::OutOfBounds);
+            }
+            self.arena.copy_within(from, to.start);
+        }
+        Ok(())
+    }
+}
+
+type ArenaViews<'s> = (&'s [i8], Option<&'s [i8]>, &'s mut [i8]);
+
+/// Splits the arena into the op's inputs (read-only) and its output (mutable). The
+/// parser has checked that the output does not overlap the inputs; this re-checks it
+/// so the borrow split cannot fail silently.
+fn split_arena(
+    arena: &mut [i8],
+    input: Range<usize>,
+    input2: Option<Range<usize>>,
+    output: Range<usize>,
+) -> Result<ArenaViews<'_>, Error> {
+    if output.end > arena.len() || output.start > output.end {
+        return Err(Error::OutOfBounds);
+    }
+    let (before, rest) = arena.split_at_mut(output.start);
+    let (out, after) = rest.split_at_mut(output.len());
+    let (before, after): (&[i8], &[i8]) = (before, after);
+    let view = |r: Range<usize>| -> Result<&[i8], Error> {
+        if r.end <= output.start {
+            before.get(r).ok_or(Error::OutOfBounds)
+        } else if r.start >= output.end {
+            after
+                .get(r.start - output.end..r.end - output.end)
+                .ok_or(Error::OutOfBounds)
+        } else {
+            Err(Error::OutOfBounds)
+        }
+    };
+    let a = view(input)?;
+    let b = match input2 {
+        Some(r) => Some(view(r)?),
+        None => None,
+    };
+    Ok((a, b, out))
+}
+
+/// Rounds half away from zero and saturates to int8 (no `f32::round` in `core`).
+fn quantize(x: f32, zero_point: i32) -> i8 {
+    let rounded = if x >= 0.0 { x + 0.5 } else { x - 0.5 } as i32;
+    rounded.saturating_add(zero_point).clamp(-128, 127) as i8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantize;
+
+    #[test]
+    fn quantize_rounds_half_away_and_saturates() {
+        assert_eq!(quantize(0.5, 0), 1);
+        assert_eq!(quantize(-0.5, 0), -1);
+        assert_eq!(quantize(1.49, -3), -2);
+        assert_eq!(quantize(1e9, 0), 127);
+        assert_eq!(quantize(-1e9, 10), -128);
+        assert_eq!(quantize(126.6, 5), 127);
+    }
+}

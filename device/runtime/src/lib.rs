@@ -1,0 +1,24 @@
+//! `edgekd-runtime`: the `.ekd` model format and a `no_std`, no-alloc int8 interpreter.
+//!
+//! The parser ([`Model::parse`]) validates a model in place, straight from a
+//! `&'static [u8]` in flash, and never allocates. The [`Interpreter`] runs the model
+//! over an arena the caller provides. Every kernel follows the TFLite int8 spec and is
+//! bit-exact with CMSIS-NN's requantization (see `docs/format.md` and `quant`).
+//!
+//! With the `std` feature, [`writer`] builds `.ekd` files and plans their arena.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(missing_docs)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+#[cfg(target_endian = "big")]
+compile_error!("edgekd-runtime reads tensors in place and supports little-endian targets only");
+
+mod error;
+pub mod format;
+mod interpreter;
+#[cfg(feature = "std")]
+pub mod writer;
+
+pub use error::Error;
+pub use format::{DType, Model, OpCode, Quant, Tensor};
+pub use interpreter::{Interpreter, OpStats};

@@ -1,0 +1,62 @@
+//! Argument parsing and the one place that prints errors and picks exit codes.
+//!
+//! Exit codes: 0 success; 1 the command failed (bad input file, malformed model, ...);
+//! 2 the command line itself was wrong (clap's usage errors).
+
+use crate::cmd;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// edgekd: distil, quantize, export and measure tiny int8 models.
+#[derive(Debug, Parser)]
+#[command(name = "edgekd", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a model: sections, tensors, ops, MACs, arena, format overhead.
+    Inspect(cmd::inspect::Args),
+    /// Run a model on a batch of inputs with the int8 runtime.
+    Infer(cmd::infer::Args),
+    /// Write the reference models and their golden vectors.
+    Reference(cmd::reference::Args),
+}
+
+/// Parses the command line, runs the command, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Infer(a) => cmd::infer::run(a),
+        Command::Reference(a) => cmd::reference::run(a),
+    }
+}

@@ -1,0 +1,4 @@
+//! One module per subcommand.
+pub mod infer;
+pub mod inspect;
+pub mod reference;
