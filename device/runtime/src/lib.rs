@@ -21,4 +21,4 @@ pub mod writer;
 
 pub use error::Error;
 pub use format::{DType, Model, OpCode, Quant, Tensor};
-pub use interpreter::{Interpreter, OpStats};
+pub use interpreter::{Interpreter, OpStats, Profiler};
