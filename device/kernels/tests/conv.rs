@@ -1,0 +1,418 @@
+//! conv2d and depthwise_conv2d: hand-worked cases, a bit-exact naive integer
+//! reference (a direct transcription of the TFLite reference loops) and an f64
+//! reference from dequantized values.
+#![cfg(feature = "std")]
+
+mod common;
+
+use common::*;
+use edgekd_kernels::quant::multiply_by_quantized_multiplier;
+use edgekd_kernels::*;
+
+fn params(stride: usize, dil: usize, pad: usize, izp: i32, ozp: i32, clamp: Clamp) -> ConvParams {
+    ConvParams {
+        stride_h: stride,
+        stride_w: stride,
+        dilation_h: dil,
+        dilation_w: dil,
+        pad_top: pad,
+        pad_left: pad,
+        depth_multiplier: 1,
+        input_zero_point: izp,
+        output_zero_point: ozp,
+        clamp,
+    }
+}
+
+const ONE: (i32, i32) = (1 << 30, 1); // multiplier 1.0
+
+#[test]
+fn conv_hand_1x1_per_channel_and_saturation() {
+    // Two input channels, three output channels, one pixel.
+    let p = params(1, 1, 0, 2, -5, Clamp::NONE);
+    let input = [10i8, 20];
+    // oc0: (8*1 + 18*-2) = -28 (+100 bias) = 72, * 0.5 = 36, -5 -> 31
+    // oc1: 8*127 + 18*127 = 3302, * 1.0 -> 3297 -> saturates at 127
+    // oc2: -(8 + 18) * 127 = -3302 -> -128
+    let filter = [1i8, -2, 127, 127, -127, -127];
+    let bias = [100, 0, 0];
+    let mult = [1 << 30, 1 << 30, 1 << 30];
+    let shift = [0, 1, 1];
+    let mut out = [0i8; 3];
+    conv2d(
+        &p,
+        Requant { multiplier: &mult, shift: &shift },
+        Shape::new(1, 1, 1, 2),
+        &input,
+        Shape::new(3, 1, 1, 2),
+        &filter,
+        Some(&bias),
+        Shape::new(1, 1, 1, 3),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, [31, 127, -128]);
+
+    // ReLU (clamp min = output zero point) and ReLU6-style upper clamp.
+    let p = params(1, 1, 0, 2, -5, Clamp { min: -5, max: 20 });
+    let filter = [1i8, -2, 1, 0, -1, 0];
+    let bias = [100, 0, 0];
+    // oc0 -> 31 clamped to 20; oc1: 8 -> 8 - 5 = 3; oc2: -8 -> -13 -> -5.
+    let shift = [0, 1, 1];
+    conv2d(
+        &p,
+        Requant { multiplier: &mult, shift: &shift },
+        Shape::new(1, 1, 1, 2),
+        &input,
+        Shape::new(3, 1, 1, 2),
+        &filter,
+        Some(&bias),
+        Shape::new(1, 1, 1, 3),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, [20, 3, -5]);
+}
+
+#[test]
+fn conv_hand_3x3_same_padding_and_stride() {
+    let input: Vec<i8> = (1..=9).collect();
+    let filter = [1i8; 9];
+    let rq = Requant { multiplier: &[ONE.0], shift: &[ONE.1] };
+    let mut out = [0i8; 9];
+    conv2d(
+        &params(1, 1, 1, 0, 0, Clamp::NONE),
+        rq,
+        Shape::new(1, 3, 3, 1),
+        &input,
+        Shape::new(1, 3, 3, 1),
+        &filter,
+        None,
+        Shape::new(1, 3, 3, 1),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, [12, 21, 16, 27, 45, 33, 24, 39, 28]);
+
+    // Stride 2, SAME: out 2x2, pad 1.
+    let mut out = [0i8; 4];
+    conv2d(
+        &params(2, 1, 1, 0, 0, Clamp::NONE),
+        rq,
+        Shape::new(1, 3, 3, 1),
+        &input,
+        Shape::new(1, 3, 3, 1),
+        &filter,
+        None,
+        Shape::new(1, 2, 2, 1),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, [12, 16, 24, 28]);
+
+    // Padding reads the input zero point: with zp = 1 every in-image cell
+    // contributes x - 1 and padding contributes nothing.
+    let mut out = [0i8; 9];
+    conv2d(
+        &params(1, 1, 1, 1, 0, Clamp::NONE),
+        rq,
+        Shape::new(1, 3, 3, 1),
+        &input,
+        Shape::new(1, 3, 3, 1),
+        &filter,
+        None,
+        Shape::new(1, 3, 3, 1),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, [8, 15, 12, 21, 36, 27, 20, 33, 24]);
+}
+
+#[test]
+fn conv_hand_dilation() {
+    // 1-D signal, kernel 2 with dilation 2, VALID.
+    let input = [1i8, 2, 3, 4, 5];
+    let mut out = [0i8; 3];
+    let p = ConvParams {
+        stride_h: 1,
+        stride_w: 1,
+        dilation_h: 1,
+        dilation_w: 2,
+        pad_top: 0,
+        pad_left: 0,
+        depth_multiplier: 1,
+        input_zero_point: 0,
+        output_zero_point: 0,
+        clamp: Clamp::NONE,
+    };
+    conv2d(
+        &p,
+        Requant { multiplier: &[ONE.0], shift: &[ONE.1] },
+        Shape::new(1, 1, 5, 1),
+        &input,
+        Shape::new(1, 1, 2, 1),
+        &[1, 1],
+        None,
+        Shape::new(1, 1, 3, 1),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, [4, 6, 8]);
+}
+
+#[test]
+fn depthwise_hand_multiplier_2() {
+    let p = ConvParams {
+        depth_multiplier: 2,
+        ..params(1, 1, 0, 1, 0, Clamp::NONE)
+    };
+    // (3 - 1) = 2, (-4 - 1) = -5; filter [1, 2 | 3, -1].
+    let input = [3i8, -4];
+    let filter = [1i8, 2, 3, -1];
+    let m = [1 << 30; 4];
+    let s = [1; 4];
+    let mut out = [0i8; 4];
+    depthwise_conv2d(
+        &p,
+        Requant { multiplier: &m, shift: &s },
+        Shape::new(1, 1, 1, 2),
+        &input,
+        Shape::new(1, 1, 1, 4),
+        &filter,
+        Some(&[0, 0, 0, 1]),
+        Shape::new(1, 1, 1, 4),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, [2, 4, -15, 6]);
+    let p = ConvParams {
+        clamp: Clamp { min: 0, max: 4 },
+        ..p
+    };
+    depthwise_conv2d(
+        &p,
+        Requant { multiplier: &m, shift: &s },
+        Shape::new(1, 1, 1, 2),
+        &input,
+        Shape::new(1, 1, 1, 4),
+        &[100, 2, 3, -1],
+        None,
+        Shape::new(1, 1, 1, 4),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, [4, 4, 0, 4]);
+    // Saturation at both ends.
+    depthwise_conv2d(
+        &ConvParams { clamp: Clamp::NONE, ..p },
+        Requant { multiplier: &m, shift: &s },
+        Shape::new(1, 1, 1, 2),
+        &[127, -128],
+        Shape::new(1, 1, 1, 4),
+        &[127, -127, 127, -127],
+        None,
+        Shape::new(1, 1, 1, 4),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, [127, -128, -128, 127]);
+}
+
+/// A random (depthwise) convolution problem.
+struct Case {
+    p: ConvParams,
+    depthwise: bool,
+    in_shape: Shape,
+    f_shape: Shape,
+    out_shape: Shape,
+    input: Vec<i8>,
+    filter: Vec<i8>,
+    bias: Option<Vec<i32>>,
+    in_scale: f32,
+    w_scales: Vec<f32>, // one per output channel (all equal if per-tensor)
+    per_channel: bool,
+}
+
+fn random_case(rng: &mut Rng, depthwise: bool) -> Case {
+    let n = rng.usize(1, 2);
+    let in_c = rng.usize(1, if depthwise { 40 } else { 5 });
+    let dm = if depthwise { rng.usize(1, 3) } else { 1 };
+    let out_c = if depthwise { in_c * dm } else { rng.usize(1, 6) };
+    let kh = rng.usize(1, 3);
+    let kw = rng.usize(1, 4);
+    let (sh, sw) = (rng.usize(1, 2), rng.usize(1, 3));
+    let (dh, dw) = (rng.usize(1, 2), rng.usize(1, 2));
+    let same = rng.bool();
+    let h = rng.usize((kh - 1) * dh + 1, 7);
+    let w = rng.usize((kw - 1) * dw + 1, 9);
+    let (oh, pt) = out_and_pad(h, kh, sh, dh, same);
+    let (ow, pl) = out_and_pad(w, kw, sw, dw, same);
+    let in_zp = rng.range(-128, 127) as i32;
+    let per_channel = rng.bool();
+    let in_scale = rng.log_uniform(0.005, 0.2) as f32;
+    let base = rng.log_uniform(0.001, 0.05);
+    let w_scales: Vec<f32> = (0..out_c)
+        .map(|_| if per_channel { rng.log_uniform(0.001, 0.05) as f32 } else { base as f32 })
+        .collect();
+    let in_shape = Shape::new(n, h, w, in_c);
+    let f_shape = if depthwise {
+        Shape::new(1, kh, kw, out_c)
+    } else {
+        Shape::new(out_c, kh, kw, in_c)
+    };
+    let out_shape = Shape::new(n, oh, ow, out_c);
+    let input = rng.i8s(in_shape.elements().unwrap(), -128, 127);
+    let filter = rng.i8s(f_shape.elements().unwrap(), -127, 127);
+    let bias = rng.bool().then(|| (0..out_c).map(|_| rng.range(-3000, 3000) as i32).collect());
+    let clamp = match rng.usize(0, 2) {
+        0 => Clamp::NONE,
+        1 => Clamp { min: -20, max: 127 },
+        _ => Clamp { min: -50, max: 60 },
+    };
+    Case {
+        p: ConvParams {
+            stride_h: sh,
+            stride_w: sw,
+            dilation_h: dh,
+            dilation_w: dw,
+            pad_top: pt,
+            pad_left: pl,
+            depth_multiplier: dm,
+            input_zero_point: in_zp,
+            output_zero_point: 0, // chosen later
+            clamp,
+        },
+        depthwise,
+        in_shape,
+        f_shape,
+        out_shape,
+        input,
+        filter,
+        bias,
+        in_scale,
+        w_scales,
+        per_channel,
+    }
+}
+
+/// Calls `f(b, oy, ox, oc, [(input value, filter value)])` for every output,
+/// exactly as the TFLite reference loops visit taps.
+fn for_each_output(c: &Case, mut f: impl FnMut(usize, &[(i32, i32)])) {
+    let (is, fs, os, p) = (c.in_shape, c.f_shape, c.out_shape, c.p);
+    let mut taps = Vec::new();
+    let mut idx = 0;
+    for b in 0..os.n {
+        for oy in 0..os.h {
+            for ox in 0..os.w {
+                for oc in 0..os.c {
+                    taps.clear();
+                    for ky in 0..fs.h {
+                        for kx in 0..fs.w {
+                            let iy = (oy * p.stride_h + ky * p.dilation_h) as isize - p.pad_top as isize;
+                            let ix = (ox * p.stride_w + kx * p.dilation_w) as isize - p.pad_left as isize;
+                            if iy < 0 || ix < 0 || iy >= is.h as isize || ix >= is.w as isize {
+                                continue;
+                            }
+                            let (iy, ix) = (iy as usize, ix as usize);
+                            if c.depthwise {
+                                let ic = oc / p.depth_multiplier;
+                                let x = c.input[((b * is.h + iy) * is.w + ix) * is.c + ic];
+                                let w = c.filter[(ky * fs.w + kx) * fs.c + oc];
+                                taps.push((x as i32, w as i32));
+                            } else {
+                                for ic in 0..is.c {
+                                    let x = c.input[((b * is.h + iy) * is.w + ix) * is.c + ic];
+                                    let w = c.filter[((oc * fs.h + ky) * fs.w + kx) * fs.c + ic];
+                                    taps.push((x as i32, w as i32));
+                                }
+                            }
+                        }
+                    }
+                    f(idx, &taps);
+                    idx += 1;
+                }
+            }
+        }
+    }
+}
+
+fn run_random(depthwise: bool, seed: u64, cases: usize) -> i32 {
+    let mut rng = Rng::new(seed);
+    let mut max_err = 0;
+    let mut saw = [false; 4]; // stride 2, dilation 2, dm 2, padding
+    for case_i in 0..cases {
+        let mut c = random_case(&mut rng, depthwise);
+        let out_c = c.out_shape.c;
+        // f64 reference.
+        let mut reals = vec![0f64; c.out_shape.elements().unwrap()];
+        for_each_output(&c, |i, taps| {
+            let oc = i % out_c;
+            let ws = c.w_scales[oc] as f64;
+            let is = c.in_scale as f64;
+            let mut r: f64 = taps.iter().map(|&(x, w)| is * (x - c.p.input_zero_point) as f64 * ws * w as f64).sum();
+            if let Some(b) = &c.bias {
+                r += b[oc] as f64 * is * ws;
+            }
+            reals[i] = r;
+        });
+        let (out_scale, out_zp) = pick_output_quant(&mut rng, &reals);
+        c.p.output_zero_point = out_zp;
+        let (mut mult, mut shift) = channel_requant(c.in_scale, &c.w_scales, out_scale);
+        if !c.per_channel {
+            mult.truncate(1);
+            shift.truncate(1);
+        }
+        // Naive integer reference: bit-exact target.
+        let mut exact = vec![0i32; reals.len()];
+        for_each_output(&c, |i, taps| {
+            let oc = i % out_c;
+            let mut acc: i32 = taps.iter().map(|&(x, w)| (x - c.p.input_zero_point) * w).sum();
+            if let Some(b) = &c.bias {
+                acc += b[oc];
+            }
+            let k = if c.per_channel { oc } else { 0 };
+            let v = multiply_by_quantized_multiplier(acc, mult[k], shift[k]) + out_zp;
+            exact[i] = v.max(c.p.clamp.min as i32).min(c.p.clamp.max as i32);
+        });
+        let want: Vec<i32> = reals
+            .iter()
+            .map(|&r| quantize(r, out_scale as f64, out_zp, c.p.clamp))
+            .collect();
+        let mut out = vec![0x55i8; reals.len()];
+        let rq = Requant { multiplier: &mult, shift: &shift };
+        let f = if depthwise { depthwise_conv2d } else { conv2d };
+        f(
+            &c.p,
+            rq,
+            c.in_shape,
+            &c.input,
+            c.f_shape,
+            &c.filter,
+            c.bias.as_deref(),
+            c.out_shape,
+            &mut out,
+        )
+        .unwrap_or_else(|e| panic!("case {case_i}: {e:?} {:?} {:?} {:?}", c.in_shape, c.out_shape, c.p));
+        let what = format!("case {case_i} {:?} {:?} {:?}", c.in_shape, c.f_shape, c.p);
+        assert_close(&out, &exact, 0, &what);
+        max_err = max_err.max(assert_close(&out, &want, 1, &what));
+        saw[0] |= c.p.stride_h == 2 || c.p.stride_w >= 2;
+        saw[1] |= c.p.dilation_h == 2 || c.p.dilation_w == 2;
+        saw[2] |= c.p.depth_multiplier == 2;
+        saw[3] |= c.p.pad_top > 0 || c.p.pad_left > 0;
+    }
+    assert!(saw[0] && saw[1] && saw[3] && (saw[2] || !depthwise), "coverage {saw:?}");
+    max_err
+}
+
+#[test]
+fn conv_random_vs_references() {
+    let e = run_random(false, 1, 400);
+    eprintln!("conv2d: max |int8 - f64 reference| = {e} LSB");
+}
+
+#[test]
+fn depthwise_random_vs_references() {
+    let e = run_random(true, 2, 400);
+    eprintln!("depthwise_conv2d: max |int8 - f64 reference| = {e} LSB");
+}
