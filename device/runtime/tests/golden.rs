@@ -1,0 +1,91 @@
+//! The shipped reference models reproduce their golden vectors bit for bit.
+#![cfg(feature = "std")]
+
+mod common;
+use common::*;
+use edgekd_runtime::{Interpreter, Model};
+
+#[test]
+fn reference_models_match_golden_outputs() {
+    for (name, model_bytes, input, expected) in REFERENCE {
+        let buf = aligned(model_bytes);
+        let model = Model::parse(buf.as_bytes()).unwrap();
+        let (rows, cols, x) = npy_i8(input);
+        let (erows, ecols, y) = npy_i8(expected);
+        assert_eq!((rows, erows), (16, 16), "{name}");
+        let mut arena = vec![0u8; model.arena_size()];
+        let mut interp = Interpreter::new(model, &mut arena).unwrap();
+        for r in 0..rows {
+            interp
+                .input_mut(0)
+                .unwrap()
+                .copy_from_slice(&x[r * cols..(r + 1) * cols]);
+            interp.invoke().unwrap();
+            assert_eq!(
+                interp.output(0).unwrap(),
+                &y[r * ecols..(r + 1) * ecols],
+                "{name} sample {r}"
+            );
+        }
+        // Not degenerate: the golden outputs use a real part of the int8 range and
+        // the predicted class varies across samples.
+        let distinct: std::collections::BTreeSet<i8> = y.iter().copied().collect();
+        assert!(
+            distinct.len() > 8,
+            "{name}: outputs barely vary: {distinct:?}"
+        );
+    }
+}
+
+#[test]
+fn shipped_models_declare_what_their_ops_need() {
+    let expected_macs = [("tiny_cnn", 5072), ("mlp", 1600), ("ds_cnn", 4560)];
+    for ((name, bytes, _, _), (n, macs)) in REFERENCE.iter().zip(expected_macs) {
+        assert_eq!(*name, n);
+        let buf = aligned(bytes);
+        let model = Model::parse(buf.as_bytes()).unwrap();
+        assert_eq!(model.macs(), macs, "{name}");
+        let meta = model.metadata().unwrap();
+        assert_eq!(meta.name, *name);
+        assert_eq!(meta.labels.len(), 10);
+    }
+}
+
+#[test]
+fn arena_too_small_is_an_error_naming_the_size() {
+    let buf = aligned(REFERENCE[0].1);
+    let model = Model::parse(buf.as_bytes()).unwrap();
+    let mut arena = vec![0u8; model.arena_size() - 1];
+    let err = Interpreter::new(model, &mut arena).err().unwrap();
+    assert_eq!(
+        err,
+        edgekd_runtime::Error::ArenaTooSmall {
+            needed: model.arena_size()
+        }
+    );
+}
+
+#[test]
+fn float_inputs_are_checked() {
+    let buf = aligned(REFERENCE[0].1);
+    let model = Model::parse(buf.as_bytes()).unwrap();
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut interp = Interpreter::new(model, &mut arena).unwrap();
+    let mut x = vec![0.5f32; 40];
+    assert_eq!(
+        interp.set_input_f32(0, &x[..39]),
+        Err(edgekd_runtime::Error::LengthMismatch {
+            expected: 40,
+            got: 39
+        })
+    );
+    x[7] = f32::NAN;
+    assert_eq!(
+        interp.set_input_f32(0, &x),
+        Err(edgekd_runtime::Error::NonFinite)
+    );
+    // (0.5 - 0.1) * 0.8 / (5/255) = 16.32 -> 16
+    x[7] = 0.5;
+    interp.set_input_f32(0, &x).unwrap();
+    assert!(interp.input_mut(0).unwrap().iter().all(|&q| q == 16));
+}
