@@ -16,8 +16,13 @@ const ACCUMULATION_INTEGER_BITS: i32 = 12;
 /// differences from the row maximum below `p.diff_min` give -128; the others
 /// are scaled by `p.input_multiplier << p.input_left_shift` into Q5.26,
 /// exponentiated with gemmlowp's `exp_on_negative_values`, summed in Q12.19
-/// and normalized by gemmlowp's fixed-point reciprocal. Rows longer than 4096
-/// can overflow the Q12.19 sum exactly as in TFLite (wrapping, no panic).
+/// and normalized by gemmlowp's fixed-point reciprocal.
+///
+/// Bit-exact with TFLite wherever TFLite's arithmetic is defined. Where it is
+/// not: a sum of exponentials of 512 or more makes TFLite shift right by more
+/// than 31 bits (undefined behavior in C); this kernel returns the correctly
+/// rounded 0 (output -128) there. Rows of more than 4095 values near the maximum
+/// overflow the Q12.19 sum; it wraps (garbage out, no panic).
 ///
 /// Errors: [`KernelError::UnsupportedParams`] if `depth == 0`;
 /// [`KernelError::ShapeMismatch`] if the lengths differ or are not a multiple
@@ -64,10 +69,15 @@ pub fn softmax(
             let diff = i32::from(x) - max;
             *o = if diff >= p.diff_min {
                 let e = scaled_exp(diff);
-                let unsat = rounding_divide_by_pot(
-                    saturating_rounding_doubling_high_mul(shifted_scale, e),
-                    exponent,
-                );
+                let v = saturating_rounding_doubling_high_mul(shifted_scale, e);
+                // TFLite shifts by more than 31 (undefined) once the sum of
+                // exponentials reaches 512; v / 2^32 is then below 1/2 for v >= 0,
+                // so the correctly rounded result is 0.
+                let unsat = if exponent <= 31 {
+                    rounding_divide_by_pot(v, exponent)
+                } else {
+                    0
+                };
                 unsat.wrapping_sub(128).clamp(-128, 127) as i8
             } else {
                 i8::MIN

@@ -41,7 +41,10 @@ fn conv_hand_1x1_per_channel_and_saturation() {
     let mut out = [0i8; 3];
     conv2d(
         &p,
-        Requant { multiplier: &mult, shift: &shift },
+        Requant {
+            multiplier: &mult,
+            shift: &shift,
+        },
         Shape::new(1, 1, 1, 2),
         &input,
         Shape::new(3, 1, 1, 2),
@@ -61,7 +64,10 @@ fn conv_hand_1x1_per_channel_and_saturation() {
     let shift = [0, 1, 1];
     conv2d(
         &p,
-        Requant { multiplier: &mult, shift: &shift },
+        Requant {
+            multiplier: &mult,
+            shift: &shift,
+        },
         Shape::new(1, 1, 1, 2),
         &input,
         Shape::new(3, 1, 1, 2),
@@ -78,7 +84,10 @@ fn conv_hand_1x1_per_channel_and_saturation() {
 fn conv_hand_3x3_same_padding_and_stride() {
     let input: Vec<i8> = (1..=9).collect();
     let filter = [1i8; 9];
-    let rq = Requant { multiplier: &[ONE.0], shift: &[ONE.1] };
+    let rq = Requant {
+        multiplier: &[ONE.0],
+        shift: &[ONE.1],
+    };
     let mut out = [0i8; 9];
     conv2d(
         &params(1, 1, 1, 0, 0, Clamp::NONE),
@@ -147,7 +156,10 @@ fn conv_hand_dilation() {
     };
     conv2d(
         &p,
-        Requant { multiplier: &[ONE.0], shift: &[ONE.1] },
+        Requant {
+            multiplier: &[ONE.0],
+            shift: &[ONE.1],
+        },
         Shape::new(1, 1, 5, 1),
         &input,
         Shape::new(1, 1, 2, 1),
@@ -174,7 +186,10 @@ fn depthwise_hand_multiplier_2() {
     let mut out = [0i8; 4];
     depthwise_conv2d(
         &p,
-        Requant { multiplier: &m, shift: &s },
+        Requant {
+            multiplier: &m,
+            shift: &s,
+        },
         Shape::new(1, 1, 1, 2),
         &input,
         Shape::new(1, 1, 1, 4),
@@ -191,7 +206,10 @@ fn depthwise_hand_multiplier_2() {
     };
     depthwise_conv2d(
         &p,
-        Requant { multiplier: &m, shift: &s },
+        Requant {
+            multiplier: &m,
+            shift: &s,
+        },
         Shape::new(1, 1, 1, 2),
         &input,
         Shape::new(1, 1, 1, 4),
@@ -204,8 +222,14 @@ fn depthwise_hand_multiplier_2() {
     assert_eq!(out, [4, 4, 0, 4]);
     // Saturation at both ends.
     depthwise_conv2d(
-        &ConvParams { clamp: Clamp::NONE, ..p },
-        Requant { multiplier: &m, shift: &s },
+        &ConvParams {
+            clamp: Clamp::NONE,
+            ..p
+        },
+        Requant {
+            multiplier: &m,
+            shift: &s,
+        },
         Shape::new(1, 1, 1, 2),
         &[127, -128],
         Shape::new(1, 1, 1, 4),
@@ -237,7 +261,11 @@ fn random_case(rng: &mut Rng, depthwise: bool) -> Case {
     let n = rng.usize(1, 2);
     let in_c = rng.usize(1, if depthwise { 40 } else { 5 });
     let dm = if depthwise { rng.usize(1, 3) } else { 1 };
-    let out_c = if depthwise { in_c * dm } else { rng.usize(1, 6) };
+    let out_c = if depthwise {
+        in_c * dm
+    } else {
+        rng.usize(1, 6)
+    };
     let kh = rng.usize(1, 3);
     let kw = rng.usize(1, 4);
     let (sh, sw) = (rng.usize(1, 2), rng.usize(1, 3));
@@ -252,7 +280,13 @@ fn random_case(rng: &mut Rng, depthwise: bool) -> Case {
     let in_scale = rng.log_uniform(0.005, 0.2) as f32;
     let base = rng.log_uniform(0.001, 0.05);
     let w_scales: Vec<f32> = (0..out_c)
-        .map(|_| if per_channel { rng.log_uniform(0.001, 0.05) as f32 } else { base as f32 })
+        .map(|_| {
+            if per_channel {
+                rng.log_uniform(0.001, 0.05) as f32
+            } else {
+                base as f32
+            }
+        })
         .collect();
     let in_shape = Shape::new(n, h, w, in_c);
     let f_shape = if depthwise {
@@ -263,7 +297,9 @@ fn random_case(rng: &mut Rng, depthwise: bool) -> Case {
     let out_shape = Shape::new(n, oh, ow, out_c);
     let input = rng.i8s(in_shape.elements().unwrap(), -128, 127);
     let filter = rng.i8s(f_shape.elements().unwrap(), -127, 127);
-    let bias = rng.bool().then(|| (0..out_c).map(|_| rng.range(-3000, 3000) as i32).collect());
+    let bias = rng
+        .bool()
+        .then(|| (0..out_c).map(|_| rng.range(-3000, 3000) as i32).collect());
     let clamp = match rng.usize(0, 2) {
         0 => Clamp::NONE,
         1 => Clamp { min: -20, max: 127 },
@@ -308,8 +344,10 @@ fn for_each_output(c: &Case, mut f: impl FnMut(usize, &[(i32, i32)])) {
                     taps.clear();
                     for ky in 0..fs.h {
                         for kx in 0..fs.w {
-                            let iy = (oy * p.stride_h + ky * p.dilation_h) as isize - p.pad_top as isize;
-                            let ix = (ox * p.stride_w + kx * p.dilation_w) as isize - p.pad_left as isize;
+                            let iy =
+                                (oy * p.stride_h + ky * p.dilation_h) as isize - p.pad_top as isize;
+                            let ix = (ox * p.stride_w + kx * p.dilation_w) as isize
+                                - p.pad_left as isize;
                             if iy < 0 || ix < 0 || iy >= is.h as isize || ix >= is.w as isize {
                                 continue;
                             }
@@ -349,7 +387,10 @@ fn run_random(depthwise: bool, seed: u64, cases: usize) -> i32 {
             let oc = i % out_c;
             let ws = c.w_scales[oc] as f64;
             let is = c.in_scale as f64;
-            let mut r: f64 = taps.iter().map(|&(x, w)| is * (x - c.p.input_zero_point) as f64 * ws * w as f64).sum();
+            let mut r: f64 = taps
+                .iter()
+                .map(|&(x, w)| is * (x - c.p.input_zero_point) as f64 * ws * w as f64)
+                .sum();
             if let Some(b) = &c.bias {
                 r += b[oc] as f64 * is * ws;
             }
@@ -366,7 +407,10 @@ fn run_random(depthwise: bool, seed: u64, cases: usize) -> i32 {
         let mut exact = vec![0i32; reals.len()];
         for_each_output(&c, |i, taps| {
             let oc = i % out_c;
-            let mut acc: i32 = taps.iter().map(|&(x, w)| (x - c.p.input_zero_point) * w).sum();
+            let mut acc: i32 = taps
+                .iter()
+                .map(|&(x, w)| (x - c.p.input_zero_point) * w)
+                .sum();
             if let Some(b) = &c.bias {
                 acc += b[oc];
             }
@@ -379,7 +423,10 @@ fn run_random(depthwise: bool, seed: u64, cases: usize) -> i32 {
             .map(|&r| quantize(r, out_scale as f64, out_zp, c.p.clamp))
             .collect();
         let mut out = vec![0x55i8; reals.len()];
-        let rq = Requant { multiplier: &mult, shift: &shift };
+        let rq = Requant {
+            multiplier: &mult,
+            shift: &shift,
+        };
         let f = if depthwise { depthwise_conv2d } else { conv2d };
         f(
             &c.p,
@@ -392,7 +439,12 @@ fn run_random(depthwise: bool, seed: u64, cases: usize) -> i32 {
             c.out_shape,
             &mut out,
         )
-        .unwrap_or_else(|e| panic!("case {case_i}: {e:?} {:?} {:?} {:?}", c.in_shape, c.out_shape, c.p));
+        .unwrap_or_else(|e| {
+            panic!(
+                "case {case_i}: {e:?} {:?} {:?} {:?}",
+                c.in_shape, c.out_shape, c.p
+            )
+        });
         let what = format!("case {case_i} {:?} {:?} {:?}", c.in_shape, c.f_shape, c.p);
         assert_close(&out, &exact, 0, &what);
         max_err = max_err.max(assert_close(&out, &want, 1, &what));
@@ -401,7 +453,10 @@ fn run_random(depthwise: bool, seed: u64, cases: usize) -> i32 {
         saw[2] |= c.p.depth_multiplier == 2;
         saw[3] |= c.p.pad_top > 0 || c.p.pad_left > 0;
     }
-    assert!(saw[0] && saw[1] && saw[3] && (saw[2] || !depthwise), "coverage {saw:?}");
+    assert!(
+        saw[0] && saw[1] && saw[3] && (saw[2] || !depthwise),
+        "coverage {saw:?}"
+    );
     max_err
 }
 

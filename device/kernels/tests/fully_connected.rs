@@ -1,0 +1,158 @@
+//! fully_connected: hand-worked cases, bit-exact naive reference, f64 reference.
+#![cfg(feature = "std")]
+
+mod common;
+
+use common::*;
+use edgekd_kernels::quant::multiply_by_quantized_multiplier;
+use edgekd_kernels::*;
+
+#[test]
+fn fc_hand() {
+    let p = FcParams {
+        input_zero_point: 0,
+        output_zero_point: 0,
+        clamp: Clamp::NONE,
+    };
+    let input = [1i8, 2, 3, 100, 100, 100, -100, -100, -100];
+    let filter = [1i8, 1, 1, 1, -1, 0];
+    let bias = [10, -1];
+    let mut out = [0i8; 6];
+    fully_connected(
+        &p,
+        Requant {
+            multiplier: &[1 << 30],
+            shift: &[1],
+        },
+        &input,
+        3,
+        &filter,
+        Some(&bias),
+        2,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out, [16, -2, 127, -1, -128, -1]);
+
+    // Per-channel multipliers (0.5 and 0.25), zero points, ReLU clamp.
+    let p = FcParams {
+        input_zero_point: -3,
+        output_zero_point: -10,
+        clamp: Clamp { min: -10, max: 127 },
+    };
+    // row 0: (4 + 5 + 6) = 15 + 10 = 25 * 0.5 = 12.5 -> 13 - 10 = 3
+    // row 1: (4 - 5) = -1 - 1 = -2 * 0.25 = -0.5 -> -1 (away from zero) - 10 = -11 -> -10
+    fully_connected(
+        &p,
+        Requant {
+            multiplier: &[1 << 30, 1 << 30],
+            shift: &[0, -1],
+        },
+        &input[..3],
+        3,
+        &filter,
+        Some(&bias),
+        2,
+        &mut out[..2],
+    )
+    .unwrap();
+    assert_eq!(out[..2], [3, -10]);
+}
+
+#[test]
+fn fc_random_vs_references() {
+    let mut rng = Rng::new(11);
+    let mut max_err = 0;
+    for case in 0..300 {
+        let batch = rng.usize(1, 3);
+        let inf = rng.usize(1, 70);
+        let outf = rng.usize(1, 12);
+        let in_zp = rng.range(-128, 127) as i32;
+        let in_scale = rng.log_uniform(0.005, 0.2) as f32;
+        let per_channel = rng.bool();
+        let base = rng.log_uniform(0.001, 0.05) as f32;
+        let w_scales: Vec<f32> = (0..outf)
+            .map(|_| {
+                if per_channel {
+                    rng.log_uniform(0.001, 0.05) as f32
+                } else {
+                    base
+                }
+            })
+            .collect();
+        let input = rng.i8s(batch * inf, -128, 127);
+        let filter = rng.i8s(outf * inf, -127, 127);
+        let bias: Option<Vec<i32>> = rng
+            .bool()
+            .then(|| (0..outf).map(|_| rng.range(-5000, 5000) as i32).collect());
+        let clamp = if rng.bool() {
+            Clamp::NONE
+        } else {
+            Clamp { min: -40, max: 90 }
+        };
+        let mut reals = Vec::new();
+        let mut accs = Vec::new();
+        for b in 0..batch {
+            for o in 0..outf {
+                let mut acc = 0i32;
+                let mut r = 0f64;
+                for i in 0..inf {
+                    let x = input[b * inf + i] as i32 - in_zp;
+                    let w = filter[o * inf + i] as i32;
+                    acc += x * w;
+                    r += in_scale as f64 * x as f64 * w_scales[o] as f64 * w as f64;
+                }
+                if let Some(bias) = &bias {
+                    acc += bias[o];
+                    r += bias[o] as f64 * in_scale as f64 * w_scales[o] as f64;
+                }
+                reals.push(r);
+                accs.push(acc);
+            }
+        }
+        let (out_scale, out_zp) = pick_output_quant(&mut rng, &reals);
+        let (mut mult, mut shift) = channel_requant(in_scale, &w_scales, out_scale);
+        if !per_channel {
+            mult.truncate(1);
+            shift.truncate(1);
+        }
+        let exact: Vec<i32> = accs
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| {
+                let k = if per_channel { i % outf } else { 0 };
+                (multiply_by_quantized_multiplier(a, mult[k], shift[k]) + out_zp)
+                    .max(clamp.min as i32)
+                    .min(clamp.max as i32)
+            })
+            .collect();
+        let want: Vec<i32> = reals
+            .iter()
+            .map(|&r| quantize(r, out_scale as f64, out_zp, clamp))
+            .collect();
+        let mut out = vec![0i8; batch * outf];
+        let p = FcParams {
+            input_zero_point: in_zp,
+            output_zero_point: out_zp,
+            clamp,
+        };
+        fully_connected(
+            &p,
+            Requant {
+                multiplier: &mult,
+                shift: &shift,
+            },
+            &input,
+            inf,
+            &filter,
+            bias.as_deref(),
+            outf,
+            &mut out,
+        )
+        .unwrap();
+        let what = format!("case {case}");
+        assert_close(&out, &exact, 0, &what);
+        max_err = max_err.max(assert_close(&out, &want, 1, &what));
+    }
+    eprintln!("fully_connected: max |int8 - f64 reference| = {max_err} LSB");
+}
