@@ -1,0 +1,39 @@
+# edgekd tasks. On a fresh machine run them through `scripts/just <recipe>`, which
+# installs the toolchain pieces first; `just <recipe>` works once they are there.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# The main job on shipped data.
+demo:
+    cargo build --release -p edgekd
+    ./target/release/edgekd inspect models/reference/tiny_cnn.ekd
+    ./target/release/edgekd infer models/reference/tiny_cnn.ekd --input models/reference/inputs.npy --output out/tiny_cnn.outputs.npy
+
+# Every check CI makes: formatting, lints, no_std builds, all tests.
+test: lint nostd
+    cargo test --workspace
+
+# Formatting and clippy, warnings are errors.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# The device runtime builds without std for Cortex-M4F and Cortex-M0.
+nostd:
+    cargo build -p edgekd-runtime --target thumbv7em-none-eabihf
+    cargo build -p edgekd-runtime --target thumbv6m-none-eabi
+
+# Regenerate the reference models and golden vectors (commit the result deliberately).
+reference:
+    cargo run -p edgekd -- reference --out models/reference
+
+# The runtime's tests under Miri (needs the nightly toolchain with the miri component).
+miri:
+    rustup +nightly component add miri rust-src
+    cargo +nightly miri test -p edgekd-runtime --features std --test golden --test format --test plan
+    cargo +nightly miri test -p edgekd-kernels --features std
+
+# Fuzz the parser + interpreter (needs nightly and cargo-fuzz); SECONDS bounds the run.
+fuzz SECONDS="60":
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+    cd fuzz && cargo +nightly fuzz run parse_and_run -- -max_total_time={{SECONDS}}

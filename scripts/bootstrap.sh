@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything edgekd needs beyond Rust itself; quiet and quick when all is there.
+#   - rustup targets for the MCU and ARM builds, llvm-tools (llvm-size), clippy, rustfmt
+#   - Debian packages: qemu-system-arm (Cortex-M), qemu-user (aarch64), the aarch64 linker
+#   - just (the task runner)
+# Without root, missing Debian packages are reported with the command to install them.
+set -euo pipefail
+export PATH="$HOME/.cargo/bin:$PATH"
+
+targets=(thumbv7em-none-eabihf thumbv7m-none-eabi thumbv6m-none-eabi thumbv8m.main-none-eabihf
+         aarch64-unknown-linux-gnu aarch64-linux-android)
+installed="$(rustup target list --installed)"
+missing=()
+for t in "${targets[@]}"; do
+  grep -qx "$t" <<<"$installed" || missing+=("$t")
+done
+if ((${#missing[@]})); then
+  echo "bootstrap: rustup target add ${missing[*]}"
+  rustup target add "${missing[@]}"
+fi
+components="$(rustup component list --installed)"
+for c in llvm-tools clippy rustfmt; do
+  grep -q "^$c" <<<"$components" || rustup component add "$c"
+done
+
+need_apt=()
+command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
+command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
+command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: apt-get install ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "bootstrap: missing Debian packages; run: sudo apt-get install -y ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+
+if ! command -v just >/dev/null; then
+  echo "bootstrap: cargo install just (about a minute)"
+  cargo install --locked just >/dev/null 2>&1 || cargo install just
+fi
