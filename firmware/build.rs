@@ -1,0 +1,461 @@
+//! Picks the board's memory map, embeds the model and its golden vectors, sizes the
+//! arena, and refuses to build firmware that cannot fit the board.
+//!
+//! Inputs (environment):
+//! - `EDGEKD_MODEL`: the `.ekd` file (default `../models/reference/tiny_cnn.ekd`);
+//!   relative paths are relative to this crate.
+//! - `EDGEKD_INPUT` / `EDGEKD_EXPECTED`: int8 `.npy` matrices, one sample per row
+//!   (default: `<model stem>.input.npy` / `<model stem>.expected.npy` beside the model).
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// What the firmware and its QEMU runner need to know about a board beyond its
+/// memory map (which lives in `boards/<name>/memory.x`).
+struct Board {
+    name: &'static str,
+    /// The one target triple this board's core runs.
+    target: &'static str,
+    qemu_machine: &'static str,
+    qemu_cpu: Option<&'static str>,
+    /// SysTick's processor-clock frequency in QEMU's model of the board.
+    systick_hz: u64,
+    /// `-icount shift=N`: each instruction advances virtual time by 2^N ns. Chosen so a
+    /// SysTick tick is under half an instruction (exact rounding) while the 24-bit
+    /// counter still wraps only every few million instructions.
+    icount_shift: u32,
+}
+
+const BOARDS: &[Board] = &[
+    Board {
+        name: "mps2-an386",
+        target: "thumbv7em-none-eabihf",
+        qemu_machine: "mps2-an386",
+        qemu_cpu: Some("cortex-m4"),
+        systick_hz: 25_000_000,
+        icount_shift: 7,
+    },
+    Board {
+        name: "mps2-an500",
+        target: "thumbv7em-none-eabihf",
+        qemu_machine: "mps2-an500",
+        qemu_cpu: Some("cortex-m7"),
+        systick_hz: 25_000_000,
+        icount_shift: 7,
+    },
+    Board {
+        name: "netduinoplus2",
+        target: "thumbv7em-none-eabihf",
+        qemu_machine: "netduinoplus2",
+        qemu_cpu: None,
+        systick_hz: 168_000_000,
+        icount_shift: 4,
+    },
+    Board {
+        name: "mps2-an505",
+        target: "thumbv8m.main-none-eabihf",
+        qemu_machine: "mps2-an505",
+        qemu_cpu: None,
+        systick_hz: 20_000_000,
+        icount_shift: 7,
+    },
+    Board {
+        name: "microbit",
+        target: "thumbv6m-none-eabi",
+        qemu_machine: "microbit",
+        qemu_cpu: None,
+        systick_hz: 16_000_000,
+        icount_shift: 8,
+    },
+];
+
+/// RAM kept free for the stack beyond the arena (the measured high-water mark of this
+/// firmware is printed at the end of every run; keep this above it).
+const STACK_RESERVE: usize = 3 * 1024;
+/// Flash kept for code and constants other than the model and the golden vectors.
+const CODE_RESERVE: usize = 24 * 1024;
+
+fn main() {
+    if let Err(msg) = run() {
+        eprintln!("\nedgekd-firmware build error: {msg}\n");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
+    let out = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
+    let target = env::var("TARGET").map_err(|e| e.to_string())?;
+
+    println!("cargo::rustc-check-cfg=cfg(armv6m)");
+    if target.starts_with("thumbv6m") {
+        // No DWT cycle counter and no atomic read-modify-write on ARMv6-M.
+        println!("cargo:rustc-cfg=armv6m");
+    }
+    let board = select_board()?;
+    if board.target != target {
+        return Err(format!(
+            "board {} runs {} code, but this build targets {target}: add `--target {}`",
+            board.name, board.target, board.target
+        ));
+    }
+    let memory_x = manifest.join("boards").join(board.name).join("memory.x");
+    println!("cargo:rerun-if-changed={}", memory_x.display());
+    let map = fs::read_to_string(&memory_x)
+        .map_err(|e| format!("cannot read {}: {e}", memory_x.display()))?;
+    let flash = region_len(&map, "FLASH").ok_or_else(|| no_region(&memory_x, "FLASH"))?;
+    let ram = region_len(&map, "RAM").ok_or_else(|| no_region(&memory_x, "RAM"))?;
+    fs::write(out.join("memory.x"), &map).map_err(|e| e.to_string())?;
+    println!("cargo:rustc-link-search={}", out.display());
+
+    for var in ["EDGEKD_MODEL", "EDGEKD_INPUT", "EDGEKD_EXPECTED"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    let model_path = env::var_os("EDGEKD_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../models/reference/tiny_cnn.ekd"));
+    let model_path = manifest.join(model_path);
+    let sibling = |suffix: &str| {
+        let stem = model_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        model_path.with_file_name(format!("{stem}.{suffix}.npy"))
+    };
+    let input_path = env::var_os("EDGEKD_INPUT")
+        .map(|p| manifest.join(p))
+        .unwrap_or_else(|| sibling("input"));
+    let expected_path = env::var_os("EDGEKD_EXPECTED")
+        .map(|p| manifest.join(p))
+        .unwrap_or_else(|| sibling("expected"));
+    for p in [&model_path, &input_path, &expected_path] {
+        println!("cargo:rerun-if-changed={}", p.display());
+    }
+
+    let bytes = fs::read(&model_path).map_err(|e| {
+        format!(
+            "cannot read the model {} ({e}); set EDGEKD_MODEL or run `edgekd reference`",
+            model_path.display()
+        )
+    })?;
+    let facts = model_facts(&bytes).map_err(|e| format!("{}: {e}", model_path.display()))?;
+    let inputs = read_i8_npy(&input_path)?;
+    let expected = read_i8_npy(&expected_path)?;
+    if inputs.cols != facts.input_len {
+        return Err(format!(
+            "{} has {} values per sample but the model's input has {}",
+            input_path.display(),
+            inputs.cols,
+            facts.input_len
+        ));
+    }
+    if expected.cols != facts.output_len || expected.rows != inputs.rows {
+        return Err(format!(
+            "{} is {}x{} but {} samples of the model's {} outputs are needed",
+            expected_path.display(),
+            expected.rows,
+            expected.cols,
+            inputs.rows,
+            facts.output_len
+        ));
+    }
+    if inputs.rows == 0 {
+        return Err(format!("{} holds no samples", input_path.display()));
+    }
+
+    let ram_needed = facts.arena + STACK_RESERVE;
+    if ram_needed > ram {
+        return Err(format!(
+            "the model {} does not fit board {}: it needs {} bytes of arena + {} bytes of \
+             stack reserve = {} bytes of RAM, but the board has {} bytes ({})",
+            model_path.display(),
+            board.name,
+            facts.arena,
+            STACK_RESERVE,
+            ram_needed,
+            ram,
+            memory_x.display()
+        ));
+    }
+    let flash_needed = bytes.len() + inputs.data.len() + expected.data.len() + CODE_RESERVE;
+    if flash_needed > flash {
+        return Err(format!(
+            "the model {} does not fit board {}: model {} bytes + golden vectors {} bytes + \
+             {} bytes for code = {} bytes of flash, but the board has {} bytes ({})",
+            model_path.display(),
+            board.name,
+            bytes.len(),
+            inputs.data.len() + expected.data.len(),
+            CODE_RESERVE,
+            flash_needed,
+            flash,
+            memory_x.display()
+        ));
+    }
+
+    fs::write(out.join("model.ekd"), &bytes).map_err(|e| e.to_string())?;
+    let name = model_path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let src = generated_source(board, &name, &bytes, &facts, &inputs, &expected);
+    fs::write(out.join("generated.rs"), src).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn select_board() -> Result<&'static Board, String> {
+    let chosen: Vec<&Board> = BOARDS
+        .iter()
+        .filter(|b| {
+            let var = format!("CARGO_FEATURE_{}", b.name.to_uppercase().replace('-', "_"));
+            env::var_os(var).is_some()
+        })
+        .collect();
+    match chosen.as_slice() {
+        [one] => Ok(one),
+        [] => Err(format!("no board feature selected; pick one of: {}", board_names())),
+        many => Err(format!(
+            "pick exactly one board feature, got {} (use --no-default-features --features <board>); boards: {}",
+            many.iter().map(|b| b.name).collect::<Vec<_>>().join(", "),
+            board_names()
+        )),
+    }
+}
+
+fn board_names() -> String {
+    BOARDS.iter().map(|b| b.name).collect::<Vec<_>>().join(", ")
+}
+
+fn no_region(path: &Path, region: &str) -> String {
+    format!("{} declares no {region} region", path.display())
+}
+
+/// `LENGTH` of a `MEMORY` region in a linker script (`4M`, `128K`, `0x4000`, `16384`).
+fn region_len(script: &str, region: &str) -> Option<usize> {
+    let line = script
+        .lines()
+        .find(|l| l.trim_start().starts_with(region) && l.contains("LENGTH"))?;
+    let value = line.split("LENGTH").nth(1)?.trim_start_matches([' ', '=']);
+    let token: String = value
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let (digits, unit) = match token.chars().last()? {
+        'K' | 'k' => (&token[..token.len() - 1], 1024),
+        'M' | 'm' => (&token[..token.len() - 1], 1024 * 1024),
+        _ => (token.as_str(), 1),
+    };
+    let n = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => usize::from_str_radix(hex, 16).ok()?,
+        None => digits.parse().ok()?,
+    };
+    n.checked_mul(unit)
+}
+
+struct ModelFacts {
+    arena: usize,
+    ops: usize,
+    input_len: usize,
+    output_len: usize,
+}
+
+/// Parses the model with the same runtime the firmware runs, so a model the firmware
+/// would reject fails the build instead.
+fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
+    // The parser wants the buffer 16-byte aligned, as it will be in flash.
+    let mut words = vec![0u128; bytes.len().div_ceil(16)];
+    let aligned: &mut [u8] = bytemuck_bytes(&mut words);
+    aligned[..bytes.len()].copy_from_slice(bytes);
+    let model = edgekd_runtime::Model::parse(&aligned[..bytes.len()])
+        .map_err(|e| format!("not a valid .ekd model: {e}"))?;
+    let tensor_len = |t: Result<edgekd_runtime::Tensor<'_>, edgekd_runtime::Error>| {
+        t.map(|t| t.elements()).map_err(|e| e.to_string())
+    };
+    if model.input_count() != 1 || model.output_count() != 1 {
+        return Err(format!(
+            "the firmware runs single-input, single-output models; this one has {} inputs and {} outputs",
+            model.input_count(),
+            model.output_count()
+        ));
+    }
+    Ok(ModelFacts {
+        arena: model.arena_size(),
+        ops: model.op_count(),
+        input_len: tensor_len(model.input(0))?,
+        output_len: tensor_len(model.output(0))?,
+    })
+}
+
+fn bytemuck_bytes(words: &mut [u128]) -> &mut [u8] {
+    let len = words.len() * 16;
+    // SAFETY: u128 has no padding and every byte pattern is a valid u8; the slice covers
+    // exactly the words' memory and borrows them mutably for its lifetime.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), len) }
+}
+
+struct NpyI8 {
+    rows: usize,
+    cols: usize,
+    data: Vec<i8>,
+}
+
+/// Reads a C-order int8 `.npy` (format 1.0-3.0) as a matrix; N-D arrays flatten after
+/// axis 0. Small enough to parse here rather than pull a parser into the build.
+fn read_i8_npy(path: &Path) -> Result<NpyI8, String> {
+    let fail = |why: &str| format!("{}: {why}", path.display());
+    let bytes = fs::read(path).map_err(|e| {
+        format!(
+            "cannot read {} ({e}); write golden vectors with `edgekd reference`, or point \
+             EDGEKD_INPUT / EDGEKD_EXPECTED at int8 .npy files (`edgekd infer` makes the expected ones)",
+            path.display()
+        )
+    })?;
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(fail("not a .npy file"));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(fail(&format!("unsupported .npy version {v}"))),
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or_else(|| fail("truncated header"))?;
+    let field = |key: &str| -> Option<&str> {
+        let at = header.find(&format!("'{key}'"))? + key.len() + 2;
+        Some(header[at..].trim_start_matches([' ', ':']))
+    };
+    let descr = field("descr").ok_or_else(|| fail("no dtype"))?;
+    if !(descr.starts_with("'|i1'") || descr.starts_with("'<i1'")) {
+        return Err(fail("dtype is not int8"));
+    }
+    if !field("fortran_order").is_some_and(|v| v.starts_with("False")) {
+        return Err(fail("Fortran-order arrays are not supported"));
+    }
+    let shape = field("shape").ok_or_else(|| fail("no shape"))?;
+    let inner = shape
+        .strip_prefix('(')
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| fail("bad shape"))?;
+    let dims = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| fail("bad shape")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (rows, cols) = match dims.as_slice() {
+        [] => return Err(fail("a scalar is not a batch of samples")),
+        [n] => (1, *n),
+        [n, rest @ ..] => (*n, rest.iter().product()),
+    };
+    let body = &bytes[start + header_len..];
+    if body.len() != rows * cols {
+        return Err(fail(&format!(
+            "shape {dims:?} needs {} bytes of data, the file has {}",
+            rows * cols,
+            body.len()
+        )));
+    }
+    Ok(NpyI8 {
+        rows,
+        cols,
+        data: body.iter().map(|&b| b as i8).collect(),
+    })
+}
+
+fn generated_source(
+    board: &Board,
+    model_name: &str,
+    bytes: &[u8],
+    facts: &ModelFacts,
+    inputs: &NpyI8,
+    expected: &NpyI8,
+) -> String {
+    let cpu = board
+        .qemu_cpu
+        .map(|c| format!(" cpu={c}"))
+        .unwrap_or_default();
+    let marker = format!(
+        "EDGEKD_QEMU machine={}{cpu} shift={} board={}\n",
+        board.qemu_machine, board.icount_shift, board.name
+    );
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "// @generated by build.rs: board constants, the model and its golden vectors."
+    );
+    let _ = writeln!(s, "/// The board this firmware was built for.");
+    let _ = writeln!(s, "pub const BOARD: &str = {:?};", board.name);
+    let _ = writeln!(
+        s,
+        "/// SysTick processor-clock frequency in QEMU's model of the board."
+    );
+    let _ = writeln!(s, "pub const SYSTICK_HZ: u64 = {};", board.systick_hz);
+    let _ = writeln!(s, "/// The `-icount shift` the runner uses for this board.");
+    let _ = writeln!(s, "pub const ICOUNT_SHIFT: u32 = {};", board.icount_shift);
+    let _ = writeln!(
+        s,
+        "/// Read by qemu-run.sh and `edgekd bench` to start the right QEMU machine."
+    );
+    let _ = writeln!(s, "#[used]");
+    let _ = writeln!(
+        s,
+        "pub static QEMU_MARKER: [u8; {}] = *b{:?};",
+        marker.len(),
+        marker
+    );
+    let _ = writeln!(s, "/// File name of the embedded model.");
+    let _ = writeln!(s, "pub const MODEL_NAME: &str = {model_name:?};");
+    let _ = writeln!(s, "/// Arena bytes the model's memory plan needs.");
+    let _ = writeln!(s, "pub const ARENA_SIZE: usize = {};", facts.arena);
+    let _ = writeln!(s, "/// Ops in the model.");
+    let _ = writeln!(s, "pub const OP_COUNT: usize = {};", facts.ops);
+    let _ = writeln!(s, "/// Golden samples.");
+    let _ = writeln!(s, "pub const SAMPLES: usize = {};", inputs.rows);
+    let _ = writeln!(s, "/// int8 values per input sample.");
+    let _ = writeln!(s, "pub const INPUT_LEN: usize = {};", inputs.cols);
+    let _ = writeln!(s, "/// int8 values per output.");
+    let _ = writeln!(s, "pub const OUTPUT_LEN: usize = {};", expected.cols);
+    let _ = writeln!(
+        s,
+        "/// The model file, 16-byte aligned in flash as the parser requires."
+    );
+    let _ = writeln!(
+        s,
+        "pub static MODEL: Aligned16<[u8; {}]> = Aligned16(*include_bytes!(concat!(env!(\"OUT_DIR\"), \"/model.ekd\")));",
+        bytes.len()
+    );
+    let list = |v: &[i8]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let _ = writeln!(s, "/// Golden inputs, `SAMPLES` rows of `INPUT_LEN`.");
+    let _ = writeln!(
+        s,
+        "pub static INPUTS: [i8; {}] = [{}];",
+        inputs.data.len(),
+        list(&inputs.data)
+    );
+    let _ = writeln!(
+        s,
+        "/// Expected outputs (the host runtime's), `SAMPLES` rows of `OUTPUT_LEN`."
+    );
+    let _ = writeln!(
+        s,
+        "pub static EXPECTED: [i8; {}] = [{}];",
+        expected.data.len(),
+        list(&expected.data)
+    );
+    s
+}

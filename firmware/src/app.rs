@@ -1,0 +1,229 @@
+//! The measurement run: every golden sample through the model, outputs compared with the
+//! expected ones, instructions (or cycles) per inference and per op.
+//!
+//! Generic over the output, the clock and a busy pin, so the same run works on any board
+//! whose HAL provides an `embedded_io::Write` and an `OutputPin`.
+//!
+//! Every line is `key=value` tokens after a tag, for `edgekd bench` to parse.
+
+use crate::clock::{hundred_instructions, Clock};
+use crate::generated as gen;
+use edgekd_runtime::{Interpreter, Model, OpCode, Profiler};
+use embedded_hal::digital::OutputPin;
+use embedded_io::{Write, WriteFmtError};
+
+/// Outcome of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every output equals the expected one.
+    Pass,
+    /// Some output differs, or the model could not run.
+    Fail,
+}
+
+/// Measures every op of one inference.
+struct OpTimer<'c, C: Clock> {
+    clock: &'c mut C,
+    /// Counts of an empty measured region, subtracted from every op.
+    overhead: u64,
+    start: u64,
+    per_op: [u64; gen::OP_COUNT],
+}
+
+impl<C: Clock> Profiler for OpTimer<'_, C> {
+    fn begin(&mut self, _: usize, _: OpCode) {
+        self.start = self.clock.ticks();
+    }
+
+    fn end(&mut self, index: usize, _: OpCode) {
+        let elapsed = self.clock.ticks() - self.start;
+        if let Some(slot) = self.per_op.get_mut(index) {
+            *slot += self.clock.count(elapsed).saturating_sub(self.overhead);
+        }
+    }
+}
+
+/// Counts of a measured region with nothing in it: the cost of reading the clock.
+fn clock_overhead(clock: &mut impl Clock) -> u64 {
+    (0..4)
+        .map(|_| {
+            let t0 = clock.ticks();
+            let t1 = clock.ticks();
+            clock.count(t1 - t0)
+        })
+        .min()
+        .unwrap_or(0)
+}
+
+/// Runs the golden samples through the embedded model and reports.
+pub fn run<W: Write, C: Clock, P: OutputPin>(
+    out: &mut W,
+    clock: &mut C,
+    busy: &mut P,
+    arena: &mut [u8],
+) -> Result<Verdict, WriteFmtError<W::Error>> {
+    let marker = core::str::from_utf8(&gen::QEMU_MARKER).unwrap_or("?");
+    write!(
+        out,
+        "edgekd-firmware board={} model={} {}",
+        gen::BOARD,
+        gen::MODEL_NAME,
+        marker
+    )?;
+
+    let model = match Model::parse(&gen::MODEL.0) {
+        Ok(m) => m,
+        Err(e) => {
+            writeln!(out, "error stage=parse reason=\"{e}\"")?;
+            return Ok(Verdict::Fail);
+        }
+    };
+    writeln!(
+        out,
+        "model bytes={} arena={} ops={} macs={} samples={} input_len={} output_len={}",
+        gen::MODEL.0.len(),
+        model.arena_size(),
+        model.op_count(),
+        model.macs(),
+        gen::SAMPLES,
+        gen::INPUT_LEN,
+        gen::OUTPUT_LEN
+    )?;
+    for (i, op) in model.ops().enumerate() {
+        if let Ok(op) = op {
+            writeln!(
+                out,
+                "op index={i} code={} macs={}",
+                op.code.name(),
+                op.macs(&model).unwrap_or(0)
+            )?;
+        }
+    }
+
+    let overhead = clock_overhead(clock);
+    let t0 = clock.ticks();
+    hundred_instructions();
+    let t1 = clock.ticks();
+    let calibration = clock.count(t1 - t0).saturating_sub(overhead);
+    writeln!(
+        out,
+        "clock unit={} overhead={overhead} calibration={calibration}/100",
+        clock.unit()
+    )?;
+
+    let mut interp = match Interpreter::new(model, arena) {
+        Ok(i) => i,
+        Err(e) => {
+            writeln!(out, "error stage=arena reason=\"{e}\"")?;
+            return Ok(Verdict::Fail);
+        }
+    };
+
+    let mut mismatches = 0usize;
+    let mut total = 0u64;
+    let (mut min, mut max) = (u64::MAX, 0u64);
+    let mut timer = OpTimer {
+        clock,
+        overhead,
+        start: 0,
+        per_op: [0; gen::OP_COUNT],
+    };
+    for s in 0..gen::SAMPLES {
+        let input = &gen::INPUTS[s * gen::INPUT_LEN..(s + 1) * gen::INPUT_LEN];
+        let expected = &gen::EXPECTED[s * gen::OUTPUT_LEN..(s + 1) * gen::OUTPUT_LEN];
+
+        // The inference alone, without per-op hooks, is the headline number.
+        let written = interp.input_mut(0).map(|i| i.copy_from_slice(input));
+        let _ = busy.set_high();
+        let t0 = timer.clock.ticks();
+        let result = written.and_then(|()| interp.invoke());
+        let t1 = timer.clock.ticks();
+        let _ = busy.set_low();
+        if let Err(e) = result {
+            writeln!(out, "error stage=invoke sample={s} reason=\"{e}\"")?;
+            return Ok(Verdict::Fail);
+        }
+        let instr = timer.clock.count(t1 - t0).saturating_sub(overhead);
+        let plain_ok = interp.output(0).map(|o| o == expected).unwrap_or(false);
+
+        // Again with per-op hooks, from the same input.
+        let profiled = interp
+            .input_mut(0)
+            .map(|i| i.copy_from_slice(input))
+            .and_then(|()| interp.invoke_profiled(&mut timer));
+        if let Err(e) = profiled {
+            writeln!(out, "error stage=invoke sample={s} reason=\"{e}\"")?;
+            return Ok(Verdict::Fail);
+        }
+        let output = interp.output(0).unwrap_or(&[]);
+        let ok = plain_ok && output == expected;
+        if !ok {
+            mismatches += 1;
+        }
+        total += instr;
+        min = min.min(instr);
+        max = max.max(instr);
+        write!(
+            out,
+            "sample index={s} class={} count={instr} match={} out=",
+            interp.argmax(0).unwrap_or(usize::MAX),
+            if ok { "yes" } else { "no" }
+        )?;
+        write_list(out, output)?;
+        if !ok {
+            write!(out, " expected=")?;
+            write_list(out, expected)?;
+        }
+        writeln!(out)?;
+    }
+
+    let samples = gen::SAMPLES as u64;
+    writeln!(
+        out,
+        "inference unit={} mean={} min={min} max={max} samples={samples}",
+        timer.clock.unit(),
+        (total + samples / 2) / samples
+    )?;
+    let mut op_sum = 0;
+    for (i, op) in model.ops().enumerate() {
+        let Ok(op) = op else { continue };
+        let per = (timer.per_op[i] + samples / 2) / samples;
+        op_sum += per;
+        writeln!(
+            out,
+            "opcount index={i} code={} macs={} count={per}",
+            op.code.name(),
+            op.macs(&model).unwrap_or(0)
+        )?;
+    }
+    writeln!(
+        out,
+        "interpreter count={}",
+        ((total + samples / 2) / samples).saturating_sub(op_sum)
+    )?;
+    let verdict = if mismatches == 0 {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    writeln!(
+        out,
+        "result {} mismatches={mismatches} samples={samples}",
+        if verdict == Verdict::Pass {
+            "PASS"
+        } else {
+            "FAIL"
+        }
+    )?;
+    Ok(verdict)
+}
+
+fn write_list<W: Write>(out: &mut W, values: &[i8]) -> Result<(), WriteFmtError<W::Error>> {
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            write!(out, ",")?;
+        }
+        write!(out, "{v}")?;
+    }
+    Ok(())
+}
