@@ -14,6 +14,15 @@
 //! - A [`Requant`] holds Q31 multipliers and exponents (`shift > 0` shifts left,
 //!   `shift < 0` shifts right), one per output channel or a single per-tensor pair.
 //! - The fused activation is an output clamp ([`Clamp`]).
+//! - Sliding-window kernels (conv, depthwise, pooling) take the output shape from the
+//!   caller and check it: kernel, stride and dilation must be `>= 1` and top/left
+//!   padding smaller than the dilated kernel ([`KernelError::UnsupportedParams`]
+//!   otherwise); the last window must start inside the input and one more window
+//!   must not fit without bottom/right padding ([`KernelError::ShapeMismatch`]
+//!   otherwise). This accepts every TFLite SAME/VALID and ONNX explicit-padding
+//!   geometry; bottom/right padding is implied by the output size.
+//! - All i32 arithmetic wraps where the C reference would overflow, so no input can
+//!   make a kernel panic, even with overflow checks on.
 
 #![no_std]
 #![deny(missing_docs)]

@@ -117,3 +117,45 @@ fn softmax_long_row_does_not_panic() {
     softmax(&p, 4000, &input[..4000], &mut out).unwrap();
     assert!(out.iter().all(|&v| v == -128));
 }
+
+#[test]
+fn softmax_long_rows_vs_f64() {
+    // Around and beyond a sum of exponentials of 512, where TFLite's shift
+    // exceeds 31 bits.
+    let mut rng = Rng::new(61);
+    for depth in [100usize, 300, 511, 512, 513, 600, 1000, 4000] {
+        for &scale in &[0.001f32, 0.02, 0.1] {
+            let input = rng.i8s(depth, 100, 127);
+            let p = softmax_params(scale, 1.0);
+            let mut out = vec![0i8; depth];
+            softmax(&p, depth, &input, &mut out).unwrap();
+            let want = f64_softmax(&input, scale, 1.0);
+            assert_close(&out, &want, 1, &format!("depth {depth} scale {scale}"));
+        }
+    }
+}
+
+/// Regression pin: FNV-1a of the outputs over a fixed pseudo-random set of rows.
+/// The arithmetic is a line-by-line port of TFLite's reference int8 softmax and
+/// gemmlowp's fixed-point exp/reciprocal; the f64 tests cannot see 1e-7-level
+/// changes in those, this hash can. Any optimized softmax must keep it.
+#[test]
+fn softmax_bits_pinned() {
+    let mut rng = Rng::new(71);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for _ in 0..3000 {
+        let depth = rng.usize(1, 64);
+        // Exact decimal scales (no libm in the test input).
+        let scale = rng.usize(2, 1000) as f32 / 1000.0;
+        let input = rng.i8s(depth, -128, 127);
+        let mut out = vec![0i8; depth];
+        softmax(&softmax_params(scale, 1.0), depth, &input, &mut out).unwrap();
+        for v in out {
+            h = (h ^ v as u8 as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    assert_eq!(
+        h, 0x31ca_9ff9_f378_720d,
+        "softmax output bits changed (hash {h:#x})"
+    );
+}
