@@ -22,6 +22,9 @@ pub trait Profiler {
     fn begin(&mut self, index: usize, op: OpCode);
     /// Called just after op `index` ran.
     fn end(&mut self, index: usize, op: OpCode);
+    /// Called after [`Profiler::end`] with the op's int8 output, for tools that compare
+    /// every intermediate tensor (per-layer SQNR, debugging). Does nothing by default.
+    fn observe(&mut self, _index: usize, _output: &[i8]) {}
 }
 
 /// A [`Profiler`] that does nothing.
@@ -157,6 +160,8 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             profiler.begin(index, op.code);
             self.run_op(&model, &op)?;
             profiler.end(index, op.code);
+            let range = model.tensor(op.output())?.range();
+            profiler.observe(index, self.arena.get(range).ok_or(Error::OutOfBounds)?);
         }
         self.invocations = self.invocations.wrapping_add(1);
         Ok(())
