@@ -37,3 +37,19 @@ miri:
 fuzz SECONDS="60":
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
     cd fuzz && cargo +nightly fuzz run parse_and_run -- -max_total_time={{SECONDS}}
+
+# --- firmware (Cortex-M in QEMU; see firmware/README.md) ---
+
+# Benchmark a model on an emulated Cortex-M: TARGET is qemu-m4, qemu-m7, qemu-m33 or qemu-m0.
+firmware MODEL="models/reference/tiny_cnn.ekd" TARGET="qemu-m4":
+    cargo run --release -p edgekd -- bench --target {{TARGET}} --model {{MODEL}}
+
+# Every reference model on every emulated core.
+firmware-bench-all:
+    for t in qemu-m4 qemu-m7 qemu-m33 qemu-m0; do for m in tiny_cnn mlp ds_cnn; do cargo run --release -q -p edgekd -- bench --target $t --model models/reference/$m.ekd; done; done
+
+# Formatting and clippy for the firmware crate (outside the workspace), M4F and M0 builds.
+firmware-lint:
+    cd firmware && cargo fmt --check
+    cd firmware && cargo clippy --release -- -D warnings
+    cd firmware && cargo clippy --release --no-default-features --features microbit --target thumbv6m-none-eabi -- -D warnings

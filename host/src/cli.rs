@@ -25,6 +25,11 @@ pub enum Command {
     Infer(cmd::infer::Args),
     /// Write the reference models and their golden vectors.
     Reference(cmd::reference::Args),
+    /// Build the Cortex-M firmware for a model, run it in QEMU, report instructions,
+    /// flash and RAM.
+    Bench(cmd::bench::Args),
+    /// Build the firmware and run it in QEMU (--board) or on a chip via probe-rs (--chip).
+    Flash(cmd::flash::Args),
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
@@ -58,5 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Infer(a) => cmd::infer::run(a),
         Command::Reference(a) => cmd::reference::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Flash(a) => cmd::flash::run(a),
     }
 }
