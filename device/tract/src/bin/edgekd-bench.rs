@@ -1,0 +1,223 @@
+//! `edgekd-bench`: benchmark an `.ekd` model on tract and/or the edgekd interpreter,
+//! in the manner of TFLite's `benchmark_model`.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use edgekd_runtime::writer::AlignedBytes;
+use edgekd_runtime::{Interpreter, Model};
+use edgekd_tract::bench::{agreement, bench_edgekd, bench_tract, Agreement, Config, Report};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Environment variable the host glue sets when it runs this binary under an emulator.
+const EMULATED_ENV: &str = "EDGEKD_BENCH_EMULATED";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Tract,
+    Edgekd,
+    Both,
+}
+
+/// Benchmark an .ekd int8 model: init time, first inference, warm-up, timed runs
+/// (min/max/mean/std/p50/p90/p99), peak RSS and a per-op profile.
+#[derive(Debug, Parser)]
+#[command(name = "edgekd-bench", version)]
+struct Args {
+    /// The .ekd model.
+    model: PathBuf,
+    /// Which runtime(s) to measure; `both` also checks that their outputs agree.
+    #[arg(long, value_enum, default_value = "both")]
+    runtime: Which,
+    /// Timed runs.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+    /// Warm-up runs before the timed ones.
+    #[arg(long, default_value_t = 10)]
+    warmup: u64,
+    /// Threads for tract's matmuls (the edgekd interpreter is single-threaded).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: u64,
+    /// `random`, or an .npy file of int8 (or float32, quantized like the runtime does)
+    /// samples: one sample of the model's input shape, or [N, ...] samples run in turn.
+    #[arg(long, default_value = "random")]
+    input: String,
+    /// Seed for `--input random`.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Skip the profiled runs (no per-op table).
+    #[arg(long)]
+    no_profile: bool,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Output {
+    model: String,
+    ops: usize,
+    macs: u64,
+    input: String,
+    samples: usize,
+    runs: u64,
+    warmup: u64,
+    threads: u64,
+    arch: &'static str,
+    /// True when run under an emulator: timings are meaningless then.
+    emulated: bool,
+    results: Vec<Report>,
+    agreement: Option<Agreement>,
+}
+
+/// Loads the input samples, flattened to the model input's element count.
+fn load_samples(args: &Args, model: &Model<'_>) -> Result<Vec<Vec<i8>>> {
+    let input = model.input(0)?;
+    let n = input.elements();
+    if args.input == "random" {
+        let mut rng = fastrand::Rng::with_seed(args.seed);
+        return Ok(vec![(0..n).map(|_| rng.i8(..)).collect()]);
+    }
+    let bytes = std::fs::read(&args.input).with_context(|| format!("reading {}", args.input))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).with_context(|| format!("{} is not an .npy file", args.input))?;
+    let flat: Vec<i8> = match npy.dtype() {
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int && t.size_field() == 1 => {
+            npy.into_vec::<i8>()?
+        }
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {
+            // Quantize exactly as the runtime does (preprocessing metadata included).
+            let values = npy.into_vec::<f32>()?;
+            if values.len() % n != 0 {
+                bail!("{}: {} values is not a multiple of the model input size {n}", args.input, values.len());
+            }
+            let mut arena = vec![0u8; model.arena_size()];
+            let mut interp = Interpreter::new(*model, &mut arena)?;
+            let mut out = Vec::with_capacity(values.len());
+            for chunk in values.chunks(n) {
+                interp.set_input_f32(0, chunk)?;
+                out.extend_from_slice(interp.input_mut(0)?);
+            }
+            out
+        }
+        other => bail!("{}: expected int8 or float32 data, found {other:?}", args.input),
+    };
+    if flat.is_empty() || flat.len() % n != 0 {
+        bail!(
+            "{}: {} values is not a positive multiple of the model input size {n} ({:?})",
+            args.input,
+            flat.len(),
+            input.dims()
+        );
+    }
+    Ok(flat.chunks(n).map(<[i8]>::to_vec).collect())
+}
+
+fn print_report(r: &Report) {
+    println!("[{}]", r.runtime.name());
+    println!("  init:            {:>10.1} us", r.init_us);
+    println!("  first inference: {:>10.1} us", r.first_inference_us);
+    if let Some(w) = &r.warmup {
+        println!("  warm-up ({:>4}):  mean {:.2} us", w.count, w.mean_us);
+    }
+    let s = &r.runs;
+    println!(
+        "  runs ({}): min {:.2}  max {:.2}  mean {:.2}  std {:.2}  p50 {:.2}  p90 {:.2}  p99 {:.2} (us)",
+        s.count, s.min_us, s.max_us, s.mean_us, s.std_us, s.p50_us, s.p90_us, s.p99_us
+    );
+    match r.peak_rss_kib {
+        Some(k) => println!("  peak RSS:        {k} KiB (process-wide)"),
+        None => println!("  peak RSS:        unavailable (no /proc/self/status)"),
+    }
+    if !r.ops.is_empty() {
+        println!("  per-op profile (mean of profiled runs):");
+        println!("    {:>3}  {:<16} {:>10} {:>7}", "#", "op", "us", "%");
+        for op in &r.ops {
+            println!("    {:>3}  {:<16} {:>10.2} {:>6.1}%", op.index, op.op, op.mean_us, op.percent);
+        }
+        if r.unattributed_us > 0.0 {
+            println!("         {:<16} {:>10.2}", "(graph glue)", r.unattributed_us);
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<()> {
+    let bytes = std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
+    let aligned = AlignedBytes::copy_from(&bytes);
+    let model = Model::parse(aligned.as_bytes())
+        .map_err(edgekd_tract::Error::from)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    if model.input_count() != 1 || model.output_count() != 1 {
+        bail!("edgekd-bench handles single-input, single-output models; this one has {} inputs and {} outputs", model.input_count(), model.output_count());
+    }
+    let samples = load_samples(args, &model)?;
+    let cfg = Config {
+        runs: args.runs as usize,
+        warmup: args.warmup as usize,
+        threads: args.threads as usize,
+        profile: !args.no_profile,
+    };
+    let emulated = std::env::var_os(EMULATED_ENV).is_some_and(|v| !v.is_empty() && v != "0");
+    let mut results = Vec::new();
+    if matches!(args.runtime, Which::Tract | Which::Both) {
+        results.push(bench_tract(&bytes, &samples, &cfg).context("tract runtime")?);
+    }
+    if matches!(args.runtime, Which::Edgekd | Which::Both) {
+        results.push(bench_edgekd(&bytes, &samples, &cfg).context("edgekd runtime")?);
+    }
+    let agreement = match results.as_slice() {
+        [a, b] => Some(agreement(&a.outputs, &b.outputs)),
+        _ => None,
+    };
+    let out = Output {
+        model: args.model.display().to_string(),
+        ops: model.op_count(),
+        macs: model.macs(),
+        input: if args.input == "random" { format!("random (seed {})", args.seed) } else { args.input.clone() },
+        samples: samples.len(),
+        runs: args.runs,
+        warmup: args.warmup,
+        threads: args.threads,
+        arch: std::env::consts::ARCH,
+        emulated,
+        results,
+        agreement,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "edgekd-bench: {} ({} ops, {} MACs), input {} ({} sample(s)), {} threads, {}",
+            out.model, out.ops, out.macs, out.input, out.samples, out.threads, out.arch
+        );
+        if emulated {
+            println!("NOTE: running under an emulator (qemu-user): the timings below mean nothing; only the outputs and their agreement do.");
+        }
+        for r in &out.results {
+            print_report(r);
+        }
+        if let Some(a) = &out.agreement {
+            println!(
+                "agreement tract vs edgekd: {}/{} samples bit-exact, argmax equal on {}/{}, max |diff| {} LSB",
+                a.bit_exact_samples, a.samples, a.argmax_agree, a.samples, a.max_abs_diff
+            );
+        }
+    }
+    if let Some(a) = &out.agreement {
+        if a.argmax_agree != a.samples {
+            bail!("the runtimes disagree on the predicted class for {} sample(s)", a.samples - a.argmax_agree);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgekd-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
