@@ -1,0 +1,271 @@
+//! End to end on emulated Cortex-M: `edgekd bench` builds the firmware around each
+//! reference model for the Cortex-M4F (mps2-an386) and the Cortex-M0 (microbit), runs it
+//! in QEMU, and the firmware's outputs must equal the host runtime's bit for bit.
+//!
+//! Needs qemu-system-arm, the thumbv7em-none-eabihf and thumbv6m-none-eabi targets and
+//! llvm-tools (`scripts/bootstrap.sh` installs them all). Without them these tests fail
+//! and say what to install: a skipped firmware test would hide a broken firmware.
+
+use edgekd::io::{read_i8_matrix, read_model};
+use edgekd_runtime::{Interpreter, Model};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// The firmware crate has one target dir, and each build replaces its ELF: run the
+/// builds one at a time.
+static FIRMWARE: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn require_tools(triples: &[&str]) {
+    let mut missing = Vec::new();
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+            .unwrap_or(false)
+    };
+    if !on_path("qemu-system-arm") {
+        missing.push("qemu-system-arm: apt-get install -y qemu-system-arm".to_string());
+    }
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .expect("rustc runs");
+    for t in triples {
+        if !sysroot.join("lib/rustlib").join(t).is_dir() {
+            missing.push(format!("{t}: rustup target add {t}"));
+        }
+    }
+    let has_llvm_size = std::fs::read_dir(sysroot.join("lib/rustlib"))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.path().join("bin/llvm-size").is_file())
+        })
+        .unwrap_or(false);
+    if !has_llvm_size {
+        missing.push("llvm-size: rustup component add llvm-tools".into());
+    }
+    assert!(
+        missing.is_empty(),
+        "the firmware tests need tools that are missing (scripts/bootstrap.sh installs all):\n  {}",
+        missing.join("\n  ")
+    );
+}
+
+fn bench(target: &str, model: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_edgekd"))
+        .args(["bench", "--target", target, "--json", "--model"])
+        .arg(model)
+        .args(extra)
+        .arg("--firmware-dir")
+        .arg(repo().join("firmware"))
+        .output()
+        .expect("edgekd runs")
+}
+
+/// The host runtime's outputs on the golden inputs, computed here rather than trusted.
+fn host_outputs(model_path: &Path, inputs: &edgekd::io::Matrix<i8>) -> Vec<Vec<i8>> {
+    let bytes = read_model(model_path).unwrap();
+    let model = Model::parse(bytes.as_bytes()).unwrap();
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut interp = Interpreter::new(model, &mut arena).unwrap();
+    (0..inputs.rows)
+        .map(|r| {
+            interp.input_mut(0).unwrap().copy_from_slice(inputs.row(r));
+            interp.invoke().unwrap();
+            interp.output(0).unwrap().to_vec()
+        })
+        .collect()
+}
+
+fn check_model(target: &str, name: &str) -> serde_json::Value {
+    let dir = repo().join("models/reference");
+    let model = dir.join(format!("{name}.ekd"));
+    let inputs = read_i8_matrix(&dir.join(format!("{name}.input.npy"))).unwrap();
+    let golden = read_i8_matrix(&dir.join(format!("{name}.expected.npy"))).unwrap();
+
+    let out = bench(target, &model, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "edgekd bench --target {target} {name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("bench prints JSON");
+    let firmware: Vec<Vec<i8>> = serde_json::from_value(report["outputs"].clone()).unwrap();
+
+    let host = host_outputs(&model, &inputs);
+    assert_eq!(firmware.len(), inputs.rows, "{target} {name}: samples");
+    for (r, got) in firmware.iter().enumerate() {
+        assert_eq!(
+            got, &host[r],
+            "{target} {name}: sample {r} differs from the host runtime"
+        );
+        assert_eq!(
+            got.as_slice(),
+            golden.row(r),
+            "{target} {name}: sample {r} differs from the golden vector"
+        );
+    }
+    assert_eq!(report["bit_exact"], true);
+    assert_eq!(report["mismatches"], 0);
+
+    // The counts are exact instruction counts: the clock check is exact, the same
+    // inference costs the same on every sample, and the ops plus the interpreter add up.
+    assert_eq!(report["unit"], "instructions");
+    assert_eq!(
+        report["clock_calibration"], "100/100",
+        "{target}: SysTick/-icount conversion is off"
+    );
+    let per_inference = report["per_inference"].as_u64().unwrap();
+    assert!(
+        per_inference > 1000,
+        "{target} {name}: {per_inference} instructions is implausible"
+    );
+    let op_sum: u64 = report["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["count"].as_u64().unwrap())
+        .sum();
+    let interp = report["interpreter"].as_u64().unwrap();
+    assert!(op_sum <= per_inference && op_sum + interp == per_inference);
+    let macs = Model::parse(read_model(&model).unwrap().as_bytes())
+        .unwrap()
+        .macs();
+    assert_eq!(report["macs"].as_u64().unwrap(), macs);
+    let arena = report["arena_bytes"].as_u64().unwrap();
+    assert!(report["static_ram_bytes"].as_u64().unwrap() >= arena);
+    assert!(report["flash_bytes"].as_u64().unwrap() > report["model_bytes"].as_u64().unwrap());
+    report
+}
+
+#[test]
+fn cortex_m4_outputs_equal_host_runtime() {
+    require_tools(&["thumbv7em-none-eabihf"]);
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    for name in ["tiny_cnn", "mlp", "ds_cnn"] {
+        let r = check_model("qemu-m4", name);
+        eprintln!(
+            "qemu-m4 {name}: {} instructions per inference",
+            r["per_inference"]
+        );
+    }
+}
+
+#[test]
+fn cortex_m0_outputs_equal_host_runtime() {
+    require_tools(&["thumbv6m-none-eabi"]);
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    for name in ["tiny_cnn", "mlp", "ds_cnn"] {
+        let r = check_model("qemu-m0", name);
+        eprintln!(
+            "qemu-m0 {name}: {} instructions per inference",
+            r["per_inference"]
+        );
+        // The M0 build must fit the micro:bit's 16 KB of RAM with room to spare.
+        let ram = r["static_ram_bytes"].as_u64().unwrap() + r["stack_bytes"].as_u64().unwrap();
+        assert!(ram < 16 * 1024, "qemu-m0 {name}: {ram} bytes of RAM");
+    }
+}
+
+/// The firmware must fail (non-zero exit) when an output differs from the expected one.
+#[test]
+fn firmware_fails_on_a_wrong_expected_output() {
+    require_tools(&["thumbv7em-none-eabihf"]);
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = repo().join("models/reference");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut expected = std::fs::read(dir.join("mlp.expected.npy")).unwrap();
+    let last = expected.len() - 1;
+    expected[last] = expected[last].wrapping_add(1);
+    let bad = tmp.path().join("bad.expected.npy");
+    std::fs::write(&bad, expected).unwrap();
+
+    let fw = repo().join("firmware");
+    let target_dir = fw.join("target");
+    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&fw)
+        .args(["build", "--release"])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("EDGEKD_MODEL", dir.join("mlp.ekd"))
+        .env("EDGEKD_INPUT", dir.join("mlp.input.npy"))
+        .env("EDGEKD_EXPECTED", &bad)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let run = Command::new("sh")
+        .current_dir(&fw)
+        .arg("qemu-run.sh")
+        .arg(target_dir.join("thumbv7em-none-eabihf/release/edgekd-firmware"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        !run.status.success(),
+        "QEMU exited 0 despite a wrong expected output:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("sample index=15") && stdout.contains("match=no"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("result FAIL mismatches=1"), "{stdout}");
+}
+
+/// A model whose arena cannot fit the board's RAM fails the build with a clear message.
+#[test]
+fn model_too_big_for_the_board_fails_the_build() {
+    use edgekd_runtime::writer::{Activation, ModelBuilder, OpSpec, QuantSpec};
+    require_tools(&["thumbv6m-none-eabi"]);
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let n = 16_000;
+    let mut b = ModelBuilder::new("too_big");
+    let x = b.activation(&[1, n], 0.02, 0);
+    let w = b.weights(
+        &[1, n],
+        vec![1; n],
+        QuantSpec::PerChannel {
+            scales: vec![0.01],
+            axis: 0,
+        },
+    );
+    let y = b.activation(&[1, 1], 0.5, 0);
+    b.op(OpSpec::FullyConnected {
+        input: x,
+        weights: w,
+        bias: None,
+        output: y,
+        activation: Activation::None,
+    })
+    .inputs(&[x])
+    .outputs(&[y]);
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("too_big.ekd");
+    std::fs::write(&model, b.finish().unwrap()).unwrap();
+    let input = edgekd::io::Matrix {
+        rows: 1,
+        cols: n,
+        data: vec![3i8; n],
+    };
+    let input_path = tmp.path().join("one.npy");
+    std::fs::write(&input_path, edgekd::io::npy_bytes(&input).unwrap()).unwrap();
+
+    let out = bench(
+        "qemu-m0",
+        &model,
+        &["--input", input_path.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("does not fit board microbit"), "{stderr}");
+    assert!(stderr.contains("16384 bytes"), "{stderr}");
+}
