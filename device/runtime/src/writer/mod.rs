@@ -18,6 +18,7 @@ use edgekd_kernels::quant::{
     activation_clamp, add_params, mean_params, quantize_multiplier, softmax_params,
 };
 use edgekd_kernels::Clamp;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::string::String;
 use std::vec::Vec;
@@ -275,6 +276,8 @@ pub struct ModelBuilder {
     ops: Vec<OpSpec>,
     inputs: Vec<TensorId>,
     outputs: Vec<TensorId>,
+    /// Op index -> explicit `(multiplier, shift)` pairs, see [`ModelBuilder::op_with_requant`].
+    requant_overrides: BTreeMap<usize, Vec<(i32, i32)>>,
 }
 
 impl ModelBuilder {
@@ -323,6 +326,21 @@ impl ModelBuilder {
 
     /// Appends an op (ops run in the order they are added).
     pub fn op(&mut self, op: OpSpec) -> &mut Self {
+        self.ops.push(op);
+        self
+    }
+
+    /// Appends a `FullyConnected`, `Conv2d` or `DepthwiseConv2d` op whose requantization
+    /// `(multiplier, shift)` pairs (one, or one per output channel) are given instead of
+    /// derived from the tensor scales.
+    ///
+    /// For importers that must reproduce another toolchain's derivation bit for bit:
+    /// TFLite, for one, rounds `input_scale * weight_scale` to `f32` before dividing in
+    /// `f64` for per-tensor fully connected layers, where [`Self::op`] multiplies in
+    /// `f64`. [`Self::finish`] checks the op kind, and the runtime's own validation the
+    /// count and ranges.
+    pub fn op_with_requant(&mut self, op: OpSpec, requant: Vec<(i32, i32)>) -> &mut Self {
+        self.requant_overrides.insert(self.ops.len(), requant);
         self.ops.push(op);
         self
     }
@@ -448,8 +466,8 @@ impl ModelBuilder {
         let mut ops = Vec::new();
         ops.write_u32::<LE>(self.ops.len() as u32)
             .expect("vec write");
-        for op in &self.ops {
-            self.write_op(&mut ops, &mut data, op)?;
+        for (index, op) in self.ops.iter().enumerate() {
+            self.write_op(&mut ops, &mut data, index, op)?;
         }
         let mut graph = Vec::new();
         graph
@@ -511,6 +529,20 @@ impl ModelBuilder {
         for id in self.inputs.iter().chain(&self.outputs) {
             self.spec(*id)?;
         }
+        for (&index, pairs) in &self.requant_overrides {
+            let requantized = matches!(
+                self.ops[index],
+                OpSpec::FullyConnected { .. }
+                    | OpSpec::Conv2d { .. }
+                    | OpSpec::DepthwiseConv2d { .. }
+            );
+            if !requantized || pairs.is_empty() {
+                return invalid(format!(
+                    "op {index}: explicit requantization needs a fully connected or conv op \
+                     and at least one multiplier"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -546,8 +578,13 @@ impl ModelBuilder {
         &self,
         out: &mut Vec<u8>,
         data: &mut Vec<u8>,
+        index: usize,
         op: &OpSpec,
     ) -> Result<(), WriteError> {
+        let op_requant = |input, weights, output| match self.requant_overrides.get(&index) {
+            Some(pairs) => Ok(pairs.iter().copied().unzip()),
+            None => self.requant(input, weights, output),
+        };
         let code = match op {
             OpSpec::FullyConnected { .. } => format::OpCode::FullyConnected,
             OpSpec::Conv2d { .. } => format::OpCode::Conv2d,
@@ -581,7 +618,7 @@ impl ModelBuilder {
             } => {
                 let c = self.clamp(output, activation)?;
                 params.extend([c.min as u8, c.max as u8, 0, 0]);
-                requant(data, &mut params, self.requant(input, weights, output)?);
+                requant(data, &mut params, op_requant(input, weights, output)?);
             }
             OpSpec::Conv2d {
                 input,
@@ -614,7 +651,7 @@ impl ModelBuilder {
                     c.min as u8,
                     c.max as u8,
                 ]);
-                requant(data, &mut params, self.requant(input, weights, output)?);
+                requant(data, &mut params, op_requant(input, weights, output)?);
                 if let OpSpec::DepthwiseConv2d {
                     depth_multiplier, ..
                 } = *op
