@@ -15,7 +15,9 @@ fn reference_models_match_golden_outputs() {
         assert_eq!((rows, erows), (16, 16), "{name}");
         let mut arena = vec![0u8; model.arena_size()];
         let mut interp = Interpreter::new(model, &mut arena).unwrap();
-        for r in 0..rows {
+        // Miri interprets every instruction: two samples per model still cover every op.
+        let samples = if cfg!(miri) { 2 } else { rows };
+        for r in 0..samples {
             interp
                 .input_mut(0)
                 .unwrap()
