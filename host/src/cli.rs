@@ -25,6 +25,12 @@ pub enum Command {
     Infer(cmd::infer::Args),
     /// Write the reference models and their golden vectors.
     Reference(cmd::reference::Args),
+    /// Train a model from a recipe (a teacher, or a labels-only student).
+    Train(cmd::train::Args),
+    /// Distil a student from one or more teachers (edgekd float models or ONNX).
+    Distill(cmd::distill::Args),
+    /// Run a study (recipes x seeds) and write its results table.
+    Experiment(cmd::experiment::Args),
     /// Build the Cortex-M firmware for a model, run it in QEMU, report instructions,
     /// flash and RAM.
     Bench(cmd::bench::Args),
@@ -63,6 +69,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Infer(a) => cmd::infer::run(a),
         Command::Reference(a) => cmd::reference::run(a),
+        Command::Train(a) => cmd::train::run(a),
+        Command::Distill(a) => cmd::distill::run(a),
+        Command::Experiment(a) => cmd::experiment::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Flash(a) => cmd::flash::run(a),
     }

@@ -3,5 +3,9 @@
 
 pub mod cli;
 mod cmd;
+pub mod data;
 pub mod io;
+pub mod nn;
 pub mod reference;
+pub mod teacher;
+pub mod train;

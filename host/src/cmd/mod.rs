@@ -1,6 +1,9 @@
 //! One module per subcommand.
 pub mod bench;
+pub mod distill;
+pub mod experiment;
 pub mod flash;
 pub mod infer;
 pub mod inspect;
 pub mod reference;
+pub mod train;
