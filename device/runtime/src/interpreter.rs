@@ -23,8 +23,14 @@ pub trait Profiler {
     /// Called just after op `index` ran.
     fn end(&mut self, index: usize, op: OpCode);
     /// Called after [`Profiler::end`] with the op's int8 output, for tools that compare
-    /// every intermediate tensor (per-layer SQNR, debugging). Does nothing by default.
+    /// every intermediate tensor (per-layer SQNR, debugging), when
+    /// [`Profiler::wants_outputs`] says so.
     fn observe(&mut self, _index: usize, _output: &[i8]) {}
+    /// Whether [`Profiler::observe`] should be called (false by default, which keeps
+    /// the per-op cost of profiling to the two hooks).
+    fn wants_outputs(&self) -> bool {
+        false
+    }
 }
 
 /// A [`Profiler`] that does nothing.
@@ -160,8 +166,10 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             profiler.begin(index, op.code);
             self.run_op(&model, &op)?;
             profiler.end(index, op.code);
-            let range = model.tensor(op.output())?.range();
-            profiler.observe(index, self.arena.get(range).ok_or(Error::OutOfBounds)?);
+            if profiler.wants_outputs() {
+                let range = model.tensor(op.output())?.range();
+                profiler.observe(index, self.arena.get(range).ok_or(Error::OutOfBounds)?);
+            }
         }
         self.invocations = self.invocations.wrapping_add(1);
         Ok(())

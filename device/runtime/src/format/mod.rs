@@ -172,7 +172,7 @@ impl<'a> Model<'a> {
 
     fn validate(&self) -> Result<(), Error> {
         for i in 0..self.tensor_count() {
-            self.tensor(i)?;
+            self.tensor_record(i, true)?;
         }
         let (n_in, n_out) = self.io_counts()?;
         if n_in == 0 || n_out == 0 || n_in > MAX_IO || n_out > MAX_IO {
@@ -224,16 +224,17 @@ impl<'a> Model<'a> {
         self.tensors.len() / TENSOR_RECORD_LEN
     }
 
-    /// Tensor `index`, validated.
+    /// Tensor `index` (its values were validated when the model was parsed).
     pub fn tensor(&self, index: usize) -> Result<Tensor<'a>, Error> {
-        let start = index
-            .checked_mul(TENSOR_RECORD_LEN)
-            .ok_or(Error::BadTensorIndex(index as u16))?;
-        let record = self
-            .tensors
-            .get(start..start + TENSOR_RECORD_LEN)
-            .ok_or(Error::BadTensorIndex(index.min(u16::MAX as usize) as u16))?;
-        Tensor::parse(record, self.data, self.arena_size)
+        self.tensor_record(index, false)
+    }
+
+    fn tensor_record(&self, index: usize, check_values: bool) -> Result<Tensor<'a>, Error> {
+        let bad = || Error::BadTensorIndex(index.min(u16::MAX as usize) as u16);
+        let start = index.checked_mul(TENSOR_RECORD_LEN).ok_or_else(bad)?;
+        let end = start.checked_add(TENSOR_RECORD_LEN).ok_or_else(bad)?;
+        let record = self.tensors.get(start..end).ok_or_else(bad)?;
+        Tensor::parse(record, self.data, self.arena_size, check_values)
     }
 
     /// Number of ops.

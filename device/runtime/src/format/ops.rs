@@ -186,7 +186,13 @@ impl<'a> Op<'a> {
         Ok(clamp)
     }
 
-    fn requant(&self, model: &Model<'a>, at: usize, channels: usize) -> Result<Requant<'a>, Error> {
+    fn requant(
+        &self,
+        model: &Model<'a>,
+        at: usize,
+        channels: usize,
+        check_values: bool,
+    ) -> Result<Requant<'a>, Error> {
         let r = Reader::new(self.params);
         let offset = r.u32(at)? as usize;
         let count = r.u32(at + 4)? as usize;
@@ -196,7 +202,9 @@ impl<'a> Op<'a> {
         let multiplier = i32_slice(model.data(), offset, count)?;
         let shift_offset = offset.checked_add(count * 4).ok_or(Error::OutOfBounds)?;
         let shift = i32_slice(model.data(), shift_offset, count)?;
-        if multiplier.iter().any(|m| *m < 0) || shift.iter().any(|s| !(-31..=30).contains(s)) {
+        if check_values
+            && (multiplier.iter().any(|m| *m < 0) || shift.iter().any(|s| !(-31..=30).contains(s)))
+        {
             return Err(Error::InvalidValue);
         }
         Ok(Requant { multiplier, shift })
@@ -204,6 +212,10 @@ impl<'a> Op<'a> {
 
     /// Decodes the op's kernel parameters, reading zero points from its tensors.
     pub fn params(&self, model: &Model<'a>) -> Result<OpParams<'a>, Error> {
+        self.decode(model, false)
+    }
+
+    fn decode(&self, model: &Model<'a>, check_values: bool) -> Result<OpParams<'a>, Error> {
         let r = Reader::new(self.params);
         let input = self.tensor(model, 0)?;
         let output = self.output_tensor(model)?;
@@ -218,7 +230,7 @@ impl<'a> Op<'a> {
                     output_zero_point: out_zp()?,
                     clamp: self.clamp(0)?,
                 };
-                OpParams::FullyConnected(p, self.requant(model, 4, out_features)?)
+                OpParams::FullyConnected(p, self.requant(model, 4, out_features, check_values)?)
             }
             OpCode::Conv2d | OpCode::DepthwiseConv2d => {
                 let depthwise = self.code == OpCode::DepthwiseConv2d;
@@ -235,7 +247,7 @@ impl<'a> Op<'a> {
                     output_zero_point: out_zp()?,
                     clamp: self.clamp(6)?,
                 };
-                let rq = self.requant(model, 8, out_channels)?;
+                let rq = self.requant(model, 8, out_channels, check_values)?;
                 if depthwise {
                     OpParams::DepthwiseConv2d(p, rq)
                 } else {
@@ -328,7 +340,7 @@ impl<'a> Op<'a> {
                 }
             }
         }
-        let params = self.params(model)?;
+        let params = self.decode(model, true)?;
         let (ins, outs) = (input.shape(), output.shape());
         match params {
             OpParams::FullyConnected(..) => {

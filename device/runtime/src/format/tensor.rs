@@ -91,10 +91,14 @@ pub struct Tensor<'a> {
 }
 
 impl<'a> Tensor<'a> {
+    /// Decodes a record. Bounds are always checked; `check_values` also checks scales and
+    /// zero points, which [`Model::parse`](super::Model::parse) does once so that the
+    /// per-inference decode stays cheap.
     pub(super) fn parse(
         record: &'a [u8],
         data: &'a [u8],
         arena_size: usize,
+        check_values: bool,
     ) -> Result<Self, Error> {
         let r = Reader::new(record);
         let dtype = DType::from_code(r.u8(0)?)?;
@@ -141,7 +145,7 @@ impl<'a> Tensor<'a> {
             0 => Quant::None,
             1 => {
                 let scale = r.f32(20)?;
-                if !(scale.is_finite() && scale > 0.0) {
+                if check_values && !(scale.is_finite() && scale > 0.0) {
                     return Err(Error::InvalidValue);
                 }
                 let zp_ok = match dtype {
@@ -159,7 +163,7 @@ impl<'a> Tensor<'a> {
                     return Err(Error::InvalidValue);
                 }
                 let scales = f32_slice(data, r.u32(20)? as usize, dims[axis])?;
-                if scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                if check_values && scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
                     return Err(Error::InvalidValue);
                 }
                 Quant::PerChannel { scales, axis }
