@@ -1,5 +1,7 @@
 //! 2-D convolution (TFLite `ConvPerChannel`, int8).
 
+use crate::matvec::{matvec, pack, widen, Cols, OutQ, MAX_COLS};
+
 use crate::quant::requantize;
 use crate::{
     check_bias, check_len, check_requant, dot, Axis, ConvParams, KernelError, Requant, Shape,
@@ -29,6 +31,109 @@ pub fn conv2d(
     output_shape: Shape,
     output: &mut [i8],
 ) -> Result<(), KernelError> {
+    let (ay, ax) = check(
+        p,
+        &rq,
+        input_shape,
+        input,
+        filter_shape,
+        filter,
+        bias,
+        output_shape,
+        output,
+    )?;
+    if output.is_empty() {
+        return Ok(());
+    }
+    let k = filter_shape.h * filter_shape.w * input_shape.c;
+    if k <= MAX_COLS {
+        im2col(
+            p,
+            &rq,
+            ay,
+            ax,
+            input_shape,
+            input,
+            filter_shape,
+            filter,
+            bias,
+            output_shape,
+            output,
+        );
+        Ok(())
+    } else {
+        generic(
+            p,
+            &rq,
+            ay,
+            ax,
+            input_shape,
+            input,
+            filter_shape,
+            filter,
+            bias,
+            output_shape,
+            output,
+        )
+    }
+}
+
+/// The portable reference [`conv2d`]: same contract and bits, no im2col, no
+/// architecture-specific code.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_reference(
+    p: &ConvParams,
+    rq: Requant<'_>,
+    input_shape: Shape,
+    input: &[i8],
+    filter_shape: Shape,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    output_shape: Shape,
+    output: &mut [i8],
+) -> Result<(), KernelError> {
+    let (ay, ax) = check(
+        p,
+        &rq,
+        input_shape,
+        input,
+        filter_shape,
+        filter,
+        bias,
+        output_shape,
+        output,
+    )?;
+    if output.is_empty() {
+        return Ok(());
+    }
+    generic(
+        p,
+        &rq,
+        ay,
+        ax,
+        input_shape,
+        input,
+        filter_shape,
+        filter,
+        bias,
+        output_shape,
+        output,
+    )
+}
+
+/// Validates a convolution; returns its two spatial axes.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    p: &ConvParams,
+    rq: &Requant<'_>,
+    input_shape: Shape,
+    input: &[i8],
+    filter_shape: Shape,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    output_shape: Shape,
+    output: &[i8],
+) -> Result<(Axis, Axis), KernelError> {
     let ay = Axis::new(
         input_shape.h,
         output_shape.h,
@@ -54,11 +159,94 @@ pub fn conv2d(
         return Err(KernelError::ShapeMismatch);
     }
     check_bias(bias, out_c)?;
-    check_requant(&rq, out_c)?;
-    if output.is_empty() {
-        return Ok(());
-    }
+    check_requant(rq, out_c)?;
+    Ok((ay, ax))
+}
 
+/// Gathers each output pixel's receptive field into an i16 column (`x - zp`, zeros in
+/// the padding) and multiplies it with all filters at once.
+#[allow(clippy::too_many_arguments)]
+fn im2col(
+    p: &ConvParams,
+    rq: &Requant<'_>,
+    ay: Axis,
+    ax: Axis,
+    input_shape: Shape,
+    input: &[i8],
+    filter_shape: Shape,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    output_shape: Shape,
+    output: &mut [i8],
+) {
+    let in_c = input_shape.c;
+    let in_row = input_shape.w * in_c;
+    let in_img = input_shape.h * in_row;
+    let (kh, kw) = (filter_shape.h, filter_shape.w);
+    let f_row = kw * in_c;
+    let k = kh * f_row;
+    let (dh, dw) = (p.dilation_h, p.dilation_w);
+    let zp = p.input_zero_point;
+    let q = OutQ {
+        zero_point: p.output_zero_point,
+        lo: i32::from(p.clamp.min),
+        hi: i32::from(p.clamp.max),
+    };
+    let mut buf = Cols::new();
+    let col = &mut buf.0[..k];
+    let mut out_px = output.chunks_exact_mut(output_shape.c);
+    for img in input.chunks_exact(in_img).take(input_shape.n) {
+        for oy in 0..output_shape.h {
+            let (ky0, ky1, iy0) = ay.window(oy);
+            for ox in 0..output_shape.w {
+                let (kx0, kx1, ix0) = ax.window(ox);
+                let Some(out) = out_px.next() else {
+                    return;
+                };
+                let full = ky0 == 0 && ky1 == kh && kx0 == 0 && kx1 == kw;
+                if !full {
+                    // Padding reads as the zero point: (zp - zp) = 0.
+                    col.fill(0);
+                }
+                let mut iy = iy0;
+                for ky in ky0..ky1 {
+                    let row = &img[iy * in_row..][..in_row];
+                    let dst = &mut col[ky * f_row..][..f_row];
+                    if dw == 1 {
+                        let n = (kx1 - kx0) * in_c;
+                        widen(&mut dst[kx0 * in_c..][..n], &row[ix0 * in_c..][..n], zp);
+                    } else {
+                        let mut ix = ix0;
+                        for kx in kx0..kx1 {
+                            widen(&mut dst[kx * in_c..][..in_c], &row[ix * in_c..][..in_c], zp);
+                            ix += dw;
+                        }
+                    }
+                    iy += dh;
+                }
+                pack(col);
+                matvec(col, filter, bias, rq, q, out);
+            }
+        }
+    }
+}
+
+/// Direct convolution for any column length (the reference).
+#[allow(clippy::too_many_arguments)]
+fn generic(
+    p: &ConvParams,
+    rq: &Requant<'_>,
+    ay: Axis,
+    ax: Axis,
+    input_shape: Shape,
+    input: &[i8],
+    filter_shape: Shape,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    output_shape: Shape,
+    output: &mut [i8],
+) -> Result<(), KernelError> {
+    let out_c = output_shape.c;
     // All products below are bounded by the (validated) slice lengths.
     let in_c = input_shape.c;
     let in_row = input_shape.w * in_c;

@@ -27,6 +27,33 @@ pub fn depthwise_conv2d(
     output_shape: Shape,
     output: &mut [i8],
 ) -> Result<(), KernelError> {
+    depthwise_conv2d_reference(
+        p,
+        rq,
+        input_shape,
+        input,
+        filter_shape,
+        filter,
+        bias,
+        output_shape,
+        output,
+    )
+}
+
+/// The portable reference [`depthwise_conv2d`]: same contract and bits, no
+/// architecture-specific code.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_conv2d_reference(
+    p: &ConvParams,
+    rq: Requant<'_>,
+    input_shape: Shape,
+    input: &[i8],
+    filter_shape: Shape,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    output_shape: Shape,
+    output: &mut [i8],
+) -> Result<(), KernelError> {
     let dm = p.depth_multiplier;
     if dm == 0 {
         return Err(KernelError::UnsupportedParams);

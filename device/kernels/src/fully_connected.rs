@@ -1,5 +1,6 @@
 //! Fully connected layer (TFLite int8 `FullyConnected`, per-channel capable).
 
+use crate::matvec::{matvec, pack, widen, Cols, OutQ, MAX_COLS};
 use crate::quant::requantize;
 use crate::{check_bias, check_requant, dot, FcParams, KernelError, Requant};
 
@@ -22,6 +23,97 @@ pub fn fully_connected(
     out_features: usize,
     output: &mut [i8],
 ) -> Result<(), KernelError> {
+    check(
+        p,
+        &rq,
+        input,
+        in_features,
+        filter,
+        bias,
+        out_features,
+        output,
+    )?;
+    if output.is_empty() {
+        return Ok(());
+    }
+    if in_features > MAX_COLS {
+        generic(
+            p,
+            &rq,
+            input,
+            in_features,
+            filter,
+            bias,
+            out_features,
+            output,
+        );
+        return Ok(());
+    }
+    let q = OutQ {
+        zero_point: p.output_zero_point,
+        lo: i32::from(p.clamp.min),
+        hi: i32::from(p.clamp.max),
+    };
+    let mut buf = Cols::new();
+    let col = &mut buf.0[..in_features];
+    for (x, out) in input
+        .chunks_exact(in_features)
+        .zip(output.chunks_exact_mut(out_features))
+    {
+        widen(col, x, p.input_zero_point);
+        pack(col);
+        matvec(col, filter, bias, &rq, q, out);
+    }
+    Ok(())
+}
+
+/// The portable reference [`fully_connected`]: same contract and bits, no
+/// architecture-specific code.
+#[allow(clippy::too_many_arguments)]
+pub fn fully_connected_reference(
+    p: &FcParams,
+    rq: Requant<'_>,
+    input: &[i8],
+    in_features: usize,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    out_features: usize,
+    output: &mut [i8],
+) -> Result<(), KernelError> {
+    check(
+        p,
+        &rq,
+        input,
+        in_features,
+        filter,
+        bias,
+        out_features,
+        output,
+    )?;
+    generic(
+        p,
+        &rq,
+        input,
+        in_features,
+        filter,
+        bias,
+        out_features,
+        output,
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    _p: &FcParams,
+    rq: &Requant<'_>,
+    input: &[i8],
+    in_features: usize,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    out_features: usize,
+    output: &[i8],
+) -> Result<(), KernelError> {
     if in_features == 0 {
         return Err(KernelError::UnsupportedParams);
     }
@@ -32,10 +124,22 @@ pub fn fully_connected(
         return Err(KernelError::ShapeMismatch);
     }
     check_bias(bias, out_features)?;
-    check_requant(&rq, out_features)?;
-    if output.is_empty() {
-        return Ok(());
-    }
+    check_requant(rq, out_features)?;
+    Ok(())
+}
+
+/// Direct per-row dot products (the reference).
+#[allow(clippy::too_many_arguments)]
+fn generic(
+    p: &FcParams,
+    rq: &Requant<'_>,
+    input: &[i8],
+    in_features: usize,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    out_features: usize,
+    output: &mut [i8],
+) {
     let zp = p.input_zero_point;
     let ozp = p.output_zero_point;
     let (lo, hi) = (i32::from(p.clamp.min), i32::from(p.clamp.max));
@@ -58,5 +162,4 @@ pub fn fully_connected(
             *o = requantize(acc, m, s, ozp, lo, hi);
         }
     }
-    Ok(())
 }

@@ -31,12 +31,17 @@
 extern crate std;
 
 mod add;
+#[cfg(all(target_arch = "arm", edgekd_dsp))]
+mod arm;
 mod conv;
 mod depthwise;
 mod fully_connected;
+mod matvec;
 mod mean;
 mod pool;
 pub mod quant;
+#[cfg(feature = "selftest")]
+pub mod selftest;
 mod softmax;
 
 pub use add::add;
@@ -46,6 +51,18 @@ pub use fully_connected::fully_connected;
 pub use mean::global_avg_pool;
 pub use pool::{avg_pool2d, max_pool2d};
 pub use softmax::softmax;
+
+/// The portable reference versions of the kernels that have faster variants (im2col,
+/// Cortex-M DSP): same contracts, same bits, the plainest code. Tests and the firmware
+/// self-test compare the fast kernels against these.
+pub mod reference {
+    pub use crate::conv::conv2d_reference as conv2d;
+    pub use crate::depthwise::depthwise_conv2d_reference as depthwise_conv2d;
+    pub use crate::fully_connected::fully_connected_reference as fully_connected;
+}
+
+/// Whether this build uses the Cortex-M DSP (`SXTB16`/`SMLAD`) kernels.
+pub const DSP_KERNELS: bool = cfg!(all(target_arch = "arm", edgekd_dsp));
 
 /// Why a kernel refused to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,50 @@
+//! Enables the Cortex-M DSP kernels (`cfg(edgekd_dsp)`) on cores with the DSP extension.
+//!
+//! `cfg(target_feature = "dsp")` would be the natural switch, but `dsp` is an unstable
+//! target feature: stable rustc never sets it in `cfg`, even for ARMv7E-M. So decide from
+//! the target instead: every ARMv7E-M core (`thumbv7em-*`: M4, M7) has the extension;
+//! ARMv8-M Mainline (`thumbv8m.main-*`) has it only for the cores that implement it
+//! (M33, M35P, M55, M85), named with `-C target-cpu` or `-C target-feature=+dsp`.
+
+use std::env;
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(edgekd_dsp)");
+    println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
+    let target = env::var("TARGET").unwrap_or_default();
+    let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    let flags: Vec<&str> = flags.split('\x1f').collect();
+    let dsp_cpu = ["cortex-m33", "cortex-m35p", "cortex-m55", "cortex-m85"];
+    let mut cpu_dsp = false;
+    let mut feature_dsp = None;
+    for (i, f) in flags.iter().enumerate() {
+        let joined = if *f == "-C" {
+            flags.get(i + 1).copied().unwrap_or("")
+        } else {
+            f
+        };
+        let joined = joined.trim_start_matches("-C");
+        if let Some(cpu) = joined.strip_prefix("target-cpu=") {
+            cpu_dsp = dsp_cpu.contains(&cpu);
+        }
+        if let Some(feats) = joined.strip_prefix("target-feature=") {
+            for feat in feats.split(',') {
+                match feat {
+                    "+dsp" => feature_dsp = Some(true),
+                    "-dsp" => feature_dsp = Some(false),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let dsp = if target.starts_with("thumbv7em") {
+        feature_dsp != Some(false)
+    } else if target.starts_with("thumbv8m.main") {
+        feature_dsp.unwrap_or(cpu_dsp)
+    } else {
+        false
+    };
+    if dsp {
+        println!("cargo::rustc-cfg=edgekd_dsp");
+    }
+}

@@ -1,0 +1,218 @@
+//! `SMLAD` version of [`crate::matvec`]: two output channels per pass over the column.
+
+use crate::matvec::{bias_at, matvec_portable, rq_at, OutQ};
+use crate::quant::requantize;
+use crate::Requant;
+use core::arch::asm;
+
+/// Reorders each full group of four column entries to `x0, x2, x1, x3`: `SXTB16` of a
+/// weight word yields lanes `(w0, w2)` and, rotated by 8, `(w1, w3)`, so the column is
+/// stored to match and the weights need no repacking. A tail of fewer than four
+/// entries stays in natural order.
+#[inline(always)]
+pub(crate) fn pack(col: &mut [i16]) {
+    for g in col.chunks_exact_mut(4) {
+        g.swap(1, 2);
+    }
+}
+
+/// One group of four column entries against two filter rows.
+macro_rules! group2 {
+    () => {
+        concat!(
+            "ldrd {xa}, {xb}, [{x}], #8\n",
+            "ldr {w}, [{p0}], #4\n",
+            "sxtb16 {t}, {w}\n",
+            "smlad {a0}, {t}, {xa}, {a0}\n",
+            "sxtb16 {t}, {w}, ror #8\n",
+            "smlad {a0}, {t}, {xb}, {a0}\n",
+            "ldr {w}, [{p1}], #4\n",
+            "sxtb16 {t}, {w}\n",
+            "smlad {a1}, {t}, {xa}, {a1}\n",
+            "sxtb16 {t}, {w}, ror #8\n",
+            "smlad {a1}, {t}, {xb}, {a1}\n",
+        )
+    };
+}
+
+/// Adds `groups` groups of four packed column entries times two filter rows to `a0`/`a1`.
+///
+/// # Safety
+/// `x` must be 4-byte aligned and valid for reading `4 * groups` i16; `p0` and `p1`
+/// valid for reading `4 * groups` bytes each (any alignment).
+#[inline(always)]
+unsafe fn dot2(
+    x: *const i16,
+    p0: *const i8,
+    p1: *const i8,
+    groups: usize,
+    a0: &mut i32,
+    a1: &mut i32,
+) {
+    let (mut x, mut p0, mut p1) = (x, p0, p1);
+    let pairs = groups / 2;
+    if pairs > 0 {
+        // SAFETY: the caller guarantees `4 * groups` readable entries behind each
+        // pointer; this loop reads `8 * pairs <= 4 * groups` of them, with LDRD only on
+        // the 4-byte aligned column (ARMv7-M LDR tolerates unaligned weight rows). The
+        // asm writes only its own register operands and the flags (SUBS).
+        unsafe {
+            asm!(
+                "2:",
+                group2!(),
+                group2!(),
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                x = inout(reg) x,
+                p0 = inout(reg) p0,
+                p1 = inout(reg) p1,
+                n = inout(reg) pairs => _,
+                a0 = inout(reg) *a0,
+                a1 = inout(reg) *a1,
+                xa = out(reg) _,
+                xb = out(reg) _,
+                w = out(reg) _,
+                t = out(reg) _,
+                options(nostack, readonly),
+            );
+        }
+    }
+    if groups % 2 == 1 {
+        // SAFETY: as above; the pointers now address the last group, still in bounds.
+        unsafe {
+            asm!(
+                group2!(),
+                x = inout(reg) x => _,
+                p0 = inout(reg) p0 => _,
+                p1 = inout(reg) p1 => _,
+                a0 = inout(reg) *a0,
+                a1 = inout(reg) *a1,
+                xa = out(reg) _,
+                xb = out(reg) _,
+                w = out(reg) _,
+                t = out(reg) _,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+    }
+}
+
+/// Adds `groups` groups of four packed column entries times one filter row to `a0`.
+///
+/// # Safety
+/// As [`dot2`], for one row.
+#[inline(always)]
+unsafe fn dot1(x: *const i16, p0: *const i8, groups: usize, a0: &mut i32) {
+    if groups == 0 {
+        return;
+    }
+    // SAFETY: reads exactly `4 * groups` entries behind `x` (4-byte aligned, LDRD) and
+    // `p0`, both guaranteed readable by the caller; writes only register operands and
+    // the flags.
+    unsafe {
+        asm!(
+            "2:",
+            "ldrd {xa}, {xb}, [{x}], #8",
+            "ldr {w}, [{p0}], #4",
+            "sxtb16 {t}, {w}",
+            "smlad {a0}, {t}, {xa}, {a0}",
+            "sxtb16 {t}, {w}, ror #8",
+            "smlad {a0}, {t}, {xb}, {a0}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            x = inout(reg) x => _,
+            p0 = inout(reg) p0 => _,
+            n = inout(reg) groups => _,
+            a0 = inout(reg) *a0,
+            xa = out(reg) _,
+            xb = out(reg) _,
+            w = out(reg) _,
+            t = out(reg) _,
+            options(nostack, readonly),
+        );
+    }
+}
+
+/// [`crate::matvec::matvec`] with `SMLAD`; `col` must have been through [`pack`].
+#[inline(always)]
+pub(crate) fn matvec(
+    col: &[i16],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    rq: &Requant<'_>,
+    q: OutQ,
+    out: &mut [i8],
+) {
+    let k = col.len();
+    if k == 0 || col.as_ptr() as usize % 4 != 0 {
+        // Unpacked order only matters for full groups; with k < 4 nothing was packed.
+        // Misaligned columns do not occur (callers pass a `Cols` buffer), but stay
+        // correct if they ever do: unpack and use the portable loop.
+        if k < 4 {
+            return matvec_portable(col, filter, bias, rq, q, out);
+        }
+        return unpacked_fallback(col, filter, bias, rq, q, out);
+    }
+    let groups = k / 4;
+    let main = groups * 4;
+    let (xs, x_tail) = col.split_at(main);
+    let mut rows = filter.chunks_exact(k);
+    let mut pairs = out.chunks_exact_mut(2);
+    let mut oc = 0;
+    for pair in &mut pairs {
+        let (Some(w0), Some(w1)) = (rows.next(), rows.next()) else {
+            return;
+        };
+        let (mut a0, mut a1) = (bias_at(bias, oc), bias_at(bias, oc + 1));
+        // SAFETY: `xs` holds `4 * groups` i16 starting at `col`'s (checked) 4-byte
+        // aligned address; `w0`/`w1` hold `k >= 4 * groups` bytes each.
+        unsafe {
+            dot2(
+                xs.as_ptr(),
+                w0.as_ptr(),
+                w1.as_ptr(),
+                groups,
+                &mut a0,
+                &mut a1,
+            )
+        };
+        for ((&x, &u), &v) in x_tail.iter().zip(&w0[main..]).zip(&w1[main..]) {
+            a0 = a0.wrapping_add(i32::from(x) * i32::from(u));
+            a1 = a1.wrapping_add(i32::from(x) * i32::from(v));
+        }
+        let (m0, s0) = rq_at(rq, oc);
+        let (m1, s1) = rq_at(rq, oc + 1);
+        pair[0] = requantize(a0, m0, s0, q.zero_point, q.lo, q.hi);
+        pair[1] = requantize(a1, m1, s1, q.zero_point, q.lo, q.hi);
+        oc += 2;
+    }
+    if let (Some(o), Some(w0)) = (pairs.into_remainder().first_mut(), rows.next()) {
+        let mut a0 = bias_at(bias, oc);
+        // SAFETY: as for `dot2`, one row.
+        unsafe { dot1(xs.as_ptr(), w0.as_ptr(), groups, &mut a0) };
+        for (&x, &u) in x_tail.iter().zip(&w0[main..]) {
+            a0 = a0.wrapping_add(i32::from(x) * i32::from(u));
+        }
+        let (m0, s0) = rq_at(rq, oc);
+        *o = requantize(a0, m0, s0, q.zero_point, q.lo, q.hi);
+    }
+}
+
+/// Undoes [`pack`] into a scratch column and runs the portable loop.
+#[cold]
+fn unpacked_fallback(
+    col: &[i16],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    rq: &Requant<'_>,
+    q: OutQ,
+    out: &mut [i8],
+) {
+    let mut buf = crate::matvec::Cols::new();
+    let Some(tmp) = buf.0.get_mut(..col.len()) else {
+        return;
+    };
+    tmp.copy_from_slice(col);
+    pack(tmp);
+    matvec_portable(tmp, filter, bias, rq, q, out);
+}

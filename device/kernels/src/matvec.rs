@@ -1,0 +1,110 @@
+//! The shared inner product of conv and fully connected layers: one input column
+//! (`x - input_zp` widened to i16, im2col style) against every output channel's
+//! filter row, then per-channel requantization.
+//!
+//! Widening the input once per column and reusing it for all output channels removes
+//! the zero-point subtraction and the sign extension of `x` from the inner loop; on
+//! Cortex-M with the DSP extension [`crate::arm`] replaces [`pack`] and [`matvec`] with
+//! `SXTB16`/`SMLAD` versions that give the same bits.
+
+use crate::quant::requantize;
+use crate::Requant;
+
+/// Longest column (`kh * kw * in_c` or `in_features`) the im2col path handles; longer
+/// ones take the generic kernels (the column lives on the stack: 512 bytes).
+pub(crate) const MAX_COLS: usize = 256;
+
+/// Word-aligned column buffer (the DSP kernels load it two lanes at a time).
+#[repr(C, align(8))]
+pub(crate) struct Cols(pub(crate) [i16; MAX_COLS]);
+
+impl Cols {
+    pub(crate) const fn new() -> Self {
+        Cols([0; MAX_COLS])
+    }
+}
+
+/// Output quantization shared by every channel of one layer.
+#[derive(Clone, Copy)]
+pub(crate) struct OutQ {
+    pub(crate) zero_point: i32,
+    pub(crate) lo: i32,
+    pub(crate) hi: i32,
+}
+
+/// Fills `dst` with `x - zp`.
+#[inline(always)]
+pub(crate) fn widen(dst: &mut [i16], x: &[i8], zp: i32) {
+    for (d, &v) in dst.iter_mut().zip(x) {
+        // |x - zp| <= 255 for any i8 pair, so the i16 is exact.
+        *d = (i32::from(v) - zp) as i16;
+    }
+}
+
+/// Requantization parameters of channel `oc` (per tensor or per channel).
+#[inline(always)]
+pub(crate) fn rq_at(rq: &Requant<'_>, oc: usize) -> (i32, i32) {
+    let i = if rq.multiplier.len() == 1 { 0 } else { oc };
+    match (rq.multiplier.get(i), rq.shift.get(i)) {
+        (Some(&m), Some(&s)) => (m, s),
+        _ => (0, 0),
+    }
+}
+
+/// Bias of channel `oc` (0 without a bias).
+#[inline(always)]
+pub(crate) fn bias_at(bias: Option<&[i32]>, oc: usize) -> i32 {
+    bias.and_then(|b| b.get(oc)).copied().unwrap_or(0)
+}
+
+/// Puts a column in the order [`matvec`] reads it (portable: natural order).
+#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+#[inline(always)]
+pub(crate) fn pack(_col: &mut [i16]) {}
+
+#[cfg(all(target_arch = "arm", edgekd_dsp))]
+pub(crate) use crate::arm::matvec::{matvec, pack};
+
+/// `out[oc] = requant(bias[oc] + sum_i col[i] * filter[oc * k + i])` with
+/// `k = col.len()`; `filter` holds `out.len()` rows of `k`.
+#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+#[inline(always)]
+pub(crate) fn matvec(
+    col: &[i16],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    rq: &Requant<'_>,
+    q: OutQ,
+    out: &mut [i8],
+) {
+    matvec_portable(col, filter, bias, rq, q, out)
+}
+
+/// The portable [`matvec`] (natural column order).
+#[inline(always)]
+pub(crate) fn matvec_portable(
+    col: &[i16],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    rq: &Requant<'_>,
+    q: OutQ,
+    out: &mut [i8],
+) {
+    let k = col.len();
+    if k == 0 {
+        for (oc, o) in out.iter_mut().enumerate() {
+            let (m, s) = rq_at(rq, oc);
+            *o = requantize(bias_at(bias, oc), m, s, q.zero_point, q.lo, q.hi);
+        }
+        return;
+    }
+    for (oc, (o, w)) in out.iter_mut().zip(filter.chunks_exact(k)).enumerate() {
+        let mut acc = bias_at(bias, oc);
+        for (&x, &w) in col.iter().zip(w) {
+            // Wrapping like the C reference; the sum is exact modulo 2^32.
+            acc = acc.wrapping_add(i32::from(x) * i32::from(w));
+        }
+        let (m, s) = rq_at(rq, oc);
+        *o = requantize(acc, m, s, q.zero_point, q.lo, q.hi);
+    }
+}

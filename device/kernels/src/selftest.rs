@@ -1,0 +1,328 @@
+//! Random bit-exactness check of the fast kernels against [`crate::reference`], usable
+//! without `std`: the host test suite runs it for the portable fast paths (im2col) and
+//! the firmware's `selftest` feature runs it in QEMU for the Cortex-M DSP kernels.
+//!
+//! Shapes, strides, dilations, paddings, zero points, clamps and per-tensor or
+//! per-channel requantization are drawn from a seeded generator; each case must give
+//! the same `Result` and the same output bytes from both implementations.
+
+use crate::{
+    conv2d, depthwise_conv2d, fully_connected, reference, Clamp, ConvParams, FcParams, KernelError,
+    Requant, Shape,
+};
+
+// Small enough for the stack of a 16 KB Cortex-M0.
+const MAX_IN: usize = 1024;
+const MAX_FILTER: usize = 2048;
+const MAX_OUT: usize = 1024;
+const MAX_CH: usize = 64;
+
+/// Which kernel a case exercised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// [`conv2d`].
+    Conv2d,
+    /// [`depthwise_conv2d`].
+    DepthwiseConv2d,
+    /// [`fully_connected`].
+    FullyConnected,
+}
+
+/// Counts for one kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Cases run (both implementations accepted or both refused the shapes).
+    pub cases: u32,
+    /// Cases where the implementations disagreed.
+    pub mismatches: u32,
+    /// Multiply-accumulates covered by the accepted cases.
+    pub macs: u64,
+}
+
+/// xorshift64*: deterministic, no dependencies.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: i32, hi: i32) -> i32 {
+        lo + (self.next() % ((hi - lo + 1) as u64)) as i32
+    }
+    fn usize(&mut self, lo: usize, hi: usize) -> usize {
+        self.range(lo as i32, hi as i32) as usize
+    }
+    fn fill(&mut self, buf: &mut [i8], lo: i32, hi: i32) {
+        for v in buf {
+            *v = self.range(lo, hi) as i8;
+        }
+    }
+}
+
+/// Random requantization, bias, zero points and clamp shared by all kernels.
+struct Common {
+    mult: [i32; MAX_CH],
+    shift: [i32; MAX_CH],
+    bias: [i32; MAX_CH],
+    channels: usize,
+    per_tensor: bool,
+    has_bias: bool,
+    in_zp: i32,
+    out_zp: i32,
+    clamp: Clamp,
+}
+
+impl Common {
+    fn new(rng: &mut Rng, channels: usize) -> Self {
+        let mut c = Common {
+            mult: [0; MAX_CH],
+            shift: [0; MAX_CH],
+            bias: [0; MAX_CH],
+            channels,
+            per_tensor: rng.range(0, 3) == 0,
+            has_bias: rng.range(0, 4) != 0,
+            in_zp: rng.range(-128, 127),
+            out_zp: rng.range(-128, 127),
+            clamp: Clamp::NONE,
+        };
+        for i in 0..channels {
+            c.mult[i] = rng.range(1 << 30, i32::MAX);
+            c.shift[i] = rng.range(-14, 1);
+            c.bias[i] = rng.range(-40_000, 40_000);
+        }
+        if rng.range(0, 2) == 0 {
+            let a = rng.range(-128, 127);
+            let b = rng.range(-128, 127);
+            c.clamp = Clamp {
+                min: a.min(b) as i8,
+                max: a.max(b) as i8,
+            };
+        }
+        c
+    }
+    fn rq(&self) -> Requant<'_> {
+        let n = if self.per_tensor { 1 } else { self.channels };
+        Requant {
+            multiplier: &self.mult[..n],
+            shift: &self.shift[..n],
+        }
+    }
+    fn bias(&self) -> Option<&[i32]> {
+        self.has_bias.then_some(&self.bias[..self.channels])
+    }
+}
+
+/// TFLite output size and top/left padding of one axis (`None` if VALID cannot fit).
+fn out_and_pad(
+    input: usize,
+    k: usize,
+    stride: usize,
+    dil: usize,
+    same: bool,
+) -> Option<(usize, usize)> {
+    let eff = (k - 1) * dil + 1;
+    if same {
+        let out = input.div_ceil(stride);
+        let total = ((out - 1) * stride + eff).saturating_sub(input);
+        Some((out, total / 2))
+    } else if input >= eff {
+        Some(((input - eff) / stride + 1, 0))
+    } else {
+        None
+    }
+}
+
+fn compare(
+    fast: Result<(), KernelError>,
+    reference: Result<(), KernelError>,
+    a: &[i8],
+    b: &[i8],
+    macs: u64,
+    t: &mut Tally,
+) {
+    t.cases += 1;
+    if fast != reference || a != b {
+        t.mismatches += 1;
+    } else if fast.is_ok() {
+        t.macs += macs;
+    }
+}
+
+/// Runs `cases` random cases of each kernel from `seed` and returns the tallies of
+/// conv, depthwise and fully connected, in that order.
+pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut input = [0i8; MAX_IN];
+    let mut filter = [0i8; MAX_FILTER];
+    let mut out_a = [0i8; MAX_OUT];
+    let mut out_b = [0i8; MAX_OUT];
+    let mut tallies = [
+        (Kernel::Conv2d, Tally::default()),
+        (Kernel::DepthwiseConv2d, Tally::default()),
+        (Kernel::FullyConnected, Tally::default()),
+    ];
+    for _ in 0..cases {
+        for (kernel, tally) in tallies.iter_mut() {
+            let depthwise = *kernel == Kernel::DepthwiseConv2d;
+            if *kernel == Kernel::FullyConnected {
+                // Up to 300 inputs: beyond the im2col column limit too.
+                let in_f = rng.usize(1, 300);
+                let out_f = rng.usize(1, (MAX_FILTER / in_f).min(13));
+                let batch = rng.usize(1, 3);
+                let c = Common::new(&mut rng, out_f);
+                let (x, w) = (&mut input[..batch * in_f], &mut filter[..out_f * in_f]);
+                rng.fill(x, -128, 127);
+                rng.fill(w, -127, 127);
+                let p = FcParams {
+                    input_zero_point: c.in_zp,
+                    output_zero_point: c.out_zp,
+                    clamp: c.clamp,
+                };
+                let n = batch * out_f;
+                let fa = fully_connected(&p, c.rq(), x, in_f, w, c.bias(), out_f, &mut out_a[..n]);
+                let fb = reference::fully_connected(
+                    &p,
+                    c.rq(),
+                    x,
+                    in_f,
+                    w,
+                    c.bias(),
+                    out_f,
+                    &mut out_b[..n],
+                );
+                compare(
+                    fa,
+                    fb,
+                    &out_a[..n],
+                    &out_b[..n],
+                    (batch * in_f * out_f) as u64,
+                    tally,
+                );
+                continue;
+            }
+            let (n, h, w) = (rng.usize(1, 2), rng.usize(1, 5), rng.usize(1, 24));
+            let in_c = rng.usize(1, if depthwise { 20 } else { 12 });
+            let dm = if depthwise { rng.usize(1, 3) } else { 1 };
+            let out_c = if depthwise {
+                in_c * dm
+            } else {
+                rng.usize(1, 9)
+            };
+            let (kh, kw) = (rng.usize(1, 3), rng.usize(1, 5));
+            let (sh, sw) = (rng.usize(1, 2), rng.usize(1, 3));
+            let dil = rng.range(0, 4) == 0;
+            let (dh, dw) = if dil {
+                (rng.usize(1, 2), rng.usize(1, 2))
+            } else {
+                (1, 1)
+            };
+            let same = rng.range(0, 1) == 0;
+            let (Some((oh, pt)), Some((ow, pl))) = (
+                out_and_pad(h, kh, sh, dh, same),
+                out_and_pad(w, kw, sw, dw, same),
+            ) else {
+                continue;
+            };
+            let in_shape = Shape::new(n, h, w, in_c);
+            let f_shape = if depthwise {
+                Shape::new(1, kh, kw, out_c)
+            } else {
+                Shape::new(out_c, kh, kw, in_c)
+            };
+            let out_shape = Shape::new(n, oh, ow, out_c);
+            let (Some(ni), Some(nf), Some(no)) = (
+                in_shape.elements(),
+                f_shape.elements(),
+                out_shape.elements(),
+            ) else {
+                continue;
+            };
+            if ni > MAX_IN || nf > MAX_FILTER || no > MAX_OUT || out_c > MAX_CH {
+                continue;
+            }
+            let c = Common::new(&mut rng, out_c);
+            rng.fill(&mut input[..ni], -128, 127);
+            rng.fill(&mut filter[..nf], -127, 127);
+            let p = ConvParams {
+                stride_h: sh,
+                stride_w: sw,
+                dilation_h: dh,
+                dilation_w: dw,
+                pad_top: pt,
+                pad_left: pl,
+                depth_multiplier: dm,
+                input_zero_point: c.in_zp,
+                output_zero_point: c.out_zp,
+                clamp: c.clamp,
+            };
+            let (x, f) = (&input[..ni], &filter[..nf]);
+            let (fa, fb) = if depthwise {
+                (
+                    depthwise_conv2d(
+                        &p,
+                        c.rq(),
+                        in_shape,
+                        x,
+                        f_shape,
+                        f,
+                        c.bias(),
+                        out_shape,
+                        &mut out_a[..no],
+                    ),
+                    reference::depthwise_conv2d(
+                        &p,
+                        c.rq(),
+                        in_shape,
+                        x,
+                        f_shape,
+                        f,
+                        c.bias(),
+                        out_shape,
+                        &mut out_b[..no],
+                    ),
+                )
+            } else {
+                (
+                    conv2d(
+                        &p,
+                        c.rq(),
+                        in_shape,
+                        x,
+                        f_shape,
+                        f,
+                        c.bias(),
+                        out_shape,
+                        &mut out_a[..no],
+                    ),
+                    reference::conv2d(
+                        &p,
+                        c.rq(),
+                        in_shape,
+                        x,
+                        f_shape,
+                        f,
+                        c.bias(),
+                        out_shape,
+                        &mut out_b[..no],
+                    ),
+                )
+            };
+            let per_out = if depthwise { kh * kw } else { kh * kw * in_c };
+            compare(
+                fa,
+                fb,
+                &out_a[..no],
+                &out_b[..no],
+                (no * per_out) as u64,
+                tally,
+            );
+        }
+    }
+    tallies
+}
