@@ -16,9 +16,12 @@ pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
         return i32::MAX;
     }
     let ab = (a as i64) * (b as i64);
-    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
-    // `/` truncates toward zero like C; the quotient always fits in i32 here.
-    ((ab + nudge) / (1i64 << 31)) as i32
+    // gemmlowp computes `(ab + nudge) / 2^31` truncating toward zero, with nudge 2^30
+    // for ab >= 0 and 1 - 2^30 below. For ab < 0 the numerator is negative, so the
+    // truncation is a ceiling: ceil((ab + 1 - 2^30) / 2^31) = floor((ab + 2^30) / 2^31).
+    // Both signs are therefore one arithmetic shift (SMLAL + two ops on Cortex-M), and
+    // the quotient fits in i32 once MIN * MIN is excluded.
+    ((ab + (1 << 30)) >> 31) as i32
 }
 
 /// gemmlowp `RoundingDivideByPOT`: `x / 2^exponent` rounded to nearest, ties

@@ -160,3 +160,50 @@ fn derived_params() {
     assert_eq!((m.multiplier, m.shift), (1 << 30, 2));
     assert_eq!((m.input_zero_point, m.output_zero_point), (1, -1));
 }
+
+/// The shift form of SRDHM equals gemmlowp's nudge-and-truncating-division form.
+#[test]
+fn srdhm_equals_gemmlowp_division_form() {
+    let gemmlowp = |a: i32, b: i32| -> i32 {
+        if a == i32::MIN && b == i32::MIN {
+            return i32::MAX;
+        }
+        let ab = a as i64 * b as i64;
+        let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+        ((ab + nudge) / (1i64 << 31)) as i32
+    };
+    let edges = [
+        i32::MIN,
+        i32::MIN + 1,
+        -(1 << 30) - 1,
+        -(1 << 30),
+        -3,
+        -1,
+        0,
+        1,
+        3,
+        1 << 30,
+        (1 << 30) + 1,
+        i32::MAX - 1,
+        i32::MAX,
+    ];
+    for &a in &edges {
+        for &b in &edges {
+            assert_eq!(
+                saturating_rounding_doubling_high_mul(a, b),
+                gemmlowp(a, b),
+                "{a} {b}"
+            );
+        }
+    }
+    let mut rng = Rng::new(77);
+    for _ in 0..200_000 {
+        let a = rng.next_u64() as i32 >> rng.range(0, 31);
+        let b = rng.next_u64() as i32;
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(a, b),
+            gemmlowp(a, b),
+            "{a} {b}"
+        );
+    }
+}
