@@ -27,6 +27,34 @@ pub fn depthwise_conv2d(
     output_shape: Shape,
     output: &mut [i8],
 ) -> Result<(), KernelError> {
+    #[cfg(all(target_arch = "arm", edgekd_dsp))]
+    if p.depth_multiplier == 1 {
+        let (ay, ax) = check(
+            p,
+            &rq,
+            input_shape,
+            input,
+            filter_shape,
+            filter,
+            bias,
+            output_shape,
+            output,
+        )?;
+        crate::arm::depthwise::depthwise_dm1(
+            p,
+            &rq,
+            ay,
+            ax,
+            input_shape,
+            input,
+            filter_shape,
+            filter,
+            bias,
+            output_shape,
+            output,
+        );
+        return Ok(());
+    }
     depthwise_conv2d_reference(
         p,
         rq,
@@ -54,10 +82,23 @@ pub fn depthwise_conv2d_reference(
     output_shape: Shape,
     output: &mut [i8],
 ) -> Result<(), KernelError> {
-    let dm = p.depth_multiplier;
-    if dm == 0 {
-        return Err(KernelError::UnsupportedParams);
+    check(
+        p,
+        &rq,
+        input_shape,
+        input,
+        filter_shape,
+        filter,
+        bias,
+        output_shape,
+        output,
+    )?;
+    if output.is_empty() {
+        return Ok(());
     }
+    let in_c = input_shape.c;
+    let out_c = output_shape.c;
+    let dm = p.depth_multiplier;
     let ay = Axis::new(
         input_shape.h,
         output_shape.h,
@@ -74,24 +115,6 @@ pub fn depthwise_conv2d_reference(
         p.dilation_w,
         p.pad_left,
     )?;
-    check_len(input.len(), input_shape)?;
-    check_len(filter.len(), filter_shape)?;
-    check_len(output.len(), output_shape)?;
-    let in_c = input_shape.c;
-    let out_c = output_shape.c;
-    if in_c.checked_mul(dm) != Some(out_c)
-        || filter_shape.n != 1
-        || filter_shape.c != out_c
-        || output_shape.n != input_shape.n
-    {
-        return Err(KernelError::ShapeMismatch);
-    }
-    check_bias(bias, out_c)?;
-    check_requant(&rq, out_c)?;
-    if output.is_empty() {
-        return Ok(());
-    }
-
     let in_w = input_shape.w;
     let in_img = input_shape.h * in_w * in_c;
     let kw = filter_shape.w;
@@ -164,4 +187,54 @@ pub fn depthwise_conv2d_reference(
         }
     }
     Ok(())
+}
+
+/// Validates a depthwise convolution; returns its two spatial axes.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    p: &ConvParams,
+    rq: &Requant<'_>,
+    input_shape: Shape,
+    input: &[i8],
+    filter_shape: Shape,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    output_shape: Shape,
+    output: &[i8],
+) -> Result<(Axis, Axis), KernelError> {
+    let dm = p.depth_multiplier;
+    if dm == 0 {
+        return Err(KernelError::UnsupportedParams);
+    }
+    let ay = Axis::new(
+        input_shape.h,
+        output_shape.h,
+        filter_shape.h,
+        p.stride_h,
+        p.dilation_h,
+        p.pad_top,
+    )?;
+    let ax = Axis::new(
+        input_shape.w,
+        output_shape.w,
+        filter_shape.w,
+        p.stride_w,
+        p.dilation_w,
+        p.pad_left,
+    )?;
+    check_len(input.len(), input_shape)?;
+    check_len(filter.len(), filter_shape)?;
+    check_len(output.len(), output_shape)?;
+    let in_c = input_shape.c;
+    let out_c = output_shape.c;
+    if in_c.checked_mul(dm) != Some(out_c)
+        || filter_shape.n != 1
+        || filter_shape.c != out_c
+        || output_shape.n != input_shape.n
+    {
+        return Err(KernelError::ShapeMismatch);
+    }
+    check_bias(bias, out_c)?;
+    check_requant(rq, out_c)?;
+    Ok((ay, ax))
 }

@@ -8,4 +8,5 @@
 //! only the order of (wrapping) additions differs, which cannot change the result.
 //! The firmware's `selftest` feature checks that in QEMU on random shapes and data.
 
+pub(crate) mod depthwise;
 pub(crate) mod matvec;
