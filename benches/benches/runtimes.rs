@@ -28,7 +28,10 @@ fn main() {
         let mut interp = Interpreter::new(model, &mut arena).unwrap();
         g.bench_function(RUNTIMES[0], |b| {
             b.iter(|| {
-                interp.input_mut(0).unwrap().copy_from_slice(black_box(&case.input));
+                interp
+                    .input_mut(0)
+                    .unwrap()
+                    .copy_from_slice(black_box(&case.input));
                 interp.invoke().unwrap();
                 black_box(interp.output(0).unwrap()[0])
             })

@@ -68,7 +68,10 @@ impl Case {
 
 /// Mean time (ns) criterion estimated for `group/id`, from its `estimates.json`.
 pub fn criterion_mean_ns(criterion_dir: &Path, group: &str, id: &str) -> Option<f64> {
-    let path = criterion_dir.join(group).join(id).join("new/estimates.json");
+    let path = criterion_dir
+        .join(group)
+        .join(id)
+        .join("new/estimates.json");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     v["mean"]["point_estimate"].as_f64()
 }

@@ -109,7 +109,9 @@ pub fn agreement(a: &[Vec<i8>], b: &[Vec<i8>]) -> Agreement {
         r.bit_exact_samples += usize::from(x == y);
         r.argmax_agree += usize::from(crate::argmax(x) == crate::argmax(y));
         for (p, q) in x.iter().zip(y) {
-            r.max_abs_diff = r.max_abs_diff.max((i32::from(*p) - i32::from(*q)).unsigned_abs());
+            r.max_abs_diff = r
+                .max_abs_diff
+                .max((i32::from(*p) - i32::from(*q)).unsigned_abs());
         }
     }
     r
@@ -186,7 +188,17 @@ pub fn bench_tract(model_bytes: &[u8], samples: &[Vec<i8>], cfg: &Config) -> Res
         .iter()
         .map(|x| Ok(model.run(&[x])?.swap_remove(0)))
         .collect::<Result<_>>()?;
-    finish(Runtime::Tract, init_us, first, &warm, &runs, peak, ops, unattributed_us, outputs)
+    finish(
+        Runtime::Tract,
+        init_us,
+        first,
+        &warm,
+        &runs,
+        peak,
+        ops,
+        unattributed_us,
+        outputs,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -285,7 +297,17 @@ pub fn bench_edgekd(model_bytes: &[u8], samples: &[Vec<i8>], cfg: &Config) -> Re
         infer(&mut interp, x)?;
         outputs.push(interp.output(0)?.to_vec());
     }
-    finish(Runtime::Edgekd, init_us, first, &warm, &runs, peak, ops, 0.0, outputs)
+    finish(
+        Runtime::Edgekd,
+        init_us,
+        first,
+        &warm,
+        &runs,
+        peak,
+        ops,
+        0.0,
+        outputs,
+    )
 }
 
 #[cfg(test)]

@@ -28,7 +28,10 @@ impl fmt::Display for Error {
         match self {
             Error::Model(e) => write!(f, "malformed .ekd model: {e}"),
             Error::Unsupported { op, name, reason } => {
-                write!(f, "op {op} ({name}) is not supported by the tract backend: {reason}")
+                write!(
+                    f,
+                    "op {op} ({name}) is not supported by the tract backend: {reason}"
+                )
             }
             Error::Input(msg) => write!(f, "bad input: {msg}"),
             Error::Tract(msg) => write!(f, "tract: {msg}"),

@@ -2,8 +2,9 @@
 //!
 //! This is what a phone runs when it runs "the float model" on tract; benchmarks
 //! compare it with the int8 graph. Weights are `scale[c] * q`, biases
-//! `input_scale * weight_scale[c] * q`, fused activations become clamps at the
-//! dequantized bounds, and softmax, pooling and mean are tract's float ops.
+//! `input_scale * weight_scale[c] * q`, activations become clamps at the dequantized
+//! bounds of each output's int8 range, and softmax, pooling and mean are tract's float
+//! ops. It is the int8 model without rounding, not the pre-quantization checkpoint.
 
 use crate::error::{Error, Result};
 use crate::graph::{op_prefix, pool_spec_for, IoInfo};
@@ -97,29 +98,36 @@ fn channel_scales(w: &EkdTensor<'_>, channels: usize) -> Vec<f32> {
 }
 
 /// A constant broadcastable against a tensor of `rank` along its last axis.
-fn last_axis_const(g: &mut TypedModel, name: String, values: &[f32], rank: usize) -> Result<OutletId> {
+fn last_axis_const(
+    g: &mut TypedModel,
+    name: String,
+    values: &[f32],
+    rank: usize,
+) -> Result<OutletId> {
     let mut shape = vec![1; rank];
     shape[rank - 1] = values.len();
     Ok(g.add_const(name, Tensor::from_shape(&shape, values)?)?)
 }
 
-/// The fused activation, at its dequantized bounds; full-range clamps are dropped
-/// (the float model does not saturate).
-fn clamp(g: &mut TypedModel, name: &str, wire: OutletId, c: Clamp, out: &EkdTensor<'_>) -> Result<OutletId> {
+/// The fused activation at its dequantized bounds. Both bounds always apply: the file
+/// stores no activation kind, and a ReLU often shows only as the int8 range itself
+/// (zero point -128 with clamp [-128, 127]), so the real range of the output tensor
+/// is the activation.
+fn clamp(
+    g: &mut TypedModel,
+    name: &str,
+    wire: OutletId,
+    c: Clamp,
+    out: &EkdTensor<'_>,
+) -> Result<OutletId> {
     let (scale, zp) = out.scale_zero_point()?;
     let rank = g.outlet_fact(wire)?.rank();
-    let mut wire = wire;
-    if c.min > i8::MIN {
-        let lo = scale * (i32::from(c.min) - zp) as f32;
-        let k = last_axis_const(g, format!("{name}.lo"), &[lo], rank)?;
-        wire = g.wire_node(format!("{name}.max"), math::max(), &[wire, k])?[0];
-    }
-    if c.max < i8::MAX {
-        let hi = scale * (i32::from(c.max) - zp) as f32;
-        let k = last_axis_const(g, format!("{name}.hi"), &[hi], rank)?;
-        wire = g.wire_node(format!("{name}.min"), math::min(), &[wire, k])?[0];
-    }
-    Ok(wire)
+    let lo = scale * (i32::from(c.min) - zp) as f32;
+    let hi = scale * (i32::from(c.max) - zp) as f32;
+    let lo = last_axis_const(g, format!("{name}.lo"), &[lo], rank)?;
+    let hi = last_axis_const(g, format!("{name}.hi"), &[hi], rank)?;
+    let wire = g.wire_node(format!("{name}.max"), math::max(), &[wire, lo])?[0];
+    Ok(g.wire_node(format!("{name}.min"), math::min(), &[wire, hi])?[0])
 }
 
 fn nhwc(s: Shape) -> [usize; 4] {
@@ -135,7 +143,9 @@ fn lower_op(
 ) -> Result<OutletId> {
     let name = format!("{}{}", op_prefix(index), op.code.name());
     let input = |slot: usize| -> Result<(OutletId, EkdTensor<'_>)> {
-        let t = op.input(slot).ok_or_else(|| unsupported(index, op, "missing input"))?;
+        let t = op
+            .input(slot)
+            .ok_or_else(|| unsupported(index, op, "missing input"))?;
         let w = wires[t].ok_or_else(|| unsupported(index, op, "input not yet computed"))?;
         Ok((w, model.tensor(t)?))
     };
@@ -146,7 +156,10 @@ fn lower_op(
     Ok(match op.params(model)? {
         OpParams::Conv2d(p, _) | OpParams::DepthwiseConv2d(p, _) => {
             let depthwise = op.code == OpCode::DepthwiseConv2d;
-            let w = model.tensor(op.input(1).ok_or_else(|| unsupported(index, op, "no weights"))?)?;
+            let w = model.tensor(
+                op.input(1)
+                    .ok_or_else(|| unsupported(index, op, "no weights"))?,
+            )?;
             let ws = w.shape();
             let scales = channel_scales(&w, outs.c);
             // Output channels are the first axis of conv weights (OHWI) and the last
@@ -156,14 +169,26 @@ fn lower_op(
                 .iter()
                 .enumerate()
                 .map(|(i, &v)| {
-                    let c = if depthwise { i % ws.c } else { i / (ws.h * ws.w * ws.c) };
+                    let c = if depthwise {
+                        i % ws.c
+                    } else {
+                        i / (ws.h * ws.w * ws.c)
+                    };
                     scales[c] * f32::from(v)
                 })
                 .collect();
             let (kernel, fmt, group) = if depthwise {
-                (Tensor::from_shape(&[ws.h, ws.w, 1, ws.c], &weights)?, KernelFormat::HWIO, ins.c)
+                (
+                    Tensor::from_shape(&[ws.h, ws.w, ins.c, ws.c / ins.c], &weights)?,
+                    KernelFormat::HWIO,
+                    ins.c,
+                )
             } else {
-                (Tensor::from_shape(&nhwc(ws), &weights)?, KernelFormat::OHWI, 1)
+                (
+                    Tensor::from_shape(&nhwc(ws), &weights)?,
+                    KernelFormat::OHWI,
+                    1,
+                )
             };
             let bias = dequantized_bias(model, op, &scales, in_scale)?;
             let spec = tract_core::ops::cnn::PoolSpec {
@@ -196,7 +221,10 @@ fn lower_op(
             reshape(g, format!("{name}.from_nhwc"), y, out_t.dims())?
         }
         OpParams::FullyConnected(p, _) => {
-            let w = model.tensor(op.input(1).ok_or_else(|| unsupported(index, op, "no weights"))?)?;
+            let w = model.tensor(
+                op.input(1)
+                    .ok_or_else(|| unsupported(index, op, "no weights"))?,
+            )?;
             let [out_f, in_f] = match *w.dims() {
                 [o, i] => [o, i],
                 _ => return Err(unsupported(index, op, "weights must be [out, in]")),
@@ -209,8 +237,16 @@ fn lower_op(
                 .map(|(i, &v)| scales[i / in_f] * f32::from(v))
                 .collect();
             let bias = dequantized_bias(model, op, &scales, in_scale)?;
-            let x = reshape(g, format!("{name}.flatten"), x, &[in_t.elements() / in_f, in_f])?;
-            let weights = g.add_const(format!("{name}.weights"), Tensor::from_shape(&[out_f, in_f], &weights)?)?;
+            let x = reshape(
+                g,
+                format!("{name}.flatten"),
+                x,
+                &[in_t.elements() / in_f, in_f],
+            )?;
+            let weights = g.add_const(
+                format!("{name}.weights"),
+                Tensor::from_shape(&[out_f, in_f], &weights)?,
+            )?;
             let axes: AxesMapping = "mk,nk->mn".parse()?;
             let y = g.wire_node(
                 format!("{name}.matmul"),
@@ -246,7 +282,12 @@ fn lower_op(
             let x = reshape(g, format!("{name}.to_nhwc"), x, &nhwc(ins))?;
             let sum = Reduce::new(tvec!(1, 2), Reducer::Sum);
             let y = g.wire_node(format!("{name}.sum"), sum, &[x])?[0];
-            let inv = last_axis_const(g, format!("{name}.inv_count"), &[1.0 / (ins.h * ins.w) as f32], 4)?;
+            let inv = last_axis_const(
+                g,
+                format!("{name}.inv_count"),
+                &[1.0 / (ins.h * ins.w) as f32],
+                4,
+            )?;
             let y = g.wire_node(format!("{name}.mean"), math::mul(), &[y, inv])?[0];
             let y = clamp(g, &name, y, p.clamp, &out_t)?;
             reshape(g, format!("{name}.reshape"), y, out_t.dims())?
@@ -270,7 +311,12 @@ fn lower_op(
     })
 }
 
-fn dequantized_bias(model: &Model<'_>, op: &Op<'_>, scales: &[f32], in_scale: f32) -> Result<Vec<f32>> {
+fn dequantized_bias(
+    model: &Model<'_>,
+    op: &Op<'_>,
+    scales: &[f32],
+    in_scale: f32,
+) -> Result<Vec<f32>> {
     Ok(match op.input(2) {
         Some(t) => model
             .tensor(t)?

@@ -130,11 +130,13 @@ fn wire_of(
     let t = op
         .input(slot)
         .ok_or_else(|| unsupported(index, op, format!("input {slot} is absent")))?;
-    let w = wires
-        .get(t)
-        .copied()
-        .flatten()
-        .ok_or_else(|| unsupported(index, op, format!("reads tensor {t} before anything writes it")))?;
+    let w = wires.get(t).copied().flatten().ok_or_else(|| {
+        unsupported(
+            index,
+            op,
+            format!("reads tensor {t} before anything writes it"),
+        )
+    })?;
     Ok((w, t))
 }
 
@@ -179,7 +181,14 @@ fn pool_spec_of(
     PoolSpec {
         data_format: DataFormat::NHWC,
         kernel_shape: tvec!(kernel[0], kernel[1]),
-        padding: padding([ins.h, ins.w], [outs.h, outs.w], kernel, stride, dilation, before),
+        padding: padding(
+            [ins.h, ins.w],
+            [outs.h, outs.w],
+            kernel,
+            stride,
+            dilation,
+            before,
+        ),
         dilations: Some(tvec!(dilation[0], dilation[1])),
         strides: Some(tvec!(stride[0], stride[1])),
         input_channels: ins.c,
@@ -222,7 +231,11 @@ fn q_inputs(g: &mut TypedModel, name: &str, input_zp: i32) -> Result<[OutletId; 
 fn check_weights(index: usize, op: &Op<'_>, w: &EkdTensor<'_>) -> Result<()> {
     match w.quant {
         Quant::PerChannel { .. } | Quant::PerTensor { zero_point: 0, .. } => Ok(()),
-        _ => Err(unsupported(index, op, "weights must be symmetric (zero point 0)")),
+        _ => Err(unsupported(
+            index,
+            op,
+            "weights must be symmetric (zero point 0)",
+        )),
     }
 }
 
@@ -252,17 +265,24 @@ fn lower_op(
     let wire = match params {
         OpParams::Conv2d(p, rq) | OpParams::DepthwiseConv2d(p, rq) => {
             let depthwise = op.code == OpCode::DepthwiseConv2d;
-            let w_index = op.input(1).ok_or_else(|| unsupported(index, op, "no weights"))?;
+            let w_index = op
+                .input(1)
+                .ok_or_else(|| unsupported(index, op, "no weights"))?;
             let w = model.tensor(w_index)?;
             check_weights(index, op, &w)?;
             let ws = w.shape();
-            // Conv weights are OHWI; depthwise weights are 1 x KH x KW x C_out, which
-            // is tract's HWIO with I = 1 per group.
+            // Conv weights are OHWI. Depthwise weights are 1 x KH x KW x (C_in * M) with
+            // channel c_in * M + m, the same bytes as tract's grouped HWIO layout
+            // KH x KW x C_in x M (tract puts all input channels on I, M outputs per group).
             let (kernel, fmt, group) = if depthwise {
-                let t = Tensor::from_shape(&[ws.h, ws.w, 1, ws.c], w.const_i8()?)?;
+                let t = Tensor::from_shape(&[ws.h, ws.w, ins.c, ws.c / ins.c], w.const_i8()?)?;
                 (t, KernelFormat::HWIO, ins.c)
             } else {
-                (Tensor::from_shape(&nhwc(ws), w.const_i8()?)?, KernelFormat::OHWI, 1)
+                (
+                    Tensor::from_shape(&nhwc(ws), w.const_i8()?)?,
+                    KernelFormat::OHWI,
+                    1,
+                )
             };
             let spec = pool_spec_of(
                 ins,
@@ -290,7 +310,9 @@ fn lower_op(
             reshape(g, format!("{name}.from_nhwc"), y, out_t.dims())?
         }
         OpParams::FullyConnected(p, rq) => {
-            let w_index = op.input(1).ok_or_else(|| unsupported(index, op, "no weights"))?;
+            let w_index = op
+                .input(1)
+                .ok_or_else(|| unsupported(index, op, "no weights"))?;
             let w = model.tensor(w_index)?;
             check_weights(index, op, &w)?;
             let [out_f, in_f] = match *w.dims() {

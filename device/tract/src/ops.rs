@@ -58,7 +58,10 @@ impl EvalOp for FixedPointRequant {
             let dst = view.as_slice_mut::<i8>()?;
             let (lo, hi) = (i32::from(self.min), i32::from(self.max));
             let per_tensor = self.multiplier.len() == 1;
-            for (src, dst) in acc.chunks_exact(channels).zip(dst.chunks_exact_mut(channels)) {
+            for (src, dst) in acc
+                .chunks_exact(channels)
+                .zip(dst.chunks_exact_mut(channels))
+            {
                 for (c, (a, d)) in src.iter().zip(dst.iter_mut()).enumerate() {
                     let c = if per_tensor { 0 } else { c };
                     let v = multiply_by_quantized_multiplier(*a, self.multiplier[c], self.shift[c])
@@ -141,7 +144,10 @@ impl EvalOp for EkdKernel {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let a = inputs.first().context("missing input")?.try_as_plain_ram()?;
+        let a = inputs
+            .first()
+            .context("missing input")?
+            .try_as_plain_ram()?;
         let a = a.as_slice::<i8>()?;
         let mut out = Tensor::zero_dt(self.out_dt, &self.output_dims)?;
         {
@@ -150,7 +156,10 @@ impl EvalOp for EkdKernel {
             let (ins, outs) = (self.input_shape, self.output_shape);
             let result = match &self.kernel {
                 Kernel::Add(p) => {
-                    let b = inputs.get(1).context("add needs two inputs")?.try_as_plain_ram()?;
+                    let b = inputs
+                        .get(1)
+                        .context("add needs two inputs")?
+                        .try_as_plain_ram()?;
                     k::add(p, a, b.as_slice::<i8>()?, o)
                 }
                 Kernel::AvgPool(p) => k::avg_pool2d(p, ins, a, outs, o),

@@ -82,7 +82,10 @@ fn every_single_byte_corruption_is_an_error_or_a_valid_model() {
             failures += 1;
         }
     }
-    assert!(failures > 10, "corruption was almost never detected ({failures})");
+    assert!(
+        failures > 10,
+        "corruption was almost never detected ({failures})"
+    );
 }
 
 #[test]

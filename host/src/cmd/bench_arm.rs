@@ -165,9 +165,8 @@ fn bench_args(model: &Path, input: Option<&Path>, o: &BenchOptions) -> Vec<OsStr
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 fn require(program: &str, hint: &str) -> Result<()> {
@@ -178,11 +177,20 @@ fn require(program: &str, hint: &str) -> Result<()> {
 }
 
 fn run_aarch64(b: &ArmBench) -> Result<()> {
-    require("aarch64-linux-gnu-gcc", "install gcc-aarch64-linux-gnu (the cross linker)")?;
-    require("qemu-aarch64", "install qemu-user (runs aarch64 binaries on this machine)")?;
+    require(
+        "aarch64-linux-gnu-gcc",
+        "install gcc-aarch64-linux-gnu (the cross linker)",
+    )?;
+    require(
+        "qemu-aarch64",
+        "install qemu-user (runs aarch64 binaries on this machine)",
+    )?;
     let exe = build_bench(
         Some(AARCH64_LINUX),
-        &[("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", "aarch64-linux-gnu-gcc".into())],
+        &[(
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
+            "aarch64-linux-gnu-gcc".into(),
+        )],
     )?;
     eprintln!(
         "note: running {AARCH64_LINUX} under qemu-aarch64: emulated timings mean nothing; \
@@ -206,7 +214,10 @@ fn adb_device() -> Result<String> {
         .output()
         .context("running `adb devices`")?;
     if !out.status.success() {
-        bail!("`adb devices` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`adb devices` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let ready: Vec<&str> = text
@@ -222,7 +233,11 @@ fn adb_device() -> Result<String> {
              plug in a phone with USB debugging enabled and accept its prompt"
         ),
         [one] => Ok(one.to_string()),
-        many => bail!("{} devices are connected ({}); connect only one", many.len(), many.join(", ")),
+        many => bail!(
+            "{} devices are connected ({}); connect only one",
+            many.len(),
+            many.join(", ")
+        ),
     }
 }
 
@@ -238,16 +253,26 @@ fn ndk_linker_env() -> Result<Vec<(&'static str, OsString)>> {
         .join("toolchains/llvm/prebuilt/linux-x86_64/bin")
         .join(format!("aarch64-linux-android{ANDROID_API}-clang"));
     if !clang.is_file() {
-        bail!("the NDK at {} has no {}", Path::new(&ndk).display(), clang.display());
+        bail!(
+            "the NDK at {} has no {}",
+            Path::new(&ndk).display(),
+            clang.display()
+        );
     }
-    Ok(vec![("CARGO_TARGET_AARCH64_LINUX_ANDROID_LINKER", clang.into())])
+    Ok(vec![(
+        "CARGO_TARGET_AARCH64_LINUX_ANDROID_LINKER",
+        clang.into(),
+    )])
 }
 
 fn run_android(b: &ArmBench) -> Result<()> {
     if !b.adb {
         bail!("--target android runs on a phone through adb: pass --adb");
     }
-    require("adb", "install Android platform-tools (adb) to reach a phone")?;
+    require(
+        "adb",
+        "install Android platform-tools (adb) to reach a phone",
+    )?;
     let serial = adb_device()?;
     let exe = build_bench(Some(AARCH64_ANDROID), &ndk_linker_env()?)?;
     let adb = |args: &[&str]| -> Result<()> {
@@ -282,7 +307,11 @@ fn run_android(b: &ArmBench) -> Result<()> {
         }
         None => None,
     };
-    let args = bench_args(Path::new(&remote_model), remote_input.as_deref(), &b.options);
+    let args = bench_args(
+        Path::new(&remote_model),
+        remote_input.as_deref(),
+        &b.options,
+    );
     let mut shell = vec!["shell".to_string(), remote_exe];
     shell.extend(args.iter().map(|a| a.to_string_lossy().into_owned()));
     let shell: Vec<&str> = shell.iter().map(String::as_str).collect();
@@ -303,7 +332,14 @@ fn build_bench(target: Option<&str>, env: &[(&str, OsString)]) -> Result<PathBuf
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root())
-        .args(["build", "--release", "-p", "edgekd-tract", "--bin", "edgekd-bench"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "edgekd-tract",
+            "--bin",
+            "edgekd-bench",
+        ])
         .args(["--message-format", "json-render-diagnostics"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -313,7 +349,10 @@ fn build_bench(target: Option<&str>, env: &[(&str, OsString)]) -> Result<PathBuf
     for (k, v) in env {
         cmd.env(k, v);
     }
-    eprintln!("building edgekd-bench{} ...", target.map(|t| format!(" for {t}")).unwrap_or_default());
+    eprintln!(
+        "building edgekd-bench{} ...",
+        target.map(|t| format!(" for {t}")).unwrap_or_default()
+    );
     let out = cmd.output().context("running cargo build")?;
     if !out.status.success() {
         bail!(

@@ -80,7 +80,8 @@ fn load_samples(args: &Args, model: &Model<'_>) -> Result<Vec<Vec<i8>>> {
         return Ok(vec![(0..n).map(|_| rng.i8(..)).collect()]);
     }
     let bytes = std::fs::read(&args.input).with_context(|| format!("reading {}", args.input))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).with_context(|| format!("{} is not an .npy file", args.input))?;
+    let npy = npyz::NpyFile::new(&bytes[..])
+        .with_context(|| format!("{} is not an .npy file", args.input))?;
     let flat: Vec<i8> = match npy.dtype() {
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int && t.size_field() == 1 => {
             npy.into_vec::<i8>()?
@@ -89,7 +90,11 @@ fn load_samples(args: &Args, model: &Model<'_>) -> Result<Vec<Vec<i8>>> {
             // Quantize exactly as the runtime does (preprocessing metadata included).
             let values = npy.into_vec::<f32>()?;
             if values.len() % n != 0 {
-                bail!("{}: {} values is not a multiple of the model input size {n}", args.input, values.len());
+                bail!(
+                    "{}: {} values is not a multiple of the model input size {n}",
+                    args.input,
+                    values.len()
+                );
             }
             let mut arena = vec![0u8; model.arena_size()];
             let mut interp = Interpreter::new(*model, &mut arena)?;
@@ -100,7 +105,10 @@ fn load_samples(args: &Args, model: &Model<'_>) -> Result<Vec<Vec<i8>>> {
             }
             out
         }
-        other => bail!("{}: expected int8 or float32 data, found {other:?}", args.input),
+        other => bail!(
+            "{}: expected int8 or float32 data, found {other:?}",
+            args.input
+        ),
     };
     if flat.is_empty() || flat.len() % n != 0 {
         bail!(
@@ -133,16 +141,23 @@ fn print_report(r: &Report) {
         println!("  per-op profile (mean of profiled runs):");
         println!("    {:>3}  {:<16} {:>10} {:>7}", "#", "op", "us", "%");
         for op in &r.ops {
-            println!("    {:>3}  {:<16} {:>10.2} {:>6.1}%", op.index, op.op, op.mean_us, op.percent);
+            println!(
+                "    {:>3}  {:<16} {:>10.2} {:>6.1}%",
+                op.index, op.op, op.mean_us, op.percent
+            );
         }
         if r.unattributed_us > 0.0 {
-            println!("         {:<16} {:>10.2}", "(graph glue)", r.unattributed_us);
+            println!(
+                "         {:<16} {:>10.2}",
+                "(graph glue)", r.unattributed_us
+            );
         }
     }
 }
 
 fn run(args: &Args) -> Result<()> {
-    let bytes = std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
+    let bytes =
+        std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     let aligned = AlignedBytes::copy_from(&bytes);
     let model = Model::parse(aligned.as_bytes())
         .map_err(edgekd_tract::Error::from)
@@ -173,7 +188,11 @@ fn run(args: &Args) -> Result<()> {
         model: args.model.display().to_string(),
         ops: model.op_count(),
         macs: model.macs(),
-        input: if args.input == "random" { format!("random (seed {})", args.seed) } else { args.input.clone() },
+        input: if args.input == "random" {
+            format!("random (seed {})", args.seed)
+        } else {
+            args.input.clone()
+        },
         samples: samples.len(),
         runs: args.runs,
         warmup: args.warmup,
@@ -205,7 +224,10 @@ fn run(args: &Args) -> Result<()> {
     }
     if let Some(a) = &out.agreement {
         if a.argmax_agree != a.samples {
-            bail!("the runtimes disagree on the predicted class for {} sample(s)", a.samples - a.argmax_agree);
+            bail!(
+                "the runtimes disagree on the predicted class for {} sample(s)",
+                a.samples - a.argmax_agree
+            );
         }
     }
     Ok(())
