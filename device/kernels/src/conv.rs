@@ -1,6 +1,6 @@
 //! 2-D convolution (TFLite `ConvPerChannel`, int8).
 
-use crate::matvec::{matvec, pack, widen, Cols, OutQ, MAX_COLS};
+use crate::matvec::{matvec, pack, widen, widen_pack, Cols, OutQ, MAX_COLS};
 
 use crate::quant::requantize;
 use crate::{
@@ -192,6 +192,9 @@ fn im2col(
         lo: i32::from(p.clamp.min),
         hi: i32::from(p.clamp.max),
     };
+    // Rows of a full window follow each other in the input when there is one row, or
+    // when a filter row spans the whole input row without dilation.
+    let contiguous = dw == 1 && (kh == 1 || (dh == 1 && f_row == in_row));
     let mut buf = Cols::new();
     let col = &mut buf.0[..k];
     let mut out_px = output.chunks_exact_mut(output_shape.c);
@@ -204,6 +207,14 @@ fn im2col(
                     return;
                 };
                 let full = ky0 == 0 && ky1 == kh && kx0 == 0 && kx1 == kw;
+                if full && contiguous {
+                    // The whole receptive field is one run of the input (1-D signals,
+                    // or kernels as wide as the input): widen and pack in one pass.
+                    let start = iy0 * in_row + ix0 * in_c;
+                    widen_pack(col, &img[start..][..k], zp);
+                    matvec(col, filter, bias, rq, q, out);
+                    continue;
+                }
                 if !full {
                     // Padding reads as the zero point: (zp - zp) = 0.
                     col.fill(0);

@@ -1,6 +1,6 @@
 //! Fully connected layer (TFLite int8 `FullyConnected`, per-channel capable).
 
-use crate::matvec::{matvec, pack, widen, Cols, OutQ, MAX_COLS};
+use crate::matvec::{matvec, widen_pack, Cols, OutQ, MAX_COLS};
 use crate::quant::requantize;
 use crate::{check_bias, check_requant, dot, FcParams, KernelError, Requant};
 
@@ -60,8 +60,7 @@ pub fn fully_connected(
         .chunks_exact(in_features)
         .zip(output.chunks_exact_mut(out_features))
     {
-        widen(col, x, p.input_zero_point);
-        pack(col);
+        widen_pack(col, x, p.input_zero_point);
         matvec(col, filter, bias, &rq, q, out);
     }
     Ok(())

@@ -62,8 +62,15 @@ pub(crate) fn bias_at(bias: Option<&[i32]>, oc: usize) -> i32 {
 #[inline(always)]
 pub(crate) fn pack(_col: &mut [i16]) {}
 
+/// [`widen`] then [`pack`] of a whole column in one pass.
+#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+#[inline(always)]
+pub(crate) fn widen_pack(col: &mut [i16], x: &[i8], zp: i32) {
+    widen(col, x, zp)
+}
+
 #[cfg(all(target_arch = "arm", edgekd_dsp))]
-pub(crate) use crate::arm::matvec::{matvec, pack};
+pub(crate) use crate::arm::matvec::{matvec, pack, widen_pack};
 
 /// `out[oc] = requant(bias[oc] + sum_i col[i] * filter[oc * k + i])` with
 /// `k = col.len()`; `filter` holds `out.len()` rows of `k`.
