@@ -57,6 +57,10 @@ struct RunSpec {
     onnx: bool,
     #[serde(default)]
     args: Vec<String>,
+    /// Overrides the study's epoch count for this run (e.g. equal optimizer steps on a
+    /// smaller labelled set).
+    #[serde(default)]
+    epochs: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,7 +139,7 @@ pub fn run(args: Args) -> Result<()> {
                 cmd.arg("--out").arg(&dir);
                 cmd.arg("--seed").arg(seed.to_string());
                 cmd.arg("--quiet").arg("--resume");
-                if let Some(e) = study.epochs {
+                if let Some(e) = r.epochs.or(study.epochs) {
                     cmd.arg("--epochs").arg(e.to_string());
                 }
                 if r.onnx {
