@@ -46,7 +46,7 @@ pub struct Config {
     pub profile: bool,
 }
 
-/// Mean time of one `.ekd` op over the profiled runs.
+/// Time of one `.ekd` op over the profiled runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct OpTime {
     /// Op index in the model.
@@ -55,7 +55,9 @@ pub struct OpTime {
     pub op: String,
     /// Mean time per inference, microseconds.
     pub mean_us: f64,
-    /// Share of the summed op time, percent.
+    /// Median time per inference, microseconds.
+    pub median_us: f64,
+    /// Share of the summed median op times, percent.
     pub percent: f64,
 }
 
@@ -136,21 +138,37 @@ fn timed(
     Ok(times)
 }
 
-fn op_table(names: &[&str], per_op: &[Duration], runs: usize) -> Vec<OpTime> {
-    let total: f64 = per_op.iter().map(|d| us(*d)).sum();
+/// Per-op table from per-run samples (`runs[r][op]`, microseconds). The median is
+/// reported next to the mean because one preempted run can dominate a mean.
+fn op_table(names: &[&str], runs: &[Vec<f64>]) -> Vec<OpTime> {
+    let column = |i: usize| -> Vec<f64> {
+        runs.iter()
+            .map(|r| r.get(i).copied().unwrap_or(0.0))
+            .collect()
+    };
+    let medians: Vec<f64> = (0..names.len())
+        .map(|i| Summary::of(&column(i)).map_or(0.0, |s| s.p50_us))
+        .collect();
+    let total: f64 = medians.iter().sum();
     names
         .iter()
         .enumerate()
-        .map(|(index, name)| {
-            let t = per_op.get(index).map_or(0.0, |d| us(*d));
-            OpTime {
-                index,
-                op: name.to_string(),
-                mean_us: t / runs as f64,
-                percent: if total > 0.0 { 100.0 * t / total } else { 0.0 },
-            }
+        .map(|(index, name)| OpTime {
+            index,
+            op: name.to_string(),
+            mean_us: Summary::of(&column(index)).map_or(0.0, |s| s.mean_us),
+            median_us: medians[index],
+            percent: if total > 0.0 {
+                100.0 * medians[index] / total
+            } else {
+                0.0
+            },
         })
         .collect()
+}
+
+fn durations_us(per_op: &[Duration]) -> Vec<f64> {
+    per_op.iter().map(|d| us(*d)).collect()
 }
 
 fn check_samples(samples: &[Vec<i8>]) -> Result<()> {
@@ -177,12 +195,16 @@ pub fn bench_tract(model_bytes: &[u8], samples: &[Vec<i8>], cfg: &Config) -> Res
     let mut ops = Vec::new();
     let mut unattributed_us = 0.0;
     if cfg.profile && cfg.runs > 0 {
-        let mut profile = OpProfile::default();
+        let mut per_run = Vec::with_capacity(cfg.runs);
+        let mut other = Duration::ZERO;
         for i in 0..cfg.runs {
+            let mut profile = OpProfile::default();
             model.run_profiled(&[&samples[i % samples.len()]], &mut profile)?;
+            per_run.push(durations_us(&profile.per_op));
+            other += profile.other;
         }
-        ops = op_table(model.op_names(), &profile.per_op, cfg.runs);
-        unattributed_us = us(profile.other) / cfg.runs as f64;
+        ops = op_table(model.op_names(), &per_run);
+        unattributed_us = us(other) / cfg.runs as f64;
     }
     let outputs = samples
         .iter()
@@ -280,17 +302,19 @@ pub fn bench_edgekd(model_bytes: &[u8], samples: &[Vec<i8>], cfg: &Config) -> Re
     let peak = peak_rss_kib();
     let mut ops = Vec::new();
     if cfg.profile && cfg.runs > 0 {
-        let mut timer = OpTimer {
-            per_op: Vec::new(),
-            started: None,
-        };
+        let mut per_run = Vec::with_capacity(cfg.runs);
         for i in 0..cfg.runs {
+            let mut timer = OpTimer {
+                per_op: Vec::new(),
+                started: None,
+            };
             interp
                 .input_mut(0)?
                 .copy_from_slice(&samples[i % samples.len()]);
             interp.invoke_profiled(&mut timer)?;
+            per_run.push(durations_us(&timer.per_op));
         }
-        ops = op_table(&names, &timer.per_op, cfg.runs);
+        ops = op_table(&names, &per_run);
     }
     let mut outputs = Vec::with_capacity(samples.len());
     for x in samples {
@@ -313,6 +337,17 @@ pub fn bench_edgekd(model_bytes: &[u8], samples: &[Vec<i8>], cfg: &Config) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn op_table_uses_medians_for_shares() {
+        // Op 1 has one preempted run; its median, not its mean, sets its share.
+        let runs = vec![vec![1.0, 1.0], vec![1.0, 1.0], vec![1.0, 1000.0]];
+        let t = op_table(&["A", "B"], &runs);
+        assert_eq!(t[1].median_us, 1.0);
+        assert_eq!(t[1].mean_us, 334.0);
+        assert_eq!(t[0].percent, 50.0);
+        assert_eq!(t[1].op, "B");
+    }
 
     #[test]
     fn agreement_counts_exact_and_argmax() {

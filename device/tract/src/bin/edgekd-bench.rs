@@ -82,6 +82,7 @@ fn load_samples(args: &Args, model: &Model<'_>) -> Result<Vec<Vec<i8>>> {
     let bytes = std::fs::read(&args.input).with_context(|| format!("reading {}", args.input))?;
     let npy = npyz::NpyFile::new(&bytes[..])
         .with_context(|| format!("{} is not an .npy file", args.input))?;
+    let npy_shape = npy.shape().to_vec();
     let flat: Vec<i8> = match npy.dtype() {
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int && t.size_field() == 1 => {
             npy.into_vec::<i8>()?
@@ -110,6 +111,15 @@ fn load_samples(args: &Args, model: &Model<'_>) -> Result<Vec<Vec<i8>>> {
             args.input
         ),
     };
+    // One sample of any shape, or [N, ...] with one sample per row.
+    let row: u64 = npy_shape.iter().skip(1).product();
+    if flat.len() != n && row as usize != n {
+        bail!(
+            "{}: shape {npy_shape:?} holds neither one input of {n} values ({:?}) nor [N, ...] rows of {n}",
+            args.input,
+            input.dims()
+        );
+    }
     if flat.is_empty() || flat.len() % n != 0 {
         bail!(
             "{}: {} values is not a positive multiple of the model input size {n} ({:?})",
@@ -138,12 +148,15 @@ fn print_report(r: &Report) {
         None => println!("  peak RSS:        unavailable (no /proc/self/status)"),
     }
     if !r.ops.is_empty() {
-        println!("  per-op profile (mean of profiled runs):");
-        println!("    {:>3}  {:<16} {:>10} {:>7}", "#", "op", "us", "%");
+        println!("  per-op profile (profiled runs; % of summed medians):");
+        println!(
+            "    {:>3}  {:<16} {:>10} {:>10} {:>7}",
+            "#", "op", "median us", "mean us", "%"
+        );
         for op in &r.ops {
             println!(
-                "    {:>3}  {:<16} {:>10.2} {:>6.1}%",
-                op.index, op.op, op.mean_us, op.percent
+                "    {:>3}  {:<16} {:>10.2} {:>10.2} {:>6.1}%",
+                op.index, op.op, op.median_us, op.mean_us, op.percent
             );
         }
         if r.unattributed_us > 0.0 {
