@@ -2,7 +2,7 @@
 //! evaluation and benchmarks around the `edgekd-runtime` int8 engine.
 
 pub mod cli;
-mod cmd;
+pub mod cmd;
 pub mod data;
 pub mod io;
 pub mod nn;
