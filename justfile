@@ -10,7 +10,7 @@ demo:
     ./target/release/edgekd infer models/reference/tiny_cnn.ekd --input models/reference/inputs.npy --output out/tiny_cnn.outputs.npy
 
 # Every check CI makes: formatting, lints, no_std builds, all tests.
-test: lint nostd
+test: lint nostd firmware-lint
     cargo test --workspace
 
 # Formatting and clippy, warnings are errors.
