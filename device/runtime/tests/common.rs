@@ -3,8 +3,11 @@
 
 use edgekd_runtime::writer::AlignedBytes;
 
+/// `(name, model, int8 inputs .npy, expected int8 outputs .npy)`.
+pub type Reference = (&'static str, &'static [u8], &'static [u8], &'static [u8]);
+
 /// The reference models shipped in `models/reference/`, with their golden vectors.
-pub const REFERENCE: [(&str, &[u8], &[u8], &[u8]); 3] = [
+pub const REFERENCE: [Reference; 3] = [
     (
         "tiny_cnn",
         include_bytes!("../../../models/reference/tiny_cnn.ekd"),
