@@ -10,21 +10,21 @@ pub type Reference = (&'static str, &'static [u8], &'static [u8], &'static [u8])
 pub const REFERENCE: [Reference; 3] = [
     (
         "tiny_cnn",
-        include_bytes!("../../../models/reference/tiny_cnn.ekd"),
-        include_bytes!("../../../models/reference/tiny_cnn.input.npy"),
-        include_bytes!("../../../models/reference/tiny_cnn.expected.npy"),
+        include_bytes!("../../../../models/reference/tiny_cnn.ekd"),
+        include_bytes!("../../../../models/reference/tiny_cnn.input.npy"),
+        include_bytes!("../../../../models/reference/tiny_cnn.expected.npy"),
     ),
     (
         "mlp",
-        include_bytes!("../../../models/reference/mlp.ekd"),
-        include_bytes!("../../../models/reference/mlp.input.npy"),
-        include_bytes!("../../../models/reference/mlp.expected.npy"),
+        include_bytes!("../../../../models/reference/mlp.ekd"),
+        include_bytes!("../../../../models/reference/mlp.input.npy"),
+        include_bytes!("../../../../models/reference/mlp.expected.npy"),
     ),
     (
         "ds_cnn",
-        include_bytes!("../../../models/reference/ds_cnn.ekd"),
-        include_bytes!("../../../models/reference/ds_cnn.input.npy"),
-        include_bytes!("../../../models/reference/ds_cnn.expected.npy"),
+        include_bytes!("../../../../models/reference/ds_cnn.ekd"),
+        include_bytes!("../../../../models/reference/ds_cnn.input.npy"),
+        include_bytes!("../../../../models/reference/ds_cnn.expected.npy"),
     ),
 ];
 
