@@ -89,7 +89,7 @@ fn exported_teacher_round_trips_through_tract() {
     assert!(onnx.describe().contains("logits"), "{}", onnx.describe());
     // Raw optdigits-like inputs (0..16), more rows than one tract batch to cover padding.
     let n = 300;
-    let x: Vec<f32> = (0..n * 64).map(|i| ((i * 31 % 17) as f32)).collect();
+    let x: Vec<f32> = (0..n * 64).map(|i| (i * 31 % 17) as f32).collect();
     let a = native.log_probs(&x, n).unwrap();
     let b = onnx.log_probs(&x, n).unwrap();
     let worst = a

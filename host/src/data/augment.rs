@@ -140,7 +140,7 @@ mod tests {
         let mut sorted = a.x.clone();
         sorted.sort_by(f32::total_cmp);
         assert_eq!(sorted, x);
-        let d = (a.x[0] as i64 - 0).rem_euclid(40);
+        let d = (a.x[0] as i64).rem_euclid(40);
         assert!(d <= 3 || d >= 37, "shift {d} exceeds 3");
         let c = epoch_view(&x, [1, 40, 1], &spec, 7, 3);
         let e = epoch_view(&x, [1, 40, 1], &spec, 8, 2);

@@ -53,8 +53,8 @@ pub fn write(path: &Path, records: &[EpochMetrics]) -> Result<()> {
     crate::io::write_atomic(path, s.as_bytes())
 }
 
-fn polyline(
-    points: &[(f64, f64)],
+/// A plot area: origin, size, and the data range it shows.
+struct Panel {
     x0: f64,
     y0: f64,
     w: f64,
@@ -62,8 +62,18 @@ fn polyline(
     xmax: f64,
     ymin: f64,
     ymax: f64,
-    color: &str,
-) -> String {
+}
+
+fn polyline(points: &[(f64, f64)], p: &Panel, color: &str) -> String {
+    let Panel {
+        x0,
+        y0,
+        w,
+        h,
+        xmax,
+        ymin,
+        ymax,
+    } = *p;
     let span = (ymax - ymin).max(1e-9);
     let pts: Vec<String> = points
         .iter()
@@ -136,29 +146,23 @@ pub fn svg(records: &[EpochMetrics], title: &str) -> String {
             m + ph + 14.0
         );
     }
-    s.push_str(&polyline(&loss, m, m, pw, ph, xmax, 0.0, lmax, "#333"));
-    s.push_str(&polyline(
-        &train,
-        2.0 * m + pw,
-        m,
-        pw,
-        ph,
+    let left = Panel {
+        x0: m,
+        y0: m,
+        w: pw,
+        h: ph,
         xmax,
-        0.0,
-        1.0,
-        "#1f77b4",
-    ));
-    s.push_str(&polyline(
-        &test,
-        2.0 * m + pw,
-        m,
-        pw,
-        ph,
-        xmax,
-        0.0,
-        1.0,
-        "#d62728",
-    ));
+        ymin: 0.0,
+        ymax: lmax,
+    };
+    let right = Panel {
+        x0: 2.0 * m + pw,
+        ymax: 1.0,
+        ..left
+    };
+    s.push_str(&polyline(&loss, &left, "#333"));
+    s.push_str(&polyline(&train, &right, "#1f77b4"));
+    s.push_str(&polyline(&test, &right, "#d62728"));
     s.push_str("</svg>\n");
     s
 }
