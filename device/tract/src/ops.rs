@@ -50,6 +50,12 @@ impl EvalOp for FixedPointRequant {
             "requant has {} multipliers for {channels} channels",
             self.multiplier.len()
         );
+        ensure!(
+            self.min <= self.max,
+            "requant clamp [{}, {}] is empty",
+            self.min,
+            self.max
+        );
         let acc = input.try_as_plain_ram()?;
         let acc = acc.as_slice::<i32>()?;
         let mut out = Tensor::zero_dt(self.out_dt, input.shape())?;
@@ -66,7 +72,8 @@ impl EvalOp for FixedPointRequant {
                     let c = if per_tensor { 0 } else { c };
                     let v = multiply_by_quantized_multiplier(*a, self.multiplier[c], self.shift[c])
                         .wrapping_add(self.zero_point);
-                    *d = v.max(lo).min(hi) as i8;
+                    // Checked above: min <= max, so `clamp` cannot panic.
+                    *d = v.clamp(lo, hi) as i8;
                 }
             }
         }

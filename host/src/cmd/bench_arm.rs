@@ -368,10 +368,10 @@ fn build_bench(target: Option<&str>, env: &[(&str, OsString)]) -> Result<PathBuf
 fn executable_from_messages(messages: &str) -> Option<PathBuf> {
     messages
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "edgekd-bench")
-        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .last()
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
 
 fn run_inherit(cmd: &mut Command, what: &str) -> Result<()> {
