@@ -53,7 +53,10 @@ fn check(lines: &[String], dsp: bool) {
             .expect("macs=");
         assert!(macs > 100_000, "too little covered: {l}");
     }
-    assert!(lines.iter().any(|l| l == "selftest result=PASS"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l == "selftest result=PASS"),
+        "{lines:?}"
+    );
 }
 
 #[test]
