@@ -8,6 +8,7 @@ demo:
     cargo build --release -p edgekd
     ./target/release/edgekd inspect models/reference/tiny_cnn.ekd
     ./target/release/edgekd infer models/reference/tiny_cnn.ekd --input models/reference/inputs.npy --output out/tiny_cnn.outputs.npy
+    ./target/release/edgekd bench --target qemu-m4 --model models/reference/tiny_cnn.ekd
 
 # Every check CI makes: formatting, lints, no_std builds, all tests.
 test: lint nostd firmware-lint
