@@ -50,7 +50,47 @@ pub fn tensors_to_bytes(
         .iter()
         .map(|(n, t)| Ok((n.clone(), t.to_dtype(DType::F32)?.contiguous()?)))
         .collect::<Result<_>>()?;
-    Ok(safetensors::serialize(items, Some(meta))?)
+    canonical(safetensors::serialize(items, Some(meta))?)
+}
+
+/// Rewrites a safetensors header with sorted keys. safetensors serializes the metadata from a
+/// `HashMap`, whose order changes from process to process; sorted keys make identical weights
+/// give identical files (resume determinism is checked byte for byte).
+fn canonical(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    use serde_json::Value;
+    use std::collections::BTreeMap;
+    let len: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .context("safetensors output too short")?;
+    let n = usize::try_from(u64::from_le_bytes(len))?;
+    let header: BTreeMap<String, Value> = serde_json::from_slice(
+        bytes
+            .get(8..8 + n)
+            .context("safetensors header out of bounds")?,
+    )?;
+    let header: BTreeMap<String, Value> = header
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::Object(m) => {
+                    serde_json::to_value(m.into_iter().collect::<BTreeMap<String, Value>>())?
+                }
+                other => other,
+            };
+            Ok((k, v))
+        })
+        .collect::<Result<_>>()?;
+    let mut text = serde_json::to_vec(&header)?;
+    // The data section stays 8-byte aligned, as safetensors itself pads with spaces.
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }
 
 /// Parses safetensors bytes into tensors and metadata.
