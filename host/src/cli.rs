@@ -31,6 +31,8 @@ pub enum Command {
     Distill(cmd::distill::Args),
     /// Run a study (recipes x seeds) and write its results table.
     Experiment(cmd::experiment::Args),
+    /// Convert a full-integer (int8) .tflite model to .ekd.
+    Import(cmd::import::Args),
     /// Build the Cortex-M firmware for a model, run it in QEMU, report instructions,
     /// flash and RAM.
     Bench(cmd::bench::Args),
@@ -72,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => cmd::train::run(a),
         Command::Distill(a) => cmd::distill::run(a),
         Command::Experiment(a) => cmd::experiment::run(a),
+        Command::Import(a) => cmd::import::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Flash(a) => cmd::flash::run(a),
     }

@@ -8,4 +8,5 @@ pub mod io;
 pub mod nn;
 pub mod reference;
 pub mod teacher;
+pub mod tflite;
 pub mod train;
