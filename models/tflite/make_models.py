@@ -72,7 +72,7 @@ def ds_cnn():
     SAME padding with odd and even totals (asymmetric pads), a stride-2 depthwise
     conv with depth multiplier 2, max and average pooling (the latter with SAME
     padding, so edge windows average fewer cells), a residual ADD with a fused
-    ReLU, MEAN over H and W (keepdims, TFLite's integer Mean path), RESHAPE,
+    ReLU, MEAN over H and W (keepdims), RESHAPE (folded away by the converter),
     FULLY_CONNECTED and SOFTMAX.
     """
     inp = tf.keras.Input((12, 10, 1), batch_size=1, name="image")

@@ -439,17 +439,23 @@ impl<'g, 'a> Converter<'g, 'a> {
         Ok(())
     }
 
-    /// MEAN over H and W of an NHWC tensor. With `keep_dims` TFLite's reference kernel
-    /// is the integer `reference_integer_ops::Mean` the runtime implements; without it
-    /// TFLite takes a float (or, for equal quantization, a truncating) path that can
-    /// differ by one step, so the import says so.
+    /// MEAN over H and W of an NHWC tensor, as TFLite 2.21's reference kernel computes
+    /// it for int8 with or without keep_dims (`reference_ops::QuantizedMeanOrSum`):
+    /// `MultiplyByQuantizedMultiplier(sum(x - in_zp), m', s') + out_zp`, where `m', s'`
+    /// fold `1 / (H*W)` into the multiplier of `in_scale / out_scale`.
+    ///
+    /// `edgekd-kernels`' GlobalAvgPool implements the older `reference_integer_ops::Mean`
+    /// (requantize, then a rounded division by H*W), which differs by one step on some
+    /// outputs. Until the kernel follows TFLite, the import expresses the mean exactly
+    /// with existing kernels: a depthwise conv whose H x W window of ones sums
+    /// `x - in_zp` per channel, with TFLite's folded multiplier given explicitly. The
+    /// price is H*W*C bytes of ones in flash.
     fn mean(&mut self, op: &Op<'a>) -> OpResult<()> {
-        let keep_dims = op
-            .raw
-            .builtin_options_as_reducer_options()
-            .is_some_and(|o| o.keep_dims());
-        let it = self.tensor(self.input(op, 0)?);
-        let at = self.tensor(self.input(op, 1)?);
+        let (it, at, ot) = (
+            self.tensor(self.input(op, 0)?),
+            self.tensor(self.input(op, 1)?),
+            self.tensor(op.outputs[0]),
+        );
         if it.shape.len() != 4 {
             return Err(format!(
                 "MEAN of a rank-{} tensor (only 4-D NHWC)",
@@ -475,17 +481,48 @@ impl<'g, 'a> Converter<'g, 'a> {
                 "MEAN over axes {axes:?} (only over H and W, axes [1, 2])"
             ));
         }
+        let [batch, h, w, c] = nhwc(it)?;
+        let (in_scale, _) = per_tensor(it)?;
+        let (out_scale, out_zp) = per_tensor(ot)?;
+        let (m, s) = quantize_multiplier(f64::from(in_scale) / f64::from(out_scale));
+        let requant = mean_multiplier(m, s, h * w);
         let input = self.read(op, 0)?;
         let output = self.write(op)?;
-        if !keep_dims {
-            self.notes.push(format!(
-                "op {} (MEAN) has keep_dims=false: TFLite's reference kernel then computes in \
-                 float, edgekd in integers (TFLite's keep_dims=true arithmetic); outputs may \
-                 differ from TFLite's by one step",
-                op.index
-            ));
+        let ones = self.b.weights(
+            &[1, h, w, c],
+            vec![1; h * w * c],
+            QuantSpec::PerTensor {
+                scale: 1.0,
+                zero_point: 0,
+            },
+        );
+        let four_d = dims(ot)? == [batch, 1, 1, c];
+        let sums = if four_d {
+            output
+        } else {
+            self.b
+                .activation(&[batch, 1, 1, c], out_scale, out_zp as i32)
+        };
+        self.b.op_with_requant(
+            OpSpec::DepthwiseConv2d {
+                input,
+                weights: ones,
+                bias: None,
+                output: sums,
+                stride: [1, 1],
+                dilation: [1, 1],
+                pad: [0, 0],
+                depth_multiplier: 1,
+                activation: Activation::None,
+            },
+            vec![requant],
+        );
+        if !four_d {
+            self.b.op(OpSpec::Reshape {
+                input: sums,
+                output,
+            });
         }
-        self.b.op(OpSpec::GlobalAvgPool { input, output });
         Ok(())
     }
 
@@ -605,6 +642,19 @@ impl Window {
     }
 }
 
+/// TFLite `QuantizedMeanOrSum` (reference/reduce.h): the multiplier `(m, s)` of
+/// `in_scale / out_scale` readapted to include `1 / count`. The shift is capped so that
+/// `m << shift` cannot overflow and the final shift stays >= -31, as TFLite caps it.
+pub(crate) fn mean_multiplier(m: i32, s: i32, count: usize) -> (i32, i32) {
+    let count = count.max(1) as u64;
+    let shift = (63 - count.leading_zeros() as i32)
+        .min(32)
+        .min(31 + s)
+        .max(0);
+    let folded = (i64::from(m) << shift) / count as i64;
+    (folded as i32, s - shift)
+}
+
 fn activation(f: ActivationFunctionType) -> OpResult<Activation> {
     match f {
         ActivationFunctionType::NONE => Ok(Activation::None),
@@ -679,5 +729,22 @@ fn constant<'a>(t: &Tensor<'a>, len: usize) -> OpResult<&'a [u8]> {
             d.len()
         )),
         None => Err(format!("tensor '{}' should be a constant", t.name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mean_multiplier;
+
+    #[test]
+    fn mean_multiplier_folds_the_count_like_tflite() {
+        // ds_cnn's MEAN: in/out scale ratio 2.0024 -> (1075001200, 2), 3x3 window:
+        // shift = floor(log2 9) = 3, (m << 3) / 9 truncated.
+        assert_eq!(mean_multiplier(1_075_001_200, 2, 9), (955_556_622, -1));
+        // The shift is capped at 31 + s so the result stays a valid shift (>= -31).
+        assert_eq!(mean_multiplier(1 << 30, -30, 1 << 20).1, -31);
+        // Power-of-two counts divide exactly.
+        assert_eq!(mean_multiplier(1 << 30, 0, 16), (1 << 30, -4));
+        assert_eq!(mean_multiplier(1 << 30, 0, 1), (1 << 30, 0));
     }
 }
