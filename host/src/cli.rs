@@ -38,6 +38,12 @@ pub enum Command {
     Bench(cmd::bench::Args),
     /// Build the firmware and run it in QEMU (--board) or on a chip via probe-rs (--chip).
     Flash(cmd::flash::Args),
+    /// Quantize a float model to int8 (.ekd) with calibration data; per-layer report.
+    Quantize(cmd::quantize::Args),
+    /// Export an .ekd model as .ekd, C header, Rust source or ONNX.
+    Export(cmd::export::Args),
+    /// Accuracy of teacher f32, student f32 and student int8 (edgekd-runtime) on a test set.
+    Eval(cmd::eval::Args),
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
@@ -77,5 +83,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(a) => cmd::import::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Flash(a) => cmd::flash::run(a),
+        Command::Quantize(a) => cmd::quantize::run(a),
+        Command::Export(a) => cmd::export::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
     }
 }

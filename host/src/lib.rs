@@ -4,8 +4,11 @@
 pub mod cli;
 pub mod cmd;
 pub mod data;
+pub mod eval;
+pub mod export;
 pub mod io;
 pub mod nn;
+pub mod quant;
 pub mod reference;
 pub mod teacher;
 pub mod tflite;

@@ -1,0 +1,208 @@
+//! `edgekd quantize`: float model + calibration data -> int8 `.ekd` and a per-layer report.
+
+use crate::io;
+use crate::quant::ptq::BiasCorrection;
+use crate::quant::{quantize, BuildOptions, CalibSet, Calibration, FloatModel, Method, PtqOptions};
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// Calibration method names on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CalibArg {
+    /// Observed min/max.
+    Minmax,
+    /// `--percentile` of the observed distribution.
+    Percentile,
+    /// Least expected squared quantization error.
+    Mse,
+    /// Per tensor, the best of the three by the SQNR of the model output.
+    Auto,
+}
+
+/// Arguments of `edgekd quantize`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The float model (`model.safetensors` from `edgekd train` / `distill`).
+    pub model: PathBuf,
+    /// Calibration features (`.npy`, one raw sample per row, as in the training data).
+    #[arg(long)]
+    pub calib: PathBuf,
+    /// Labels of the calibration samples (`.npy`): the --max-drop budget is then checked
+    /// against accuracy; without them, against agreement with the float model.
+    #[arg(long)]
+    pub calib_labels: Option<PathBuf>,
+    /// Use the first N calibration samples (0: all).
+    #[arg(long, default_value_t = 1000)]
+    pub calib_size: usize,
+    /// Range selection for activations.
+    #[arg(long, value_enum, default_value_t = CalibArg::Auto)]
+    pub calibration: CalibArg,
+    /// Percentile for `percentile` (and the `auto` candidate).
+    #[arg(long, default_value_t = 99.99)]
+    pub percentile: f64,
+    /// Append a softmax (output quantization 1/256, -128).
+    #[arg(long)]
+    pub softmax: bool,
+    /// One weight scale per tensor instead of per output channel (refused for depthwise).
+    #[arg(long)]
+    pub per_tensor_weights: bool,
+    /// Accuracy-drop budget in points that triggers recovery steps.
+    #[arg(long, default_value_t = 0.5)]
+    pub max_drop: f64,
+    /// Empirical bias correction.
+    #[arg(long, value_enum, default_value_t = BiasCorrection::Auto)]
+    pub bias_correction: BiasCorrection,
+    /// Samples used to score `auto` candidates and to measure bias errors.
+    #[arg(long, default_value_t = 500)]
+    pub search_samples: usize,
+    /// Output `.ekd`.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// JSON report (default: the output path with `.quant.json`).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Model name stored in the file (default: the float model's).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+fn read_calib(args: &Args, features: usize, shape: [usize; 3]) -> Result<CalibSet> {
+    let m = io::read_f32_matrix(&args.calib)?;
+    ensure!(
+        m.rows > 0,
+        "{}: the calibration set is empty",
+        args.calib.display()
+    );
+    ensure!(
+        m.cols == features,
+        "{}: calibration samples have {} values, the model takes {shape:?} = {features}",
+        args.calib.display(),
+        m.cols
+    );
+    let keep = if args.calib_size == 0 {
+        m.rows
+    } else {
+        m.rows.min(args.calib_size)
+    };
+    let labels = match &args.calib_labels {
+        Some(p) => {
+            let y = io::read_labels(p)?;
+            ensure!(
+                y.len() == m.rows,
+                "{}: {} labels for {} calibration samples",
+                p.display(),
+                y.len(),
+                m.rows
+            );
+            let y: Vec<u32> = y[..keep]
+                .iter()
+                .map(|&v| u32::try_from(v).with_context(|| format!("{}: label {v}", p.display())))
+                .collect::<Result<_>>()?;
+            Some(y)
+        }
+        None => None,
+    };
+    Ok(CalibSet {
+        x: m.data[..keep * features].to_vec(),
+        labels,
+    })
+}
+
+fn default_report(out: &Path) -> PathBuf {
+    out.with_extension("quant.json")
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<()> {
+    ensure!(
+        args.max_drop.is_finite() && args.max_drop >= 0.0,
+        "--max-drop must be a non-negative number"
+    );
+    ensure!(
+        args.percentile > 50.0 && args.percentile <= 100.0,
+        "--percentile must lie in (50, 100]"
+    );
+    let float = FloatModel::load(&args.model)?;
+    let data = read_calib(&args, float.features(), float.meta.input_shape)?;
+    let calibration = match args.calibration {
+        CalibArg::Minmax => Calibration::Fixed(Method::MinMax),
+        CalibArg::Percentile => Calibration::Fixed(Method::Percentile(args.percentile)),
+        CalibArg::Mse => Calibration::Fixed(Method::Mse),
+        CalibArg::Auto => Calibration::Auto {
+            percentile: args.percentile,
+        },
+    };
+    let opts = PtqOptions {
+        calibration,
+        build: BuildOptions {
+            name: args.name.clone().unwrap_or_else(|| float.meta.name.clone()),
+            per_tensor_weights: args.per_tensor_weights,
+            softmax: args.softmax,
+        },
+        max_drop: args.max_drop,
+        bias_correction: args.bias_correction,
+        search_samples: args.search_samples,
+    };
+    let out = quantize(&float, &data, &opts)?;
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
+    let what = if out.metric_is_accuracy {
+        "accuracy"
+    } else {
+        "agreement with float"
+    };
+    println!("{}", out.report.table());
+    println!(
+        "calibration set ({} samples): float {what} {:.2} %, int8 {:.2} % ({:+.2} points); logits SQNR {:.1} dB",
+        data.x.len() / float.features(),
+        out.float_metric,
+        out.int8_metric,
+        out.int8_metric - out.float_metric,
+        out.logits_sqnr_db
+    );
+    for s in &out.steps {
+        let delta = match (s.before, s.after) {
+            (Some(b), Some(a)) => format!(" ({b:.2} % -> {a:.2} %)"),
+            _ => String::new(),
+        };
+        println!("recovery: {}: {}{delta}", s.name, s.note);
+    }
+    let report = json!({
+        "model": args.model.display().to_string(),
+        "output": args.out.display().to_string(),
+        "calibration": format!("{:?}", args.calibration).to_lowercase(),
+        "percentile": args.percentile,
+        "calib_samples": data.x.len() / float.features(),
+        "metric": what,
+        "float_metric": out.float_metric,
+        "int8_metric": out.int8_metric,
+        "logits_sqnr_db": if out.logits_sqnr_db.is_finite() { Some(out.logits_sqnr_db) } else { None },
+        "max_drop": args.max_drop,
+        "steps": out.steps,
+        "warnings": out.warnings,
+        "activation_ranges": out.ranges.iter().zip(&out.methods).map(|(r, m)| json!({"range": [r.0, r.1], "method": m})).collect::<Vec<_>>(),
+        "per_layer": out.report,
+        "flash_bytes": out.built.bytes.len(),
+    });
+    let report_path = args
+        .report
+        .clone()
+        .unwrap_or_else(|| default_report(&args.out));
+    if report_path == args.out {
+        bail!("--report must differ from --out");
+    }
+    io::write_atomic(&args.out, &out.built.bytes)?;
+    io::write_atomic(
+        &report_path,
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    println!(
+        "wrote {} ({} bytes) and {}",
+        args.out.display(),
+        out.built.bytes.len(),
+        report_path.display()
+    );
+    Ok(())
+}

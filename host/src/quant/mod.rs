@@ -1,0 +1,20 @@
+//! Post-training int8 quantization (TFLite int8 spec) of a trained float model.
+//!
+//! - [`float`]: the float model file as plain arrays and a reference forward pass.
+//! - [`calib`]: streaming calibration statistics and range selection (min/max, percentile, MSE).
+//! - [`build`]: int8 weights/biases/activation parameters, written with `ModelBuilder`.
+//! - [`int8`]: running the result with `edgekd-runtime` and probing every op's output.
+//! - [`ptq`]: the pipeline (`auto` calibration, bias correction, recovery bookkeeping).
+//! - [`report`]: the per-layer report.
+
+pub mod build;
+pub mod calib;
+pub mod float;
+pub mod int8;
+pub mod ptq;
+pub mod report;
+
+pub use build::{BuildOptions, Built};
+pub use calib::Method;
+pub use float::FloatModel;
+pub use ptq::{quantize, CalibSet, Calibration, Outcome, PtqOptions};
