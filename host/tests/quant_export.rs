@@ -149,7 +149,10 @@ fn c_header_compiles_and_holds_the_model() {
     assert!(
         header.contains("static const uint8_t mlp_model[] __attribute__((aligned(16), unused))")
     );
-    assert!(header.contains(&format!("mlp_model_len __attribute__((unused)) = {};", ekd.len())));
+    assert!(header.contains(&format!(
+        "mlp_model_len __attribute__((unused)) = {};",
+        ekd.len()
+    )));
     assert_eq!(hex_bytes(&header), ekd);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mlp_model.h"), &header).unwrap();

@@ -66,6 +66,7 @@ enum Mode {
 }
 
 /// One op in simulation, from the parsed model's stored parameters.
+#[allow(clippy::needless_range_loop)]
 fn simulate_op(model: &Model<'_>, index: usize, input: &[i8], mode: Mode) -> Vec<i8> {
     let op = model.ops().nth(index).unwrap().unwrap();
     let in_t = model.tensor(op.input(0).unwrap()).unwrap();

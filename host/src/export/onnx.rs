@@ -157,7 +157,7 @@ impl Graph {
     }
 
     /// The value as an NHWC-ordered tensor (transposing an NCHW one).
-    fn to_nhwc(&mut self, v: &Val) -> String {
+    fn nhwc_of(&mut self, v: &Val) -> String {
         match v.layout {
             Layout::Nchw => self.node(
                 "Transpose",
@@ -356,7 +356,7 @@ pub fn build(model: &Model<'_>) -> Result<pb::ModelProto> {
                 let w_i = op.input(1).context("fully connected without weights")?;
                 let w_t = model.tensor(w_i)?;
                 let (o, i) = (w_t.dims()[0], w_t.dims()[1]);
-                let flat = gr.to_nhwc(&v);
+                let flat = gr.nhwc_of(&v);
                 let shp = gr.shape(&[-1, i as i64, 1, 1]);
                 let x4 = gr.node("Reshape", &[&flat, &shp], vec![]);
                 let x4 = Val {
@@ -440,7 +440,7 @@ pub fn build(model: &Model<'_>) -> Result<pb::ModelProto> {
                 gr.clamp(y, p.clamp.min, p.clamp.max)
             }
             (OpParams::Reshape, _) => {
-                let nhwc = gr.to_nhwc(&v);
+                let nhwc = gr.nhwc_of(&v);
                 let dims: Vec<i64> = std::iter::once(-1)
                     .chain(out_dims[1..].iter().map(|&d| d as i64))
                     .collect();
@@ -481,7 +481,7 @@ pub fn build(model: &Model<'_>) -> Result<pb::ModelProto> {
     let y = match float_out {
         Some(f) if f == out.name => f,
         _ => {
-            let nhwc = gr.to_nhwc(&out);
+            let nhwc = gr.nhwc_of(&out);
             gr.node("DequantizeLinear", &[&nhwc, &out.q.0, &out.q.1], vec![])
         }
     };

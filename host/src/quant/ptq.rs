@@ -205,6 +205,9 @@ fn no_softmax(opts: &BuildOptions) -> BuildOptions {
     }
 }
 
+/// Range and method name per activation group.
+type RangesAndMethods = (Vec<(f32, f32)>, Vec<String>);
+
 /// Picks per group the candidate whose model output SQNR is best, greedily in graph order.
 fn auto_ranges(
     model: &FloatModel,
@@ -212,7 +215,7 @@ fn auto_ranges(
     percentile: f64,
     opts: &BuildOptions,
     x: &[f32],
-) -> Result<(Vec<(f32, f32)>, Vec<String>)> {
+) -> Result<RangesAndMethods> {
     let f = model.features();
     let (logits, _) = float_predictions(model, x);
     let candidates = [Method::Mse, Method::MinMax, Method::Percentile(percentile)];
@@ -248,6 +251,8 @@ fn metric(pred: &[usize], float_pred: &[usize], labels: Option<&[u32]>) -> f64 {
 }
 
 /// Empirical bias correction, layer by layer in graph order. Returns the corrected model.
+// `li` indexes the layers, the activation groups and the built model's tables alike.
+#[allow(clippy::needless_range_loop)]
 pub fn bias_correct(
     model: &FloatModel,
     ranges: &[(f32, f32)],

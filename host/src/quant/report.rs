@@ -85,16 +85,9 @@ pub fn measure(
         let t = model.tensor(op.output())?;
         let (scale, zero_point) = t.scale_zero_point()?;
         let (lo, hi) = representable(scale, zero_point);
-        let method = match (built.op_points[i], &op.code) {
-            (OpPoint::Point(p), code)
-                if matches!(
-                    code,
-                    edgekd_runtime::OpCode::Conv2d
-                        | edgekd_runtime::OpCode::DepthwiseConv2d
-                        | edgekd_runtime::OpCode::FullyConnected
-                        | edgekd_runtime::OpCode::GlobalAvgPool
-                ) =>
-            {
+        use edgekd_runtime::OpCode::{Conv2d, DepthwiseConv2d, FullyConnected, GlobalAvgPool};
+        let method = match (built.op_points[i], op.code) {
+            (OpPoint::Point(p), Conv2d | DepthwiseConv2d | FullyConnected | GlobalAvgPool) => {
                 methods.get(groups[p]).cloned()
             }
             _ => None,
