@@ -19,6 +19,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole chain from one recipe: teacher, distillation, int8 quantization, export,
+    /// evaluation and measurement on every target, with one summary table.
+    Run(cmd::run::Args),
     /// Print a model: sections, tensors, ops, MACs, arena, format overhead.
     Inspect(cmd::inspect::Args),
     /// Run a model on a batch of inputs with the int8 runtime.
@@ -74,6 +77,7 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run(a) => cmd::run::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Infer(a) => cmd::infer::run(a),
         Command::Reference(a) => cmd::reference::run(a),

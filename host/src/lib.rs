@@ -8,6 +8,7 @@ pub mod eval;
 pub mod export;
 pub mod io;
 pub mod nn;
+pub mod pipeline;
 pub mod quant;
 pub mod reference;
 pub mod teacher;

@@ -39,7 +39,8 @@ impl Target {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The target's name on the command line.
+    pub fn name(self) -> &'static str {
         match self {
             Target::QemuM4 => "qemu-m4",
             Target::QemuM7 => "qemu-m7",
@@ -129,39 +130,72 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    let board = args.target.board();
-    let fw = FirmwareDir::find(args.firmware_dir.as_deref())?;
-    let golden = Golden::prepare(&args.model, args.input.as_deref())?;
-    let elf = fw.build(board, &args.model, &golden, &args.opt_level)?;
+    let m = measure(
+        args.target,
+        &args.model,
+        args.input.as_deref(),
+        args.firmware_dir.as_deref(),
+        &args.opt_level,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&m.report)?);
+    } else {
+        print!("{}", m.report.table());
+    }
+    m.verdict()
+}
+
+/// One firmware run in QEMU: the report and how QEMU exited.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// The figures.
+    pub report: Report,
+    /// What the firmware printed.
+    pub stdout: String,
+    /// QEMU exited 0 (the firmware found its outputs equal to the expected ones).
+    pub status_ok: bool,
+}
+
+impl Measurement {
+    /// `Err` unless every output equals the host runtime's and the firmware passed.
+    pub fn verdict(&self) -> Result<()> {
+        if !self.report.bit_exact {
+            bail!(
+                "the firmware's outputs differ from the host runtime's on {} of {} samples",
+                self.report.mismatches,
+                self.report.samples
+            );
+        }
+        if !self.status_ok {
+            bail!("QEMU exited with a failure status:\n{}", self.stdout);
+        }
+        Ok(())
+    }
+}
+
+/// Builds the firmware around `model` (and `input`, int8 samples; default as for
+/// `--input`), runs it on the emulated `target` and compares it with the host runtime.
+pub fn measure(
+    target: Target,
+    model: &Path,
+    input: Option<&Path>,
+    firmware_dir: Option<&Path>,
+    opt_level: &str,
+) -> Result<Measurement> {
+    let board = target.board();
+    let fw = FirmwareDir::find(firmware_dir)?;
+    let golden = Golden::prepare(model, input)?;
+    let elf = fw.build(board, model, &golden, opt_level)?;
     let run = run_qemu(&elf, QEMU_TIMEOUT)?;
     let parsed = FirmwareRun::parse(&run.stdout)
         .with_context(|| format!("cannot read the firmware's output:\n{}", run.stdout))?;
     let sizes = Sections::of(&elf)?;
-    let report = Report::new(
-        args.target,
-        board,
-        &args.model,
-        &golden,
-        &parsed,
-        &sizes,
-        &args.opt_level,
-    )?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    if !report.bit_exact {
-        bail!(
-            "the firmware's outputs differ from the host runtime's on {} of {} samples",
-            report.mismatches,
-            report.samples
-        );
-    }
-    if !run.status_ok {
-        bail!("QEMU exited with a failure status:\n{}", run.stdout);
-    }
-    Ok(())
+    let report = Report::new(target, board, model, &golden, &parsed, &sizes, opt_level)?;
+    Ok(Measurement {
+        report,
+        stdout: run.stdout,
+        status_ok: run.status_ok,
+    })
 }
 
 /// Longest a firmware run may take in QEMU.

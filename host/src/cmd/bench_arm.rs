@@ -318,6 +318,56 @@ fn run_android(b: &ArmBench) -> Result<()> {
     adb(&shell)
 }
 
+/// One runtime's timings from edgekd-bench.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuntimeFigures {
+    /// `tract` or `edgekd`.
+    pub runtime: String,
+    /// Model load and plan, µs.
+    pub init_us: f64,
+    /// First inference, µs.
+    pub first_us: f64,
+    /// Mean, µs.
+    pub mean_us: f64,
+    /// Median, µs.
+    pub p50_us: f64,
+    /// 90th percentile, µs.
+    pub p90_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
+    /// Fastest, µs.
+    pub min_us: f64,
+    /// Slowest, µs.
+    pub max_us: f64,
+}
+
+/// What edgekd-bench measured on a target.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ArmReport {
+    /// Target name.
+    pub target: String,
+    /// Timings come from an emulator and mean nothing.
+    pub emulated: bool,
+    /// Timings per runtime.
+    pub runtimes: Vec<RuntimeFigures>,
+    /// edgekd-runtime's int8 outputs on that target, one row per input sample.
+    pub outputs: Vec<Vec<i8>>,
+    /// tract's outputs equal edgekd-runtime's on every sample.
+    pub tract_agrees: Option<bool>,
+    /// Peak resident memory.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Runs edgekd-bench on `target` over `input` and collects its figures and outputs.
+pub fn measure(
+    _model: &Path,
+    target: Target,
+    _input: &Path,
+    _opts: &BenchOptions,
+) -> Result<ArmReport> {
+    bail!("edgekd-bench output collection for {target:?} is not wired yet")
+}
+
 fn workspace_root() -> PathBuf {
     // host/ sits in the workspace root.
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -62,7 +62,8 @@ fn run_in_qemu(fw: &FirmwareDir, board: Board, model: &Path, input: Option<&Path
     Ok(())
 }
 
-fn run_on_chip(fw: &FirmwareDir, chip: &str, model: &Path, input: Option<&Path>) -> Result<()> {
+/// The firmware board whose memory map fits a probe-rs chip name.
+pub(crate) fn board_for_chip(chip: &str) -> Result<Board> {
     let Some(&(_, board)) = CHIPS.iter().find(|(prefix, _)| {
         chip.to_ascii_lowercase()
             .starts_with(&prefix.to_ascii_lowercase())
@@ -78,6 +79,18 @@ fn run_on_chip(fw: &FirmwareDir, chip: &str, model: &Path, input: Option<&Path>)
                 .join(", ")
         );
     };
+    Ok(board)
+}
+
+/// Builds the firmware for the chip's board, flashes it through probe-rs and runs it; the
+/// firmware checks its own outputs.
+pub(crate) fn run_on_chip(
+    fw: &FirmwareDir,
+    chip: &str,
+    model: &Path,
+    input: Option<&Path>,
+) -> Result<()> {
+    let board = board_for_chip(chip)?;
     let Some(probe_rs) = bench::which("probe-rs") else {
         bail!(
             "probe-rs is not installed: run `cargo install probe-rs-tools --locked` (about 8 \

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 pub mod bench;
+pub mod bench_arm;
 pub mod distill;
 pub mod eval;
 pub mod experiment;
@@ -10,4 +11,5 @@ pub mod infer;
 pub mod inspect;
 pub mod quantize;
 pub mod reference;
+pub mod run;
 pub mod train;

@@ -14,7 +14,7 @@ use super::float::{apply, FloatModel, Layer};
 use super::int8::{accuracy, agreement, float_predictions, Int8Model, SqnrProbe};
 use super::report::{measure, LayerReport};
 use anyhow::{bail, ensure, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Calibration samples (raw, as the training data files hold them).
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ pub enum Calibration {
 }
 
 /// When to run bias correction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BiasCorrection {
     /// Only when the drop exceeds the budget.
