@@ -1,6 +1,6 @@
 //! Fully connected layer (TFLite int8 `FullyConnected`, per-channel capable).
 
-use crate::matvec::{matvec, widen_pack, Cols, OutQ, MAX_COLS};
+use crate::matvec::{matvec, widen_pack, Chans, Cols, OutQ, BLOCK, MAX_COLS};
 use crate::quant::requantize;
 use crate::{check_bias, check_requant, dot, FcParams, KernelError, Requant};
 
@@ -56,12 +56,19 @@ pub fn fully_connected(
     };
     let mut buf = Cols::new();
     let col = &mut buf.0[..in_features];
-    for (x, out) in input
-        .chunks_exact(in_features)
-        .zip(output.chunks_exact_mut(out_features))
-    {
-        widen_pack(col, x, p.input_zero_point);
-        matvec(col, filter, bias, &rq, q, out);
+    let mut table = Chans::new();
+    // Output features in blocks whose bias and requantization are prepared once.
+    for c0 in (0..out_features).step_by(BLOCK) {
+        let n = BLOCK.min(out_features - c0);
+        let chans = table.prepare(bias, &rq, c0, n);
+        let filter = &filter[c0 * in_features..][..n * in_features];
+        for (x, out) in input
+            .chunks_exact(in_features)
+            .zip(output.chunks_exact_mut(out_features))
+        {
+            widen_pack(col, x, p.input_zero_point);
+            matvec(col, filter, chans, q, &mut out[c0..][..n]);
+        }
     }
     Ok(())
 }

@@ -155,6 +155,87 @@ pub(crate) fn get_reciprocal(x: i32, integer_digits: i32) -> (i32, i32) {
     )
 }
 
+/// [`saturating_rounding_doubling_high_mul`] as the fast kernels compute it (on DSP
+/// cores: `SMLAL` into a pre-nudged accumulator, `QADD` for the saturating doubling).
+#[inline(always)]
+fn srdhm_fast(a: i32, b: i32) -> i32 {
+    #[cfg(all(target_arch = "arm", edgekd_dsp))]
+    {
+        crate::arm::srdhm(a, b)
+    }
+    #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+    {
+        saturating_rounding_doubling_high_mul(a, b)
+    }
+}
+
+/// One output channel's requantization, prepared once per channel: the same bits as
+/// [`multiply_by_quantized_multiplier`] (double rounding), with the shift split into a
+/// left shift and a rounding right shift whose mask and threshold are computed up front
+/// (CMSIS-NN `arm_nn_requantize` / `arm_nn_divide_by_power_of_two`).
+#[derive(Clone, Copy)]
+pub(crate) struct ChannelRq {
+    multiplier: i32,
+    /// `2^right - 1`.
+    mask: i32,
+    left: u8,
+    right: u8,
+}
+
+impl ChannelRq {
+    /// Multiplier 0: every output is the zero point (clamped).
+    pub(crate) const ZERO: ChannelRq = ChannelRq {
+        multiplier: 0,
+        mask: 0,
+        left: 0,
+        right: 0,
+    };
+
+    /// Prepares `multiplier * 2^shift / 2^31` (shifts beyond 31 clamped, as in
+    /// [`multiply_by_quantized_multiplier`]).
+    #[inline(always)]
+    pub(crate) fn new(multiplier: i32, shift: i32) -> Self {
+        let right = shift.saturating_neg().clamp(0, 31) as u32;
+        ChannelRq {
+            multiplier,
+            mask: ((1u32 << right) - 1) as i32,
+            left: shift.clamp(0, 31) as u8,
+            right: right as u8,
+        }
+    }
+
+    /// [`multiply_by_quantized_multiplier`]`(acc, multiplier, shift)`.
+    #[inline(always)]
+    pub(crate) fn apply(&self, acc: i32) -> i32 {
+        let v = srdhm_fast(acc.wrapping_shl(u32::from(self.left)), self.multiplier);
+        // RoundingDivideByPOT: ties away from zero (one more for negative values).
+        let threshold = (self.mask >> 1) + (v as u32 >> 31) as i32;
+        (v >> self.right) + i32::from((v & self.mask) > threshold)
+    }
+
+    /// [`Self::apply`], plus the output zero point, clamped to `[lo, hi]` as int8.
+    #[inline(always)]
+    pub(crate) fn output(&self, acc: i32, out_zp: i32, lo: i32, hi: i32) -> i8 {
+        clamp_to_i8(self.apply(acc).wrapping_add(out_zp), lo, hi)
+    }
+}
+
+/// Requantization parameters of channel `oc` (per tensor: entry 0; missing: `(0, 0)`).
+#[inline(always)]
+pub(crate) fn rq_at(rq: &crate::Requant<'_>, oc: usize) -> (i32, i32) {
+    let i = if rq.multiplier.len() == 1 { 0 } else { oc };
+    match (rq.multiplier.get(i), rq.shift.get(i)) {
+        (Some(&m), Some(&s)) => (m, s),
+        _ => (0, 0),
+    }
+}
+
+/// Bias of channel `oc` (0 without a bias).
+#[inline(always)]
+pub(crate) fn bias_at(bias: Option<&[i32]>, oc: usize) -> i32 {
+    bias.and_then(|b| b.get(oc)).copied().unwrap_or(0)
+}
+
 /// Requantizes an accumulator and clamps it the way the TFLite reference
 /// kernels do (`max` with the lower bound first, then `min` with the upper).
 #[inline(always)]

@@ -2,8 +2,7 @@
 //! input and one of weights per tap, `SXTB16` + `SSUB16` (zero point) + `SMLABB`/`SMLATT`
 //! into four register accumulators.
 
-use crate::matvec::{bias_at, rq_at};
-use crate::quant::requantize;
+use crate::quant::{bias_at, rq_at, ChannelRq};
 use crate::{Axis, ConvParams, Requant, Shape};
 use core::arch::asm;
 
@@ -107,7 +106,7 @@ pub(crate) fn depthwise_dm1(
                     }
                     for (j, (o, &a)) in out[c0..c0 + 4].iter_mut().zip(&a).enumerate() {
                         let (m, s) = rq_at(rq, c0 + j);
-                        *o = requantize(a, m, s, ozp, lo, hi);
+                        *o = ChannelRq::new(m, s).output(a, ozp, lo, hi);
                     }
                 }
                 for ch in c4..c {
@@ -124,7 +123,7 @@ pub(crate) fn depthwise_dm1(
                         iy += dh;
                     }
                     let (m, s) = rq_at(rq, ch);
-                    out[ch] = requantize(a, m, s, ozp, lo, hi);
+                    out[ch] = ChannelRq::new(m, s).output(a, ozp, lo, hi);
                 }
             }
         }

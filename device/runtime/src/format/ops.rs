@@ -65,6 +65,46 @@ impl OpCode {
             9 => OpCode::Softmax,
             c => return Err(Error::UnsupportedOp(c)),
         })
+        .and_then(|op| {
+            if op.compiled_in() {
+                Ok(op)
+            } else {
+                Err(Error::UnsupportedOp(code))
+            }
+        })
+    }
+
+    /// Whether this build of the runtime includes the op (cargo features, narrowed by
+    /// `EDGEKD_OPS` for firmware; see `build.rs`). Models using an op that is not
+    /// compiled in fail to parse with [`Error::UnsupportedOp`].
+    pub const fn compiled_in(self) -> bool {
+        match self {
+            OpCode::FullyConnected => cfg!(edgekd_op_fully_connected),
+            OpCode::Conv2d => cfg!(edgekd_op_conv2d),
+            OpCode::DepthwiseConv2d => cfg!(edgekd_op_depthwise_conv2d),
+            OpCode::MaxPool2d => cfg!(edgekd_op_max_pool2d),
+            OpCode::AvgPool2d => cfg!(edgekd_op_avg_pool2d),
+            OpCode::GlobalAvgPool => cfg!(edgekd_op_global_avg_pool),
+            OpCode::Add => cfg!(edgekd_op_add),
+            OpCode::Reshape => true,
+            OpCode::Softmax => cfg!(edgekd_op_softmax),
+        }
+    }
+
+    /// The cargo feature (and `EDGEKD_OPS` entry) that compiles the op in; `reshape`
+    /// is always in.
+    pub const fn feature(self) -> &'static str {
+        match self {
+            OpCode::FullyConnected => "fully-connected",
+            OpCode::Conv2d => "conv2d",
+            OpCode::DepthwiseConv2d => "depthwise-conv2d",
+            OpCode::MaxPool2d => "max-pool2d",
+            OpCode::AvgPool2d => "avg-pool2d",
+            OpCode::GlobalAvgPool => "global-avg-pool",
+            OpCode::Add => "add",
+            OpCode::Reshape => "reshape",
+            OpCode::Softmax => "softmax",
+        }
     }
 
     /// Human-readable name.
@@ -216,14 +256,46 @@ impl<'a> Op<'a> {
     }
 
     fn decode(&self, model: &Model<'a>, check_values: bool) -> Result<OpParams<'a>, Error> {
-        let r = Reader::new(self.params);
         let input = self.tensor(model, 0)?;
         let output = self.output_tensor(model)?;
+        let other = match self.code {
+            OpCode::FullyConnected | OpCode::Add => Some(self.tensor(model, 1)?),
+            _ => None,
+        };
+        self.decode_with(model, &input, &output, other.as_ref(), check_values)
+    }
+
+    /// [`Op::params`] from the op's tensors, already decoded by the caller: `input`
+    /// (slot 0), `output`, and `other` (slot 1: the weights or the second addend).
+    pub(crate) fn params_with(
+        &self,
+        model: &Model<'a>,
+        input: &Tensor<'a>,
+        output: &Tensor<'a>,
+        other: Option<&Tensor<'a>>,
+    ) -> Result<OpParams<'a>, Error> {
+        self.decode_with(model, input, output, other, false)
+    }
+
+    fn decode_with(
+        &self,
+        model: &Model<'a>,
+        input: &Tensor<'a>,
+        output: &Tensor<'a>,
+        other: Option<&Tensor<'a>>,
+        check_values: bool,
+    ) -> Result<OpParams<'a>, Error> {
+        if !self.code.compiled_in() {
+            // Never reached (the parser refuses such ops), but it lets the compiler drop
+            // the decoding of ops this build leaves out.
+            return Err(Error::UnsupportedOp(self.code.code()));
+        }
+        let r = Reader::new(self.params);
         let in_zp = || input.scale_zero_point().map(|q| q.1);
         let out_zp = || output.scale_zero_point().map(|q| q.1);
         Ok(match self.code {
             OpCode::FullyConnected => {
-                let weights = self.tensor(model, 1)?;
+                let weights = other.ok_or(Error::InvalidValue)?;
                 let out_features = *weights.dims().first().ok_or(Error::ShapeMismatch)?;
                 let p = FcParams {
                     input_zero_point: in_zp()?,
@@ -281,7 +353,7 @@ impl<'a> Op<'a> {
                 clamp: self.clamp(0)?,
             }),
             OpCode::Add => {
-                let other = self.tensor(model, 1)?;
+                let other = other.ok_or(Error::InvalidValue)?;
                 OpParams::Add(AddParams {
                     input1_zero_point: in_zp()?,
                     input2_zero_point: other.scale_zero_point()?.1,
