@@ -7,7 +7,7 @@
 //! Cortex-M with the DSP extension [`crate::arm`] replaces [`pack`] and [`matvec`] with
 //! `SXTB16`/`SMLAD` versions that give the same bits.
 
-use crate::quant::{bias_at, rq_at, ChannelRq};
+use crate::quant::ChannelRq;
 use crate::Requant;
 
 /// Longest column (`kh * kw * in_c` or `in_features`) the im2col path handles; longer
@@ -64,8 +64,8 @@ pub(crate) struct Chan {
     pub(crate) rq: ChannelRq,
 }
 
-/// Output channels prepared at a time (a 512-byte table on the stack).
-pub(crate) const BLOCK: usize = 32;
+/// Output channels prepared at a time (a 256-byte table on the stack).
+pub(crate) const BLOCK: usize = 16;
 
 /// Prepared channels of one block.
 pub(crate) struct Chans(pub(crate) [Chan; BLOCK]);
@@ -80,7 +80,9 @@ impl Chans {
         )
     }
 
-    /// Prepares channels `c0..c0 + n` (`n <= BLOCK`) and returns them.
+    /// Prepares channels `c0..c0 + n` (`n <= BLOCK`) and returns them. Channels the
+    /// slices do not cover (never, after the kernels' checks) get bias 0 and
+    /// multiplier 0.
     #[inline(always)]
     pub(crate) fn prepare(
         &mut self,
@@ -90,12 +92,27 @@ impl Chans {
         n: usize,
     ) -> &[Chan] {
         let table = &mut self.0[..n.min(BLOCK)];
+        let from = |s: &'_ [i32]| -> usize { c0.min(s.len()) };
+        let biases = bias.map_or(&[][..], |b| &b[from(b)..]);
         for (j, t) in table.iter_mut().enumerate() {
-            let (m, s) = rq_at(rq, c0 + j);
-            *t = Chan {
-                bias: bias_at(bias, c0 + j),
-                rq: ChannelRq::new(m, s),
-            };
+            t.bias = biases.get(j).copied().unwrap_or(0);
+        }
+        if let ([m], [s]) = (rq.multiplier, rq.shift) {
+            let one = ChannelRq::new(*m, *s);
+            for t in table.iter_mut() {
+                t.rq = one;
+            }
+        } else {
+            let (ms, ss) = (
+                &rq.multiplier[from(rq.multiplier)..],
+                &rq.shift[from(rq.shift)..],
+            );
+            for (j, t) in table.iter_mut().enumerate() {
+                t.rq = match (ms.get(j), ss.get(j)) {
+                    (Some(&m), Some(&s)) => ChannelRq::new(m, s),
+                    _ => ChannelRq::ZERO,
+                };
+            }
         }
         table
     }

@@ -177,48 +177,48 @@ pub(crate) fn matvec(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &
         }
         return unpacked_fallback(col, filter, chans, q, out);
     }
+    // Channels that have a filter row, a prepared entry and an output slot (all of
+    // them, for the callers' slices).
+    let n = out.len().min(chans.len()).min(filter.len() / k);
     let groups = k / 4;
     let main = groups * 4;
-    let (xs, x_tail) = col.split_at(main);
-    let mut rows = filter.chunks_exact(k);
-    let mut pairs = out.chunks_exact_mut(2);
-    let mut cpairs = chans.chunks_exact(2);
-    for (pair, c) in (&mut pairs).zip(&mut cpairs) {
-        let (Some(w0), Some(w1)) = (rows.next(), rows.next()) else {
-            return;
-        };
-        let (mut a0, mut a1) = (c[0].bias, c[1].bias);
-        // SAFETY: `xs` holds `4 * groups` i16 starting at `col`'s (checked) 4-byte
-        // aligned address; `w0`/`w1` hold `k >= 4 * groups` bytes each.
+    let x = col.as_ptr();
+    let (mut w, mut c, mut o) = (filter.as_ptr(), chans.as_ptr(), out.as_mut_ptr());
+    for _ in 0..n / 2 {
+        // SAFETY: each pass reads two filter rows of `k` bytes (`w`, `w + k`), two
+        // prepared channels and writes two outputs, then advances by as much; there are
+        // `n / 2` passes and `n` rows, channels and outputs behind the starting
+        // pointers. `x` is 4-byte aligned (checked) with `k >= main` entries, as `dot2`
+        // requires.
         unsafe {
-            dot2(
-                xs.as_ptr(),
-                w0.as_ptr(),
-                w1.as_ptr(),
-                groups,
-                &mut a0,
-                &mut a1,
-            )
-        };
-        for ((&x, &u), &v) in x_tail.iter().zip(&w0[main..]).zip(&w1[main..]) {
-            a0 = a0.wrapping_add(i32::from(x) * i32::from(u));
-            a1 = a1.wrapping_add(i32::from(x) * i32::from(v));
+            let (c0, c1) = (&*c, &*c.add(1));
+            let w1 = w.add(k);
+            let (mut a0, mut a1) = (c0.bias, c1.bias);
+            dot2(x, w, w1, groups, &mut a0, &mut a1);
+            for i in main..k {
+                // The tail (fewer than four entries) is in natural order.
+                let xv = i32::from(*x.add(i));
+                a0 = a0.wrapping_add(xv * i32::from(*w.add(i)));
+                a1 = a1.wrapping_add(xv * i32::from(*w1.add(i)));
+            }
+            *o = c0.rq.output(a0, q.zero_point, q.lo, q.hi);
+            *o.add(1) = c1.rq.output(a1, q.zero_point, q.lo, q.hi);
+            w = w.add(2 * k);
+            c = c.add(2);
+            o = o.add(2);
         }
-        pair[0] = c[0].rq.output(a0, q.zero_point, q.lo, q.hi);
-        pair[1] = c[1].rq.output(a1, q.zero_point, q.lo, q.hi);
     }
-    if let (Some(o), Some(w0), Some(c)) = (
-        pairs.into_remainder().first_mut(),
-        rows.next(),
-        cpairs.remainder().first(),
-    ) {
-        let mut a0 = c.bias;
-        // SAFETY: as for `dot2`, one row.
-        unsafe { dot1(xs.as_ptr(), w0.as_ptr(), groups, &mut a0) };
-        for (&x, &u) in x_tail.iter().zip(&w0[main..]) {
-            a0 = a0.wrapping_add(i32::from(x) * i32::from(u));
+    if n % 2 == 1 {
+        // SAFETY: the last row, channel and output, in bounds as above.
+        unsafe {
+            let c0 = &*c;
+            let mut a0 = c0.bias;
+            dot1(x, w, groups, &mut a0);
+            for i in main..k {
+                a0 = a0.wrapping_add(i32::from(*x.add(i)) * i32::from(*w.add(i)));
+            }
+            *o = c0.rq.output(a0, q.zero_point, q.lo, q.hi);
         }
-        *o = c.rq.output(a0, q.zero_point, q.lo, q.hi);
     }
 }
 

@@ -294,6 +294,7 @@ impl<'a> Op<'a> {
         let in_zp = || input.scale_zero_point().map(|q| q.1);
         let out_zp = || output.scale_zero_point().map(|q| q.1);
         Ok(match self.code {
+            #[cfg(edgekd_op_fully_connected)]
             OpCode::FullyConnected => {
                 let weights = other.ok_or(Error::InvalidValue)?;
                 let out_features = *weights.dims().first().ok_or(Error::ShapeMismatch)?;
@@ -304,6 +305,7 @@ impl<'a> Op<'a> {
                 };
                 OpParams::FullyConnected(p, self.requant(model, 4, out_features, check_values)?)
             }
+            #[cfg(any(edgekd_op_conv2d, edgekd_op_depthwise_conv2d))]
             OpCode::Conv2d | OpCode::DepthwiseConv2d => {
                 let depthwise = self.code == OpCode::DepthwiseConv2d;
                 let out_channels = output.shape().c;
@@ -326,6 +328,7 @@ impl<'a> Op<'a> {
                     OpParams::Conv2d(p, rq)
                 }
             }
+            #[cfg(any(edgekd_op_max_pool2d, edgekd_op_avg_pool2d))]
             OpCode::MaxPool2d | OpCode::AvgPool2d => {
                 let p = PoolParams {
                     filter_h: r.u8(0)? as usize,
@@ -345,6 +348,7 @@ impl<'a> Op<'a> {
                     OpParams::AvgPool2d(p)
                 }
             }
+            #[cfg(edgekd_op_global_avg_pool)]
             OpCode::GlobalAvgPool => OpParams::GlobalAvgPool(MeanParams {
                 input_zero_point: in_zp()?,
                 output_zero_point: out_zp()?,
@@ -352,6 +356,7 @@ impl<'a> Op<'a> {
                 shift: r.i32(8)?,
                 clamp: self.clamp(0)?,
             }),
+            #[cfg(edgekd_op_add)]
             OpCode::Add => {
                 let other = other.ok_or(Error::InvalidValue)?;
                 OpParams::Add(AddParams {
@@ -374,6 +379,7 @@ impl<'a> Op<'a> {
                 }
                 OpParams::Reshape
             }
+            #[cfg(edgekd_op_softmax)]
             OpCode::Softmax => {
                 let (scale, zp) = output.scale_zero_point()?;
                 if scale != 1.0 / 256.0 || zp != -128 {
@@ -385,6 +391,9 @@ impl<'a> Op<'a> {
                     diff_min: r.i32(8)?,
                 })
             }
+            // Compiled out: refused above (and by the parser).
+            #[allow(unreachable_patterns)]
+            _ => return Err(Error::UnsupportedOp(self.code.code())),
         })
     }
 
@@ -415,6 +424,7 @@ impl<'a> Op<'a> {
         let params = self.decode(model, true)?;
         let (ins, outs) = (input.shape(), output.shape());
         match params {
+            #[cfg(edgekd_op_fully_connected)]
             OpParams::FullyConnected(..) => {
                 let weights = self.tensor(model, 1)?;
                 expect(&weights, DType::I8, Storage::Constant)?;
@@ -430,6 +440,7 @@ impl<'a> Op<'a> {
                 }
                 self.check_bias(model, out_f)?;
             }
+            #[cfg(any(edgekd_op_conv2d, edgekd_op_depthwise_conv2d))]
             OpParams::Conv2d(p, _) | OpParams::DepthwiseConv2d(p, _) => {
                 let weights = self.tensor(model, 1)?;
                 expect(&weights, DType::I8, Storage::Constant)?;
@@ -455,6 +466,7 @@ impl<'a> Op<'a> {
                 check_window(ins.w, outs.w, w.w, p.stride_w, p.dilation_w, p.pad_left)?;
                 self.check_bias(model, outs.c)?;
             }
+            #[cfg(any(edgekd_op_max_pool2d, edgekd_op_avg_pool2d))]
             OpParams::MaxPool2d(p) | OpParams::AvgPool2d(p) => {
                 if ins.n != outs.n || ins.c != outs.c {
                     return Err(Error::ShapeMismatch);
@@ -462,11 +474,13 @@ impl<'a> Op<'a> {
                 check_window(ins.h, outs.h, p.filter_h, p.stride_h, 1, p.pad_top)?;
                 check_window(ins.w, outs.w, p.filter_w, p.stride_w, 1, p.pad_left)?;
             }
+            #[cfg(edgekd_op_global_avg_pool)]
             OpParams::GlobalAvgPool(_) => {
                 if output.elements() != ins.n * ins.c || outs.c != ins.c {
                     return Err(Error::ShapeMismatch);
                 }
             }
+            #[cfg(edgekd_op_add)]
             OpParams::Add(_) => {
                 let other = self.tensor(model, 1)?;
                 expect(&other, DType::I8, Storage::Arena)?;
@@ -479,6 +493,8 @@ impl<'a> Op<'a> {
                     return Err(Error::ShapeMismatch);
                 }
             }
+            #[allow(unreachable_patterns)]
+            _ => return Err(Error::UnsupportedOp(self.code.code())),
         }
         Ok(())
     }
