@@ -1,10 +1,11 @@
 //! 2-D convolution (TFLite `ConvPerChannel`, int8).
 
-use crate::matvec::{matvec, pack, widen, widen_pack, Chans, Cols, OutQ, BLOCK, MAX_COLS};
+use crate::matvec::{matvec, pack, widen, widen_pack, OutQ, BLOCK, MAX_COLS};
 
 use crate::quant::requantize;
 use crate::{
-    check_bias, check_len, check_requant, dot, Axis, ConvParams, KernelError, Requant, Shape,
+    check_bias, check_len, check_requant, dot, Axis, ConvParams, KernelError, Requant, Scratch,
+    Shape,
 };
 
 /// int8 2-D convolution, NHWC input and output, OHWI filter.
@@ -21,6 +22,35 @@ use crate::{
 /// including a bias or requantization slice of the wrong length.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
+    p: &ConvParams,
+    rq: Requant<'_>,
+    input_shape: Shape,
+    input: &[i8],
+    filter_shape: Shape,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    output_shape: Shape,
+    output: &mut [i8],
+) -> Result<(), KernelError> {
+    conv2d_in(
+        &mut Scratch::new(),
+        p,
+        rq,
+        input_shape,
+        input,
+        filter_shape,
+        filter,
+        bias,
+        output_shape,
+        output,
+    )
+}
+
+/// [`conv2d`] with caller-provided working memory (reused across layers, it need not
+/// be zeroed again for each one).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_in(
+    scratch: &mut Scratch,
     p: &ConvParams,
     rq: Requant<'_>,
     input_shape: Shape,
@@ -48,6 +78,7 @@ pub fn conv2d(
     let k = filter_shape.h * filter_shape.w * input_shape.c;
     if k <= MAX_COLS {
         im2col(
+            scratch,
             p,
             &rq,
             ay,
@@ -167,6 +198,7 @@ fn check(
 /// the padding) and multiplies it with all filters at once.
 #[allow(clippy::too_many_arguments)]
 fn im2col(
+    scratch: &mut Scratch,
     p: &ConvParams,
     rq: &Requant<'_>,
     ay: Axis,
@@ -196,9 +228,8 @@ fn im2col(
     // when a filter row spans the whole input row without dilation.
     let contiguous = dw == 1 && (kh == 1 || (dh == 1 && f_row == in_row));
     let out_c = output_shape.c;
-    let mut buf = Cols::new();
-    let col = &mut buf.0[..k];
-    let mut table = Chans::new();
+    let Scratch { cols, chans: table } = scratch;
+    let col = &mut cols.0[..k];
     // Output channels in blocks whose bias and requantization are prepared once; models
     // with at most `BLOCK` output channels (all the reference ones) make one pass.
     for c0 in (0..out_c).step_by(BLOCK) {

@@ -68,11 +68,11 @@ mod softmax;
 #[cfg(feature = "add")]
 pub use add::add;
 #[cfg(feature = "conv2d")]
-pub use conv::conv2d;
+pub use conv::{conv2d, conv2d_in};
 #[cfg(feature = "depthwise-conv2d")]
 pub use depthwise::depthwise_conv2d;
 #[cfg(feature = "fully-connected")]
-pub use fully_connected::fully_connected;
+pub use fully_connected::{fully_connected, fully_connected_in};
 #[cfg(feature = "mean")]
 pub use mean::global_avg_pool;
 #[cfg(feature = "pool")]
@@ -90,6 +90,36 @@ pub mod reference {
     pub use crate::depthwise::depthwise_conv2d_reference as depthwise_conv2d;
     #[cfg(feature = "fully-connected")]
     pub use crate::fully_connected::fully_connected_reference as fully_connected;
+}
+
+/// Working memory of the im2col [`conv2d`] and [`fully_connected`] kernels: an input
+/// column and a block of prepared per-channel requantization parameters (768 bytes).
+/// Those two make a fresh one per call; a caller running many layers (the interpreter)
+/// keeps one and passes it to `conv2d_in` / `fully_connected_in`, which saves zeroing
+/// it for every layer. What it holds between calls does not matter.
+pub struct Scratch {
+    #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+    pub(crate) cols: matvec::Cols,
+    #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+    pub(crate) chans: matvec::Chans,
+}
+
+impl Scratch {
+    /// Zeroed working memory.
+    pub const fn new() -> Self {
+        Scratch {
+            #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+            cols: matvec::Cols::new(),
+            #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+            chans: matvec::Chans::new(),
+        }
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Whether this build uses the Cortex-M DSP (`SXTB16`/`SMLAD`) kernels.

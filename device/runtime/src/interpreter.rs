@@ -49,6 +49,9 @@ pub struct Interpreter<'m, 'a> {
     model: Model<'m>,
     arena: &'a mut [i8],
     invocations: u32,
+    /// Working memory of the conv / fully connected kernels, zeroed once here rather
+    /// than for every layer of every inference.
+    scratch: k::Scratch,
 }
 
 impl<'m, 'a> Interpreter<'m, 'a> {
@@ -62,6 +65,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             model,
             arena: bytemuck::cast_slice_mut(arena),
             invocations: 0,
+            scratch: k::Scratch::new(),
         })
     }
 
@@ -205,12 +209,23 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                     [o, i] => [*o, *i],
                     _ => return Err(Error::ShapeMismatch),
                 };
-                k::fully_connected(&p, rq, input, in_f, w.const_i8()?, bias, out_f, output)
+                k::fully_connected_in(
+                    &mut self.scratch,
+                    &p,
+                    rq,
+                    input,
+                    in_f,
+                    w.const_i8()?,
+                    bias,
+                    out_f,
+                    output,
+                )
             }
             #[cfg(edgekd_op_conv2d)]
             OpParams::Conv2d(p, rq) => {
                 let w = other.ok_or(Error::InvalidValue)?;
-                k::conv2d(
+                k::conv2d_in(
+                    &mut self.scratch,
                     &p,
                     rq,
                     ins,
