@@ -155,20 +155,6 @@ pub(crate) fn get_reciprocal(x: i32, integer_digits: i32) -> (i32, i32) {
     )
 }
 
-/// [`saturating_rounding_doubling_high_mul`] as the fast kernels compute it (on DSP
-/// cores: `SMLAL` into a pre-nudged accumulator, `QADD` for the saturating doubling).
-#[inline(always)]
-fn srdhm_fast(a: i32, b: i32) -> i32 {
-    #[cfg(all(target_arch = "arm", edgekd_dsp))]
-    {
-        crate::arm::srdhm(a, b)
-    }
-    #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
-    {
-        saturating_rounding_doubling_high_mul(a, b)
-    }
-}
-
 /// One output channel's requantization, prepared once per channel: the same bits as
 /// [`multiply_by_quantized_multiplier`] (double rounding), with the shift split into a
 /// left shift and a rounding right shift whose mask and threshold are computed up front
@@ -207,7 +193,30 @@ impl ChannelRq {
     /// [`multiply_by_quantized_multiplier`]`(acc, multiplier, shift)`.
     #[inline(always)]
     pub(crate) fn apply(&self, acc: i32) -> i32 {
-        let v = srdhm_fast(acc.wrapping_shl(u32::from(self.left)), self.multiplier);
+        #[cfg(all(target_arch = "arm", edgekd_dsp))]
+        {
+            crate::arm::requant(
+                acc,
+                self.multiplier,
+                u32::from(self.left),
+                u32::from(self.right),
+                self.mask,
+            )
+        }
+        #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+        {
+            self.apply_portable(acc)
+        }
+    }
+
+    /// [`Self::apply`] in plain Rust.
+    #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+    #[inline(always)]
+    fn apply_portable(&self, acc: i32) -> i32 {
+        let v = saturating_rounding_doubling_high_mul(
+            acc.wrapping_shl(u32::from(self.left)),
+            self.multiplier,
+        );
         // RoundingDivideByPOT: ties away from zero (one more for negative values).
         let threshold = (self.mask >> 1) + (v as u32 >> 31) as i32;
         (v >> self.right) + i32::from((v & self.mask) > threshold)
