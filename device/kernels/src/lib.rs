@@ -53,7 +53,11 @@ mod conv;
 mod depthwise;
 #[cfg(feature = "fully-connected")]
 mod fully_connected;
-#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+#[cfg(any(
+    feature = "conv2d",
+    feature = "fully-connected",
+    feature = "depthwise-conv2d"
+))]
 mod matvec;
 #[cfg(feature = "mean")]
 mod mean;
@@ -70,7 +74,7 @@ pub use add::add;
 #[cfg(feature = "conv2d")]
 pub use conv::{conv2d, conv2d_in};
 #[cfg(feature = "depthwise-conv2d")]
-pub use depthwise::depthwise_conv2d;
+pub use depthwise::{depthwise_conv2d, depthwise_conv2d_in};
 #[cfg(feature = "fully-connected")]
 pub use fully_connected::{fully_connected, fully_connected_in};
 #[cfg(feature = "mean")]
@@ -92,15 +96,20 @@ pub mod reference {
     pub use crate::fully_connected::fully_connected_reference as fully_connected;
 }
 
-/// Working memory of the im2col [`conv2d`] and [`fully_connected`] kernels: an input
-/// column and a block of prepared per-channel requantization parameters (768 bytes).
-/// Those two make a fresh one per call; a caller running many layers (the interpreter)
-/// keeps one and passes it to `conv2d_in` / `fully_connected_in`, which saves zeroing
-/// it for every layer. What it holds between calls does not matter.
+/// Working memory of the im2col [`conv2d`], [`fully_connected`] and (DSP)
+/// [`depthwise_conv2d`] kernels: an input column and a block of prepared per-channel
+/// requantization parameters (768 bytes). Those make a fresh one per call; a caller
+/// running many layers (the interpreter) keeps one and passes it to `conv2d_in`,
+/// `fully_connected_in` or `depthwise_conv2d_in`, which saves zeroing it for every
+/// layer. What it holds between calls does not matter.
 pub struct Scratch {
     #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
     pub(crate) cols: matvec::Cols,
-    #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+    #[cfg(any(
+        feature = "conv2d",
+        feature = "fully-connected",
+        feature = "depthwise-conv2d"
+    ))]
     pub(crate) chans: matvec::Chans,
 }
 
@@ -110,7 +119,11 @@ impl Scratch {
         Scratch {
             #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
             cols: matvec::Cols::new(),
-            #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+            #[cfg(any(
+                feature = "conv2d",
+                feature = "fully-connected",
+                feature = "depthwise-conv2d"
+            ))]
             chans: matvec::Chans::new(),
         }
     }

@@ -229,24 +229,6 @@ impl ChannelRq {
     }
 }
 
-/// Requantization parameters of channel `oc` (per tensor: entry 0; missing: `(0, 0)`).
-#[cfg(all(target_arch = "arm", edgekd_dsp))]
-#[inline(always)]
-pub(crate) fn rq_at(rq: &crate::Requant<'_>, oc: usize) -> (i32, i32) {
-    let i = if rq.multiplier.len() == 1 { 0 } else { oc };
-    match (rq.multiplier.get(i), rq.shift.get(i)) {
-        (Some(&m), Some(&s)) => (m, s),
-        _ => (0, 0),
-    }
-}
-
-/// Bias of channel `oc` (0 without a bias).
-#[cfg(all(target_arch = "arm", edgekd_dsp))]
-#[inline(always)]
-pub(crate) fn bias_at(bias: Option<&[i32]>, oc: usize) -> i32 {
-    bias.and_then(|b| b.get(oc)).copied().unwrap_or(0)
-}
-
 /// Requantizes an accumulator and clamps it the way the TFLite reference
 /// kernels do (`max` with the lower bound first, then `min` with the upper).
 #[inline(always)]

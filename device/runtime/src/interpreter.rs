@@ -240,7 +240,8 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             #[cfg(edgekd_op_depthwise_conv2d)]
             OpParams::DepthwiseConv2d(p, rq) => {
                 let w = other.ok_or(Error::InvalidValue)?;
-                k::depthwise_conv2d(
+                k::depthwise_conv2d_in(
+                    &mut self.scratch,
                     &p,
                     rq,
                     ins,
