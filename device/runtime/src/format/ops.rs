@@ -640,3 +640,30 @@ impl<'a> Iterator for OpIter<'a> {
         Some(item)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::OpCode;
+
+    /// The default build has every op; each op's feature name is a feature of this
+    /// crate (the name `EDGEKD_OPS` and `edgekd bench` use).
+    #[test]
+    fn default_build_has_every_op_and_feature_names_match_the_manifest() {
+        let manifest = include_str!("../../Cargo.toml");
+        for code in 1..=9u8 {
+            let op = OpCode::from_code(code).unwrap();
+            assert_eq!(op.code(), code);
+            assert!(op.compiled_in(), "{}", op.name());
+            let f = op.feature();
+            if f != "reshape" {
+                assert!(
+                    manifest
+                        .lines()
+                        .any(|l| l.strip_prefix(f).is_some_and(|r| r.starts_with(" = ["))),
+                    "{f} is not a feature of edgekd-runtime"
+                );
+            }
+        }
+        assert!(OpCode::from_code(10).is_err());
+    }
+}
