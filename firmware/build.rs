@@ -110,7 +110,12 @@ fn run() -> Result<(), String> {
     fs::write(out.join("memory.x"), &map).map_err(|e| e.to_string())?;
     println!("cargo:rustc-link-search={}", out.display());
 
-    for var in ["EDGEKD_MODEL", "EDGEKD_INPUT", "EDGEKD_EXPECTED"] {
+    for var in [
+        "EDGEKD_MODEL",
+        "EDGEKD_INPUT",
+        "EDGEKD_EXPECTED",
+        "EDGEKD_OPS",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     let model_path = env::var_os("EDGEKD_MODEL")
@@ -141,6 +146,7 @@ fn run() -> Result<(), String> {
         )
     })?;
     let facts = model_facts(&bytes).map_err(|e| format!("{}: {e}", model_path.display()))?;
+    check_ops(&facts, &model_path)?;
     let inputs = read_i8_npy(&input_path)?;
     let expected = read_i8_npy(&expected_path)?;
     if inputs.cols != facts.input_len {
@@ -205,6 +211,36 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
+/// With `EDGEKD_OPS` set, the runtime compiles in only the listed ops
+/// (`device/runtime/build.rs`): refuse to build firmware whose model needs another one
+/// (it would fail `Model::parse` with `UnsupportedOp` on the device). The self-test
+/// runs no model and skips the check.
+fn check_ops(facts: &ModelFacts, model_path: &Path) -> Result<(), String> {
+    let Ok(list) = env::var("EDGEKD_OPS") else {
+        return Ok(());
+    };
+    if env::var_os("CARGO_FEATURE_SELFTEST").is_some() {
+        return Ok(());
+    }
+    let listed: Vec<&str> = list.split(',').map(str::trim).collect();
+    let missing: Vec<&str> = facts
+        .ops_used
+        .iter()
+        .map(String::as_str)
+        .filter(|op| *op != "reshape" && !listed.contains(op))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the model {} uses {} but EDGEKD_OPS={list:?} compiles only those ops into the \
+         runtime; set EDGEKD_OPS={} (the model's ops) or unset it (all ops)",
+        model_path.display(),
+        missing.join(", "),
+        facts.ops_used.join(",")
+    ))
+}
+
 fn select_board() -> Result<&'static Board, String> {
     let chosen: Vec<&Board> = BOARDS
         .iter()
@@ -260,6 +296,8 @@ fn region_len(script: &str, region: &str) -> Option<usize> {
 struct ModelFacts {
     arena: usize,
     ops: usize,
+    /// The op kinds the model uses, as runtime feature names (`conv2d`, ...).
+    ops_used: Vec<String>,
     input_len: usize,
     output_len: usize,
 }
@@ -283,9 +321,17 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
             model.output_count()
         ));
     }
+    let mut ops_used: Vec<String> = Vec::new();
+    for op in model.ops() {
+        let name = op.map_err(|e| e.to_string())?.code.feature().to_string();
+        if !ops_used.contains(&name) {
+            ops_used.push(name);
+        }
+    }
     Ok(ModelFacts {
         arena: model.arena_size(),
         ops: model.op_count(),
+        ops_used,
         input_len: tensor_len(model.input(0))?,
         output_len: tensor_len(model.output(0))?,
     })
@@ -419,6 +465,12 @@ fn generated_source(
     let _ = writeln!(s, "pub const ARENA_SIZE: usize = {};", facts.arena);
     let _ = writeln!(s, "/// Ops in the model.");
     let _ = writeln!(s, "pub const OP_COUNT: usize = {};", facts.ops);
+    let _ = writeln!(
+        s,
+        "/// Op kinds compiled into the runtime (`EDGEKD_OPS`, or all of them)."
+    );
+    let ops = env::var("EDGEKD_OPS").unwrap_or_else(|_| "all".into());
+    let _ = writeln!(s, "pub const COMPILED_OPS: &str = {ops:?};");
     let _ = writeln!(s, "/// Golden samples.");
     let _ = writeln!(s, "pub const SAMPLES: usize = {};", inputs.rows);
     let _ = writeln!(s, "/// int8 values per input sample.");

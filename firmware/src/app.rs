@@ -80,14 +80,15 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
     };
     writeln!(
         out,
-        "model bytes={} arena={} ops={} macs={} samples={} input_len={} output_len={}",
+        "model bytes={} arena={} ops={} macs={} samples={} input_len={} output_len={} compiled_ops={}",
         gen::MODEL.0.len(),
         model.arena_size(),
         model.op_count(),
         model.macs(),
         gen::SAMPLES,
         gen::INPUT_LEN,
-        gen::OUTPUT_LEN
+        gen::OUTPUT_LEN,
+        gen::COMPILED_OPS
     )?;
     for (i, op) in model.ops().enumerate() {
         if let Ok(op) = op {

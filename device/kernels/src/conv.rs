@@ -1,10 +1,11 @@
 //! 2-D convolution (TFLite `ConvPerChannel`, int8).
 
-use crate::matvec::{matvec, pack, widen, widen_pack, Cols, OutQ, MAX_COLS};
+use crate::matvec::{matvec, pack, widen, widen_pack, OutQ, BLOCK, MAX_COLS};
 
 use crate::quant::requantize;
 use crate::{
-    check_bias, check_len, check_requant, dot, Axis, ConvParams, KernelError, Requant, Shape,
+    check_bias, check_len, check_requant, dot, Axis, ConvParams, KernelError, Requant, Scratch,
+    Shape,
 };
 
 /// int8 2-D convolution, NHWC input and output, OHWI filter.
@@ -21,6 +22,35 @@ use crate::{
 /// including a bias or requantization slice of the wrong length.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
+    p: &ConvParams,
+    rq: Requant<'_>,
+    input_shape: Shape,
+    input: &[i8],
+    filter_shape: Shape,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    output_shape: Shape,
+    output: &mut [i8],
+) -> Result<(), KernelError> {
+    conv2d_in(
+        &mut Scratch::new(),
+        p,
+        rq,
+        input_shape,
+        input,
+        filter_shape,
+        filter,
+        bias,
+        output_shape,
+        output,
+    )
+}
+
+/// [`conv2d`] with caller-provided working memory (reused across layers, it need not
+/// be zeroed again for each one).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_in(
+    scratch: &mut Scratch,
     p: &ConvParams,
     rq: Requant<'_>,
     input_shape: Shape,
@@ -48,6 +78,7 @@ pub fn conv2d(
     let k = filter_shape.h * filter_shape.w * input_shape.c;
     if k <= MAX_COLS {
         im2col(
+            scratch,
             p,
             &rq,
             ay,
@@ -167,6 +198,7 @@ fn check(
 /// the padding) and multiplies it with all filters at once.
 #[allow(clippy::too_many_arguments)]
 fn im2col(
+    scratch: &mut Scratch,
     p: &ConvParams,
     rq: &Requant<'_>,
     ay: Axis,
@@ -195,48 +227,62 @@ fn im2col(
     // Rows of a full window follow each other in the input when there is one row, or
     // when a filter row spans the whole input row without dilation.
     let contiguous = dw == 1 && (kh == 1 || (dh == 1 && f_row == in_row));
-    let mut buf = Cols::new();
-    let col = &mut buf.0[..k];
-    let mut out_px = output.chunks_exact_mut(output_shape.c);
-    for img in input.chunks_exact(in_img).take(input_shape.n) {
-        for oy in 0..output_shape.h {
-            let (ky0, ky1, iy0) = ay.window(oy);
-            for ox in 0..output_shape.w {
-                let (kx0, kx1, ix0) = ax.window(ox);
-                let Some(out) = out_px.next() else {
-                    return;
-                };
-                let full = ky0 == 0 && ky1 == kh && kx0 == 0 && kx1 == kw;
-                if full && contiguous {
-                    // The whole receptive field is one run of the input (1-D signals,
-                    // or kernels as wide as the input): widen and pack in one pass.
-                    let start = iy0 * in_row + ix0 * in_c;
-                    widen_pack(col, &img[start..][..k], zp);
-                    matvec(col, filter, bias, rq, q, out);
-                    continue;
-                }
-                if !full {
-                    // Padding reads as the zero point: (zp - zp) = 0.
-                    col.fill(0);
-                }
-                let mut iy = iy0;
-                for ky in ky0..ky1 {
-                    let row = &img[iy * in_row..][..in_row];
-                    let dst = &mut col[ky * f_row..][..f_row];
-                    if dw == 1 {
-                        let n = (kx1 - kx0) * in_c;
-                        widen(&mut dst[kx0 * in_c..][..n], &row[ix0 * in_c..][..n], zp);
+    let out_c = output_shape.c;
+    let Scratch { cols, chans: table } = scratch;
+    let col = &mut cols.0[..k];
+    // Output channels in blocks whose bias and requantization are prepared once; models
+    // with at most `BLOCK` output channels (all the reference ones) make one pass.
+    for c0 in (0..out_c).step_by(BLOCK) {
+        let n = BLOCK.min(out_c - c0);
+        let chans = table.prepare(bias, rq, c0, n);
+        let filter = &filter[c0 * k..][..n * k];
+        let mut out_px = output.chunks_exact_mut(out_c);
+        for img in input.chunks_exact(in_img).take(input_shape.n) {
+            for oy in 0..output_shape.h {
+                let (ky0, ky1, iy0) = ay.window(oy);
+                for ox in 0..output_shape.w {
+                    let (kx0, kx1, ix0) = ax.window(ox);
+                    let Some(out) = out_px.next() else {
+                        return;
+                    };
+                    let out = &mut out[c0..][..n];
+                    let full = ky0 == 0 && ky1 == kh && kx0 == 0 && kx1 == kw;
+                    if full && contiguous {
+                        // The whole receptive field is one run of the input (1-D
+                        // signals, or kernels as wide as the input): widen and pack in
+                        // one pass.
+                        let start = iy0 * in_row + ix0 * in_c;
+                        widen_pack(col, &img[start..][..k], zp);
                     } else {
-                        let mut ix = ix0;
-                        for kx in kx0..kx1 {
-                            widen(&mut dst[kx * in_c..][..in_c], &row[ix * in_c..][..in_c], zp);
-                            ix += dw;
+                        if !full {
+                            // Padding reads as the zero point: (zp - zp) = 0.
+                            col.fill(0);
                         }
+                        let mut iy = iy0;
+                        for ky in ky0..ky1 {
+                            let row = &img[iy * in_row..][..in_row];
+                            let dst = &mut col[ky * f_row..][..f_row];
+                            if dw == 1 {
+                                let n = (kx1 - kx0) * in_c;
+                                widen(&mut dst[kx0 * in_c..][..n], &row[ix0 * in_c..][..n], zp);
+                            } else {
+                                let mut ix = ix0;
+                                for kx in kx0..kx1 {
+                                    widen(
+                                        &mut dst[kx * in_c..][..in_c],
+                                        &row[ix * in_c..][..in_c],
+                                        zp,
+                                    );
+                                    ix += dw;
+                                }
+                            }
+                            iy += dh;
+                        }
+                        pack(col);
                     }
-                    iy += dh;
+                    // One call site: the matvec is inlined once.
+                    matvec(col, filter, chans, q, out);
                 }
-                pack(col);
-                matvec(col, filter, bias, rq, q, out);
             }
         }
     }

@@ -1,7 +1,9 @@
 //! Depthwise 2-D convolution (TFLite `DepthwiseConvPerChannel`, int8).
 
 use crate::quant::requantize;
-use crate::{check_bias, check_len, check_requant, Axis, ConvParams, KernelError, Requant, Shape};
+use crate::{
+    check_bias, check_len, check_requant, Axis, ConvParams, KernelError, Requant, Scratch, Shape,
+};
 
 /// Output channels accumulated together per output pixel (stack buffer).
 const BLOCK: usize = 32;
@@ -27,6 +29,35 @@ pub fn depthwise_conv2d(
     output_shape: Shape,
     output: &mut [i8],
 ) -> Result<(), KernelError> {
+    depthwise_conv2d_in(
+        &mut Scratch::new(),
+        p,
+        rq,
+        input_shape,
+        input,
+        filter_shape,
+        filter,
+        bias,
+        output_shape,
+        output,
+    )
+}
+
+/// [`depthwise_conv2d`] with caller-provided working memory (see [`Scratch`]).
+#[allow(clippy::too_many_arguments)]
+#[cfg_attr(not(all(target_arch = "arm", edgekd_dsp)), allow(unused_variables))]
+pub fn depthwise_conv2d_in(
+    scratch: &mut Scratch,
+    p: &ConvParams,
+    rq: Requant<'_>,
+    input_shape: Shape,
+    input: &[i8],
+    filter_shape: Shape,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    output_shape: Shape,
+    output: &mut [i8],
+) -> Result<(), KernelError> {
     #[cfg(all(target_arch = "arm", edgekd_dsp))]
     if p.depth_multiplier == 1 {
         let (ay, ax) = check(
@@ -41,6 +72,7 @@ pub fn depthwise_conv2d(
             output,
         )?;
         crate::arm::depthwise::depthwise_dm1(
+            &mut scratch.chans,
             p,
             &rq,
             ay,

@@ -1,8 +1,8 @@
 //! Fully connected layer (TFLite int8 `FullyConnected`, per-channel capable).
 
-use crate::matvec::{matvec, widen_pack, Cols, OutQ, MAX_COLS};
+use crate::matvec::{matvec, widen_pack, OutQ, BLOCK, MAX_COLS};
 use crate::quant::requantize;
-use crate::{check_bias, check_requant, dot, FcParams, KernelError, Requant};
+use crate::{check_bias, check_requant, dot, FcParams, KernelError, Requant, Scratch};
 
 /// int8 fully connected layer: `output[b][o] = requant(sum_i (x[b][i] - input_zp) * w[o][i] + bias[o])`.
 ///
@@ -14,6 +14,33 @@ use crate::{check_bias, check_requant, dot, FcParams, KernelError, Requant};
 /// [`KernelError::ShapeMismatch`] for any slice length inconsistency.
 #[allow(clippy::too_many_arguments)]
 pub fn fully_connected(
+    p: &FcParams,
+    rq: Requant<'_>,
+    input: &[i8],
+    in_features: usize,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    out_features: usize,
+    output: &mut [i8],
+) -> Result<(), KernelError> {
+    fully_connected_in(
+        &mut Scratch::new(),
+        p,
+        rq,
+        input,
+        in_features,
+        filter,
+        bias,
+        out_features,
+        output,
+    )
+}
+
+/// [`fully_connected`] with caller-provided working memory (reused across layers, it
+/// need not be zeroed again for each one).
+#[allow(clippy::too_many_arguments)]
+pub fn fully_connected_in(
+    scratch: &mut Scratch,
     p: &FcParams,
     rq: Requant<'_>,
     input: &[i8],
@@ -54,14 +81,20 @@ pub fn fully_connected(
         lo: i32::from(p.clamp.min),
         hi: i32::from(p.clamp.max),
     };
-    let mut buf = Cols::new();
-    let col = &mut buf.0[..in_features];
-    for (x, out) in input
-        .chunks_exact(in_features)
-        .zip(output.chunks_exact_mut(out_features))
-    {
-        widen_pack(col, x, p.input_zero_point);
-        matvec(col, filter, bias, &rq, q, out);
+    let Scratch { cols, chans: table } = scratch;
+    let col = &mut cols.0[..in_features];
+    // Output features in blocks whose bias and requantization are prepared once.
+    for c0 in (0..out_features).step_by(BLOCK) {
+        let n = BLOCK.min(out_features - c0);
+        let chans = table.prepare(bias, &rq, c0, n);
+        let filter = &filter[c0 * in_features..][..n * in_features];
+        for (x, out) in input
+            .chunks_exact(in_features)
+            .zip(output.chunks_exact_mut(out_features))
+        {
+            widen_pack(col, x, p.input_zero_point);
+            matvec(col, filter, chans, q, &mut out[c0..][..n]);
+        }
     }
     Ok(())
 }

@@ -26,39 +26,113 @@
 
 #![no_std]
 #![deny(missing_docs)]
+// With some kernels compiled out (cargo features), helpers only they use are dead code.
+#![cfg_attr(
+    not(all(
+        feature = "conv2d",
+        feature = "depthwise-conv2d",
+        feature = "fully-connected",
+        feature = "pool",
+        feature = "mean",
+        feature = "add",
+        feature = "softmax"
+    )),
+    allow(dead_code, unused_imports)
+)]
 
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+#[cfg(feature = "add")]
 mod add;
 #[cfg(all(target_arch = "arm", edgekd_dsp))]
 mod arm;
+#[cfg(feature = "conv2d")]
 mod conv;
+#[cfg(feature = "depthwise-conv2d")]
 mod depthwise;
+#[cfg(feature = "fully-connected")]
 mod fully_connected;
+#[cfg(any(
+    feature = "conv2d",
+    feature = "fully-connected",
+    feature = "depthwise-conv2d"
+))]
 mod matvec;
+#[cfg(feature = "mean")]
 mod mean;
+#[cfg(feature = "pool")]
 mod pool;
 pub mod quant;
 #[cfg(feature = "selftest")]
 pub mod selftest;
+#[cfg(feature = "softmax")]
 mod softmax;
 
+#[cfg(feature = "add")]
 pub use add::add;
-pub use conv::conv2d;
-pub use depthwise::depthwise_conv2d;
-pub use fully_connected::fully_connected;
+#[cfg(feature = "conv2d")]
+pub use conv::{conv2d, conv2d_in};
+#[cfg(feature = "depthwise-conv2d")]
+pub use depthwise::{depthwise_conv2d, depthwise_conv2d_in};
+#[cfg(feature = "fully-connected")]
+pub use fully_connected::{fully_connected, fully_connected_in};
+#[cfg(feature = "mean")]
 pub use mean::global_avg_pool;
+#[cfg(feature = "pool")]
 pub use pool::{avg_pool2d, max_pool2d};
+#[cfg(feature = "softmax")]
 pub use softmax::softmax;
 
 /// The portable reference versions of the kernels that have faster variants (im2col,
 /// Cortex-M DSP): same contracts, same bits, the plainest code. Tests and the firmware
 /// self-test compare the fast kernels against these.
 pub mod reference {
+    #[cfg(feature = "conv2d")]
     pub use crate::conv::conv2d_reference as conv2d;
+    #[cfg(feature = "depthwise-conv2d")]
     pub use crate::depthwise::depthwise_conv2d_reference as depthwise_conv2d;
+    #[cfg(feature = "fully-connected")]
     pub use crate::fully_connected::fully_connected_reference as fully_connected;
+}
+
+/// Working memory of the im2col [`conv2d`], [`fully_connected`] and (DSP)
+/// [`depthwise_conv2d`] kernels: an input column and a block of prepared per-channel
+/// requantization parameters (768 bytes). Those make a fresh one per call; a caller
+/// running many layers (the interpreter) keeps one and passes it to `conv2d_in`,
+/// `fully_connected_in` or `depthwise_conv2d_in`, which saves zeroing it for every
+/// layer. What it holds between calls does not matter.
+pub struct Scratch {
+    #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+    pub(crate) cols: matvec::Cols,
+    #[cfg(any(
+        feature = "conv2d",
+        feature = "fully-connected",
+        feature = "depthwise-conv2d"
+    ))]
+    pub(crate) chans: matvec::Chans,
+}
+
+impl Scratch {
+    /// Zeroed working memory.
+    pub const fn new() -> Self {
+        Scratch {
+            #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+            cols: matvec::Cols::new(),
+            #[cfg(any(
+                feature = "conv2d",
+                feature = "fully-connected",
+                feature = "depthwise-conv2d"
+            ))]
+            chans: matvec::Chans::new(),
+        }
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Whether this build uses the Cortex-M DSP (`SXTB16`/`SMLAD`) kernels.
@@ -340,6 +414,15 @@ impl Axis {
     pub(crate) fn window(&self, o: usize) -> (usize, usize, usize) {
         // Validation guarantees origin < input + pad, so nothing below overflows.
         let origin = o * self.stride;
+        if self.dilation == 1 {
+            // The common case, without the two divisions.
+            let k0 = self.pad.saturating_sub(origin);
+            let k1 = self.kernel.min(self.input + self.pad - origin);
+            if k0 >= k1 {
+                return (0, 0, 0);
+            }
+            return (k0, k1, origin + k0 - self.pad);
+        }
         let d = self.dilation;
         let k0 = if origin >= self.pad {
             0

@@ -7,7 +7,7 @@
 //! Cortex-M with the DSP extension [`crate::arm`] replaces [`pack`] and [`matvec`] with
 //! `SXTB16`/`SMLAD` versions that give the same bits.
 
-use crate::quant::requantize;
+use crate::quant::ChannelRq;
 use crate::Requant;
 
 /// Longest column (`kh * kw * in_c` or `in_features`) the im2col path handles; longer
@@ -41,22 +41,6 @@ pub(crate) fn widen(dst: &mut [i16], x: &[i8], zp: i32) {
     }
 }
 
-/// Requantization parameters of channel `oc` (per tensor or per channel).
-#[inline(always)]
-pub(crate) fn rq_at(rq: &Requant<'_>, oc: usize) -> (i32, i32) {
-    let i = if rq.multiplier.len() == 1 { 0 } else { oc };
-    match (rq.multiplier.get(i), rq.shift.get(i)) {
-        (Some(&m), Some(&s)) => (m, s),
-        _ => (0, 0),
-    }
-}
-
-/// Bias of channel `oc` (0 without a bias).
-#[inline(always)]
-pub(crate) fn bias_at(bias: Option<&[i32]>, oc: usize) -> i32 {
-    bias.and_then(|b| b.get(oc)).copied().unwrap_or(0)
-}
-
 /// Puts a column in the order [`matvec`] reads it (portable: natural order).
 #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 #[inline(always)]
@@ -72,46 +56,93 @@ pub(crate) fn widen_pack(col: &mut [i16], x: &[i8], zp: i32) {
 #[cfg(all(target_arch = "arm", edgekd_dsp))]
 pub(crate) use crate::arm::matvec::{matvec, pack, widen_pack};
 
-/// `out[oc] = requant(bias[oc] + sum_i col[i] * filter[oc * k + i])` with
-/// `k = col.len()`; `filter` holds `out.len()` rows of `k`.
+/// One output channel's bias and requantization, prepared once per layer (per block
+/// of [`BLOCK`] channels) instead of once per output pixel.
+#[derive(Clone, Copy)]
+pub(crate) struct Chan {
+    pub(crate) bias: i32,
+    pub(crate) rq: ChannelRq,
+}
+
+/// Output channels prepared at a time (a 256-byte table on the stack).
+pub(crate) const BLOCK: usize = 16;
+
+/// Prepared channels of one block.
+pub(crate) struct Chans(pub(crate) [Chan; BLOCK]);
+
+impl Chans {
+    pub(crate) const fn new() -> Self {
+        Chans(
+            [Chan {
+                bias: 0,
+                rq: ChannelRq::ZERO,
+            }; BLOCK],
+        )
+    }
+
+    /// Prepares channels `c0..c0 + n` (`n <= BLOCK`) and returns them. Channels the
+    /// slices do not cover (never, after the kernels' checks) get bias 0 and
+    /// multiplier 0.
+    #[inline(always)]
+    pub(crate) fn prepare(
+        &mut self,
+        bias: Option<&[i32]>,
+        rq: &Requant<'_>,
+        c0: usize,
+        n: usize,
+    ) -> &[Chan] {
+        let table = &mut self.0[..n.min(BLOCK)];
+        let from = |s: &'_ [i32]| -> usize { c0.min(s.len()) };
+        let biases = bias.map_or(&[][..], |b| &b[from(b)..]);
+        for (j, t) in table.iter_mut().enumerate() {
+            t.bias = biases.get(j).copied().unwrap_or(0);
+        }
+        if let ([m], [s]) = (rq.multiplier, rq.shift) {
+            let one = ChannelRq::new(*m, *s);
+            for t in table.iter_mut() {
+                t.rq = one;
+            }
+        } else {
+            let (ms, ss) = (
+                &rq.multiplier[from(rq.multiplier)..],
+                &rq.shift[from(rq.shift)..],
+            );
+            for (j, t) in table.iter_mut().enumerate() {
+                t.rq = match (ms.get(j), ss.get(j)) {
+                    (Some(&m), Some(&s)) => ChannelRq::new(m, s),
+                    _ => ChannelRq::ZERO,
+                };
+            }
+        }
+        table
+    }
+}
+
+/// `out[j] = requant_j(bias_j + sum_i col[i] * filter[j * k + i])` with
+/// `k = col.len()`, for the prepared channels `chans`; `filter` holds `out.len()` rows
+/// of `k`.
 #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 #[inline(always)]
-pub(crate) fn matvec(
-    col: &[i16],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    rq: &Requant<'_>,
-    q: OutQ,
-    out: &mut [i8],
-) {
-    matvec_portable(col, filter, bias, rq, q, out)
+pub(crate) fn matvec(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &mut [i8]) {
+    matvec_portable(col, filter, chans, q, out)
 }
 
 /// The portable [`matvec`] (natural column order).
 #[inline(always)]
-pub(crate) fn matvec_portable(
-    col: &[i16],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    rq: &Requant<'_>,
-    q: OutQ,
-    out: &mut [i8],
-) {
+pub(crate) fn matvec_portable(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &mut [i8]) {
     let k = col.len();
     if k == 0 {
-        for (oc, o) in out.iter_mut().enumerate() {
-            let (m, s) = rq_at(rq, oc);
-            *o = requantize(bias_at(bias, oc), m, s, q.zero_point, q.lo, q.hi);
+        for (o, c) in out.iter_mut().zip(chans) {
+            *o = c.rq.output(c.bias, q.zero_point, q.lo, q.hi);
         }
         return;
     }
-    for (oc, (o, w)) in out.iter_mut().zip(filter.chunks_exact(k)).enumerate() {
-        let mut acc = bias_at(bias, oc);
+    for ((o, w), c) in out.iter_mut().zip(filter.chunks_exact(k)).zip(chans) {
+        let mut acc = c.bias;
         for (&x, &w) in col.iter().zip(w) {
             // Wrapping like the C reference; the sum is exact modulo 2^32.
             acc = acc.wrapping_add(i32::from(x) * i32::from(w));
         }
-        let (m, s) = rq_at(rq, oc);
-        *o = requantize(acc, m, s, q.zero_point, q.lo, q.hi);
+        *o = c.rq.output(acc, q.zero_point, q.lo, q.hi);
     }
 }

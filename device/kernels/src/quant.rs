@@ -155,6 +155,80 @@ pub(crate) fn get_reciprocal(x: i32, integer_digits: i32) -> (i32, i32) {
     )
 }
 
+/// One output channel's requantization, prepared once per channel: the same bits as
+/// [`multiply_by_quantized_multiplier`] (double rounding), with the shift split into a
+/// left shift and a rounding right shift whose mask and threshold are computed up front
+/// (CMSIS-NN `arm_nn_requantize` / `arm_nn_divide_by_power_of_two`).
+#[derive(Clone, Copy)]
+pub(crate) struct ChannelRq {
+    multiplier: i32,
+    /// `2^right - 1`.
+    mask: i32,
+    left: u8,
+    right: u8,
+}
+
+impl ChannelRq {
+    /// Multiplier 0: every output is the zero point (clamped).
+    pub(crate) const ZERO: ChannelRq = ChannelRq {
+        multiplier: 0,
+        mask: 0,
+        left: 0,
+        right: 0,
+    };
+
+    /// Prepares `multiplier * 2^shift / 2^31` (shifts beyond 31 clamped, as in
+    /// [`multiply_by_quantized_multiplier`]).
+    #[inline(always)]
+    pub(crate) fn new(multiplier: i32, shift: i32) -> Self {
+        let right = shift.saturating_neg().clamp(0, 31) as u32;
+        ChannelRq {
+            multiplier,
+            mask: ((1u32 << right) - 1) as i32,
+            left: shift.clamp(0, 31) as u8,
+            right: right as u8,
+        }
+    }
+
+    /// [`multiply_by_quantized_multiplier`]`(acc, multiplier, shift)`.
+    #[inline(always)]
+    pub(crate) fn apply(&self, acc: i32) -> i32 {
+        #[cfg(all(target_arch = "arm", edgekd_dsp))]
+        {
+            crate::arm::requant(
+                acc,
+                self.multiplier,
+                u32::from(self.left),
+                u32::from(self.right),
+                self.mask,
+            )
+        }
+        #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+        {
+            self.apply_portable(acc)
+        }
+    }
+
+    /// [`Self::apply`] in plain Rust.
+    #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+    #[inline(always)]
+    fn apply_portable(&self, acc: i32) -> i32 {
+        let v = saturating_rounding_doubling_high_mul(
+            acc.wrapping_shl(u32::from(self.left)),
+            self.multiplier,
+        );
+        // RoundingDivideByPOT: ties away from zero (one more for negative values).
+        let threshold = (self.mask >> 1) + (v as u32 >> 31) as i32;
+        (v >> self.right) + i32::from((v & self.mask) > threshold)
+    }
+
+    /// [`Self::apply`], plus the output zero point, clamped to `[lo, hi]` as int8.
+    #[inline(always)]
+    pub(crate) fn output(&self, acc: i32, out_zp: i32, lo: i32, hi: i32) -> i8 {
+        clamp_to_i8(self.apply(acc).wrapping_add(out_zp), lo, hi)
+    }
+}
+
 /// Requantizes an accumulator and clamps it the way the TFLite reference
 /// kernels do (`max` with the lower bound first, then `min` with the upper).
 #[inline(always)]

@@ -93,7 +93,12 @@ impl Common {
         };
         for i in 0..channels {
             c.mult[i] = rng.range(1 << 30, i32::MAX);
-            c.shift[i] = rng.range(-14, 1);
+            // Mostly realistic exponents; sometimes the whole range (left shifts too).
+            c.shift[i] = if rng.range(0, 8) == 0 {
+                rng.range(-31, 3)
+            } else {
+                rng.range(-14, 1)
+            };
             c.bias[i] = rng.range(-40_000, 40_000);
         }
         if rng.range(0, 2) == 0 {
@@ -173,7 +178,9 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
             if *kernel == Kernel::FullyConnected {
                 // Up to 300 inputs: beyond the im2col column limit too.
                 let in_f = rng.usize(1, 300);
-                let out_f = rng.usize(1, (MAX_FILTER / in_f).min(13));
+                // Sometimes more outputs than one block of prepared channels.
+                let wide = if rng.range(0, 4) == 0 { 64 } else { 13 };
+                let out_f = rng.usize(1, (MAX_FILTER / in_f).min(wide));
                 let batch = rng.usize(1, 3);
                 let c = Common::new(&mut rng, out_f);
                 let (x, w) = (&mut input[..batch * in_f], &mut filter[..out_f * in_f]);
@@ -211,6 +218,9 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
             let dm = if depthwise { rng.usize(1, 3) } else { 1 };
             let out_c = if depthwise {
                 in_c * dm
+            } else if rng.range(0, 5) == 0 {
+                // More output channels than one block of prepared channels.
+                rng.usize(30, 48)
             } else {
                 rng.usize(1, 9)
             };
@@ -323,6 +333,34 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
                 tally,
             );
         }
+    }
+    // The prepared per-channel requantization the fast kernels use (SMLAL/QADD on DSP
+    // cores) against the reference on edge values; mismatches count as fully connected.
+    let edges = [
+        i32::MIN,
+        i32::MIN + 1,
+        -(1 << 30),
+        -1,
+        0,
+        1,
+        1 << 30,
+        i32::MAX,
+    ];
+    for _ in 0..cases {
+        let acc = if rng.range(0, 2) == 0 {
+            edges[rng.usize(0, edges.len() - 1)]
+        } else {
+            rng.next() as i32
+        };
+        let m = if rng.range(0, 4) == 0 {
+            edges[rng.usize(0, edges.len() - 1)]
+        } else {
+            (rng.next() >> 33) as i32
+        };
+        let shift = rng.range(-40, 40);
+        let fast = crate::quant::ChannelRq::new(m, shift).apply(acc);
+        let want = crate::quant::multiply_by_quantized_multiplier(acc, m, shift);
+        tallies[2].1.mismatches += u32::from(fast != want);
     }
     tallies
 }

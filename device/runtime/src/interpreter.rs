@@ -49,6 +49,9 @@ pub struct Interpreter<'m, 'a> {
     model: Model<'m>,
     arena: &'a mut [i8],
     invocations: u32,
+    /// Working memory of the conv / fully connected kernels, zeroed once here rather
+    /// than for every layer of every inference.
+    scratch: k::Scratch,
 }
 
 impl<'m, 'a> Interpreter<'m, 'a> {
@@ -62,6 +65,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             model,
             arena: bytemuck::cast_slice_mut(arena),
             invocations: 0,
+            scratch: k::Scratch::new(),
         })
     }
 
@@ -186,7 +190,8 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             Some(t) => Some(model.tensor(t)?.const_i32()?),
             None => None,
         };
-        let params = op.params(model)?;
+        // Each tensor record is decoded once per op and shared with the parameter decode.
+        let params = op.params_with(model, &in_t, &out_t, other.as_ref())?;
         if let OpParams::Reshape = params {
             return self.reshape(in_t.range(), out_t.range());
         }
@@ -197,17 +202,30 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         let (input, input2, output) = split_arena(self.arena, in_t.range(), second, out_t.range())?;
         let (ins, outs) = (in_t.shape(), out_t.shape());
         let result = match params {
+            #[cfg(edgekd_op_fully_connected)]
             OpParams::FullyConnected(p, rq) => {
                 let w = other.ok_or(Error::InvalidValue)?;
                 let [out_f, in_f] = match w.dims() {
                     [o, i] => [*o, *i],
                     _ => return Err(Error::ShapeMismatch),
                 };
-                k::fully_connected(&p, rq, input, in_f, w.const_i8()?, bias, out_f, output)
+                k::fully_connected_in(
+                    &mut self.scratch,
+                    &p,
+                    rq,
+                    input,
+                    in_f,
+                    w.const_i8()?,
+                    bias,
+                    out_f,
+                    output,
+                )
             }
+            #[cfg(edgekd_op_conv2d)]
             OpParams::Conv2d(p, rq) => {
                 let w = other.ok_or(Error::InvalidValue)?;
-                k::conv2d(
+                k::conv2d_in(
+                    &mut self.scratch,
                     &p,
                     rq,
                     ins,
@@ -219,9 +237,11 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                     output,
                 )
             }
+            #[cfg(edgekd_op_depthwise_conv2d)]
             OpParams::DepthwiseConv2d(p, rq) => {
                 let w = other.ok_or(Error::InvalidValue)?;
-                k::depthwise_conv2d(
+                k::depthwise_conv2d_in(
+                    &mut self.scratch,
                     &p,
                     rq,
                     ins,
@@ -233,12 +253,20 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                     output,
                 )
             }
+            #[cfg(edgekd_op_max_pool2d)]
             OpParams::MaxPool2d(p) => k::max_pool2d(&p, ins, input, outs, output),
+            #[cfg(edgekd_op_avg_pool2d)]
             OpParams::AvgPool2d(p) => k::avg_pool2d(&p, ins, input, outs, output),
+            #[cfg(edgekd_op_global_avg_pool)]
             OpParams::GlobalAvgPool(p) => k::global_avg_pool(&p, ins, input, output),
+            #[cfg(edgekd_op_add)]
             OpParams::Add(p) => k::add(&p, input, input2.ok_or(Error::InvalidValue)?, output),
+            #[cfg(edgekd_op_softmax)]
             OpParams::Softmax(p) => k::softmax(&p, outs.c, input, output),
             OpParams::Reshape => Ok(()),
+            // Ops compiled out of this build never parse; this arm keeps the match total.
+            #[allow(unreachable_patterns)]
+            _ => return Err(Error::UnsupportedOp(op.code.code())),
         };
         result.map_err(|e| match e {
             k::KernelError::UnsupportedParams => Error::UnsupportedParams,

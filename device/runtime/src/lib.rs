@@ -9,6 +9,8 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
+// With ops compiled out (see build.rs), code only they use is dead.
+#![cfg_attr(edgekd_op_subset, allow(dead_code, unused_imports, unused_variables))]
 
 #[cfg(target_endian = "big")]
 compile_error!("edgekd-runtime reads tensors in place and supports little-endian targets only");

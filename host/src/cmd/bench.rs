@@ -267,6 +267,8 @@ impl FirmwareDir {
             .env("EDGEKD_INPUT", golden.input_path())
             .env("EDGEKD_EXPECTED", golden.expected_path())
             .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", opt_level)
+            // Only the model's op kinds are compiled into the runtime (code size).
+            .env("EDGEKD_OPS", golden.ops.join(","))
             // RUSTFLAGS would replace the firmware's own (and drop -Tlink.x).
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -321,6 +323,10 @@ pub(crate) struct Golden {
     pub inputs: Matrix<i8>,
     /// The host runtime's outputs.
     pub expected: Matrix<i8>,
+    /// The op kinds the model uses, as the runtime's feature names
+    /// (`conv2d,fully-connected`): the firmware is built with only these
+    /// (`EDGEKD_OPS`, see `device/runtime/build.rs`).
+    pub ops: Vec<String>,
 }
 
 impl Golden {
@@ -335,12 +341,20 @@ impl Golden {
             None if sibling.is_file() => io::read_i8_matrix(&sibling)?,
             None => synthetic_inputs(model)?,
         };
+        let mut ops: Vec<String> = Vec::new();
+        for op in model.ops() {
+            let name = op?.code.feature().to_string();
+            if !ops.contains(&name) {
+                ops.push(name);
+            }
+        }
         let expected = super::infer::run_batch(model, Some(&inputs), None)?.int8;
         let dir = tempfile::tempdir().context("cannot create a temp dir")?;
         let golden = Golden {
             dir,
             inputs,
             expected,
+            ops,
         };
         std::fs::write(golden.input_path(), io::npy_bytes(&golden.inputs)?)?;
         std::fs::write(golden.expected_path(), io::npy_bytes(&golden.expected)?)?;
@@ -740,6 +754,8 @@ pub struct Report {
     pub classes: Vec<usize>,
     /// int8 outputs per sample.
     pub outputs: Vec<Vec<i8>>,
+    /// The op kinds compiled into the firmware's runtime (the model's; `EDGEKD_OPS`).
+    pub compiled_ops: Vec<String>,
 }
 
 impl Report {
@@ -791,6 +807,7 @@ impl Report {
             clock_calibration: run.calibration.clone(),
             classes: run.classes.clone(),
             outputs: run.outputs.clone(),
+            compiled_ops: golden.ops.clone(),
         })
     }
 
@@ -848,6 +865,11 @@ impl Report {
             self.model_bytes,
             self.golden_bytes,
             self.opt_level
+        );
+        let _ = writeln!(
+            s,
+            "runtime ops compiled in: {}",
+            self.compiled_ops.join(", ")
         );
         let _ = writeln!(
             s,

@@ -2,8 +2,7 @@
 //! input and one of weights per tap, `SXTB16` + `SSUB16` (zero point) + `SMLABB`/`SMLATT`
 //! into four register accumulators.
 
-use crate::matvec::{bias_at, rq_at};
-use crate::quant::requantize;
+use crate::matvec::{Chans, BLOCK};
 use crate::{Axis, ConvParams, Requant, Shape};
 use core::arch::asm;
 
@@ -51,6 +50,7 @@ fn word(b: &[i8]) -> u32 {
 /// [`crate::depthwise_conv2d`] for `depth_multiplier == 1`, after validation.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn depthwise_dm1(
+    table: &mut Chans,
     p: &ConvParams,
     rq: &Requant<'_>,
     ay: Axis,
@@ -78,53 +78,62 @@ pub(crate) fn depthwise_dm1(
         i32::from(p.clamp.min),
         i32::from(p.clamp.max),
     );
-    let c4 = c / 4 * 4;
-    let mut out_px = output.chunks_exact_mut(c);
-    for img in input.chunks_exact(in_img).take(input_shape.n) {
-        for oy in 0..output_shape.h {
-            let (ky0, ky1, iy0) = ay.window(oy);
-            for ox in 0..output_shape.w {
-                let (kx0, kx1, ix0) = ax.window(ox);
-                let Some(out) = out_px.next() else {
-                    return;
-                };
-                for c0 in (0..c4).step_by(4) {
-                    let mut a = [0i32; 4];
-                    for (j, a) in a.iter_mut().enumerate() {
-                        *a = bias_at(bias, c0 + j);
-                    }
-                    let mut iy = iy0;
-                    for ky in ky0..ky1 {
-                        let row = iy * in_w;
-                        let mut ix = ix0;
-                        for kx in kx0..kx1 {
-                            let x = word(&img[(row + ix) * c + c0..]);
-                            let w = word(&filter[(ky * kw + kx) * c + c0..]);
-                            tap4(&mut a, x, w, zp2);
-                            ix += dw;
+    // Bias and requantization prepared once per block of channels (BLOCK is a multiple
+    // of 4, so blocks split into whole 4-channel groups plus a tail in the last block).
+    for cb in (0..c).step_by(BLOCK) {
+        let nb = BLOCK.min(c - cb);
+        let chans = table.prepare(bias, rq, cb, nb);
+        let (groups, tail) = chans.split_at(nb / 4 * 4);
+        let mut out_px = output.chunks_exact_mut(c);
+        for img in input.chunks_exact(in_img).take(input_shape.n) {
+            for oy in 0..output_shape.h {
+                let (ky0, ky1, iy0) = ay.window(oy);
+                for ox in 0..output_shape.w {
+                    let (kx0, kx1, ix0) = ax.window(ox);
+                    let Some(out) = out_px.next() else {
+                        return;
+                    };
+                    let out = &mut out[cb..][..nb];
+                    let (out4, out_tail) = out.split_at_mut(groups.len());
+                    for (g, (o4, cg)) in out4
+                        .chunks_exact_mut(4)
+                        .zip(groups.chunks_exact(4))
+                        .enumerate()
+                    {
+                        let c0 = cb + 4 * g;
+                        let mut a = [cg[0].bias, cg[1].bias, cg[2].bias, cg[3].bias];
+                        let mut iy = iy0;
+                        for ky in ky0..ky1 {
+                            let row = iy * in_w;
+                            let mut ix = ix0;
+                            for kx in kx0..kx1 {
+                                let x = word(&img[(row + ix) * c + c0..]);
+                                let w = word(&filter[(ky * kw + kx) * c + c0..]);
+                                tap4(&mut a, x, w, zp2);
+                                ix += dw;
+                            }
+                            iy += dh;
                         }
-                        iy += dh;
-                    }
-                    for (j, (o, &a)) in out[c0..c0 + 4].iter_mut().zip(&a).enumerate() {
-                        let (m, s) = rq_at(rq, c0 + j);
-                        *o = requantize(a, m, s, ozp, lo, hi);
-                    }
-                }
-                for ch in c4..c {
-                    let mut a = bias_at(bias, ch);
-                    let mut iy = iy0;
-                    for ky in ky0..ky1 {
-                        let mut ix = ix0;
-                        for kx in kx0..kx1 {
-                            let x = i32::from(img[(iy * in_w + ix) * c + ch]) - zp;
-                            let w = i32::from(filter[(ky * kw + kx) * c + ch]);
-                            a = a.wrapping_add(x * w);
-                            ix += dw;
+                        for ((o, &a), ch) in o4.iter_mut().zip(&a).zip(cg) {
+                            *o = ch.rq.output(a, ozp, lo, hi);
                         }
-                        iy += dh;
                     }
-                    let (m, s) = rq_at(rq, ch);
-                    out[ch] = requantize(a, m, s, ozp, lo, hi);
+                    for (j, (o, chan)) in out_tail.iter_mut().zip(tail).enumerate() {
+                        let ch = cb + groups.len() + j;
+                        let mut a = chan.bias;
+                        let mut iy = iy0;
+                        for ky in ky0..ky1 {
+                            let mut ix = ix0;
+                            for kx in kx0..kx1 {
+                                let x = i32::from(img[(iy * in_w + ix) * c + ch]) - zp;
+                                let w = i32::from(filter[(ky * kw + kx) * c + ch]);
+                                a = a.wrapping_add(x * w);
+                                ix += dw;
+                            }
+                            iy += dh;
+                        }
+                        *o = chan.rq.output(a, ozp, lo, hi);
+                    }
                 }
             }
         }

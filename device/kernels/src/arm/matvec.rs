@@ -1,8 +1,6 @@
 //! `SMLAD` version of [`crate::matvec`]: two output channels per pass over the column.
 
-use crate::matvec::{bias_at, matvec_portable, rq_at, OutQ};
-use crate::quant::requantize;
-use crate::Requant;
+use crate::matvec::{matvec_portable, Chan, OutQ};
 use core::arch::asm;
 
 /// Reorders each full group of four column entries to `x0, x2, x1, x3`: `SXTB16` of a
@@ -168,84 +166,70 @@ unsafe fn dot1(x: *const i16, p0: *const i8, groups: usize, a0: &mut i32) {
 
 /// [`crate::matvec::matvec`] with `SMLAD`; `col` must have been through [`pack`].
 #[inline(always)]
-pub(crate) fn matvec(
-    col: &[i16],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    rq: &Requant<'_>,
-    q: OutQ,
-    out: &mut [i8],
-) {
+pub(crate) fn matvec(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &mut [i8]) {
     let k = col.len();
     if k == 0 || col.as_ptr() as usize % 4 != 0 {
         // Unpacked order only matters for full groups; with k < 4 nothing was packed.
         // Misaligned columns do not occur (callers pass a `Cols` buffer), but stay
         // correct if they ever do: unpack and use the portable loop.
         if k < 4 {
-            return matvec_portable(col, filter, bias, rq, q, out);
+            return matvec_portable(col, filter, chans, q, out);
         }
-        return unpacked_fallback(col, filter, bias, rq, q, out);
+        return unpacked_fallback(col, filter, chans, q, out);
     }
+    // Channels that have a filter row, a prepared entry and an output slot (all of
+    // them, for the callers' slices).
+    let n = out.len().min(chans.len()).min(filter.len() / k);
     let groups = k / 4;
     let main = groups * 4;
-    let (xs, x_tail) = col.split_at(main);
-    let mut rows = filter.chunks_exact(k);
-    let mut pairs = out.chunks_exact_mut(2);
-    let mut oc = 0;
-    for pair in &mut pairs {
-        let (Some(w0), Some(w1)) = (rows.next(), rows.next()) else {
-            return;
-        };
-        let (mut a0, mut a1) = (bias_at(bias, oc), bias_at(bias, oc + 1));
-        // SAFETY: `xs` holds `4 * groups` i16 starting at `col`'s (checked) 4-byte
-        // aligned address; `w0`/`w1` hold `k >= 4 * groups` bytes each.
+    let x = col.as_ptr();
+    let (mut w, mut c, mut o) = (filter.as_ptr(), chans.as_ptr(), out.as_mut_ptr());
+    for _ in 0..n / 2 {
+        // SAFETY: each pass reads two filter rows of `k` bytes (`w`, `w + k`), two
+        // prepared channels and writes two outputs, then advances by as much; there are
+        // `n / 2` passes and `n` rows, channels and outputs behind the starting
+        // pointers. `x` is 4-byte aligned (checked) with `k >= main` entries, as `dot2`
+        // requires.
         unsafe {
-            dot2(
-                xs.as_ptr(),
-                w0.as_ptr(),
-                w1.as_ptr(),
-                groups,
-                &mut a0,
-                &mut a1,
-            )
-        };
-        for ((&x, &u), &v) in x_tail.iter().zip(&w0[main..]).zip(&w1[main..]) {
-            a0 = a0.wrapping_add(i32::from(x) * i32::from(u));
-            a1 = a1.wrapping_add(i32::from(x) * i32::from(v));
+            let (c0, c1) = (&*c, &*c.add(1));
+            let w1 = w.add(k);
+            let (mut a0, mut a1) = (c0.bias, c1.bias);
+            dot2(x, w, w1, groups, &mut a0, &mut a1);
+            for i in main..k {
+                // The tail (fewer than four entries) is in natural order.
+                let xv = i32::from(*x.add(i));
+                a0 = a0.wrapping_add(xv * i32::from(*w.add(i)));
+                a1 = a1.wrapping_add(xv * i32::from(*w1.add(i)));
+            }
+            *o = c0.rq.output(a0, q.zero_point, q.lo, q.hi);
+            *o.add(1) = c1.rq.output(a1, q.zero_point, q.lo, q.hi);
+            w = w.add(2 * k);
+            c = c.add(2);
+            o = o.add(2);
         }
-        let (m0, s0) = rq_at(rq, oc);
-        let (m1, s1) = rq_at(rq, oc + 1);
-        pair[0] = requantize(a0, m0, s0, q.zero_point, q.lo, q.hi);
-        pair[1] = requantize(a1, m1, s1, q.zero_point, q.lo, q.hi);
-        oc += 2;
     }
-    if let (Some(o), Some(w0)) = (pairs.into_remainder().first_mut(), rows.next()) {
-        let mut a0 = bias_at(bias, oc);
-        // SAFETY: as for `dot2`, one row.
-        unsafe { dot1(xs.as_ptr(), w0.as_ptr(), groups, &mut a0) };
-        for (&x, &u) in x_tail.iter().zip(&w0[main..]) {
-            a0 = a0.wrapping_add(i32::from(x) * i32::from(u));
+    if n % 2 == 1 {
+        // SAFETY: the last row, channel and output, in bounds as above.
+        unsafe {
+            let c0 = &*c;
+            let mut a0 = c0.bias;
+            dot1(x, w, groups, &mut a0);
+            for i in main..k {
+                a0 = a0.wrapping_add(i32::from(*x.add(i)) * i32::from(*w.add(i)));
+            }
+            *o = c0.rq.output(a0, q.zero_point, q.lo, q.hi);
         }
-        let (m0, s0) = rq_at(rq, oc);
-        *o = requantize(a0, m0, s0, q.zero_point, q.lo, q.hi);
     }
 }
 
 /// Undoes [`pack`] into a scratch column and runs the portable loop.
 #[cold]
-fn unpacked_fallback(
-    col: &[i16],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    rq: &Requant<'_>,
-    q: OutQ,
-    out: &mut [i8],
-) {
+fn unpacked_fallback(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &mut [i8]) {
     let mut buf = crate::matvec::Cols::new();
     let Some(tmp) = buf.0.get_mut(..col.len()) else {
         return;
     };
     tmp.copy_from_slice(col);
     pack(tmp);
-    matvec_portable(tmp, filter, bias, rq, q, out);
+    matvec_portable(tmp, filter, chans, q, out);
 }

@@ -8,5 +8,49 @@
 //! only the order of (wrapping) additions differs, which cannot change the result.
 //! The firmware's `selftest` feature checks that in QEMU on random shapes and data.
 
+#[cfg(feature = "depthwise-conv2d")]
 pub(crate) mod depthwise;
+#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
 pub(crate) mod matvec;
+
+use core::arch::asm;
+
+/// [`crate::quant::ChannelRq::apply`]: `x << left`, gemmlowp's
+/// SaturatingRoundingDoublingHighMul by `multiplier`, then RoundingDivideByPOT by `right`
+/// with `mask = 2^right - 1`. The high multiply is `SMLAL` into an accumulator pre-set to
+/// the nudge `2^30` (bits 31..62 of the sum are the result) and `QADD` doubles the high
+/// word with saturation, which only triggers for `i32::MIN * i32::MIN` (the one case the
+/// high word reaches `2^30`) and gives `i32::MAX` there, as gemmlowp does. Written out so
+/// the register shifts need no masking of their amounts (`left`, `right` <= 31 by
+/// construction, where LSL/ASR by register behave exactly like Rust's shifts).
+#[inline(always)]
+pub(crate) fn requant(x: i32, multiplier: i32, left: u32, right: u32, mask: i32) -> i32 {
+    let v: i32;
+    // SAFETY: register-only arithmetic (no memory access). The CMP/QADD flag updates are
+    // not claimed to be preserved.
+    unsafe {
+        asm!(
+            "lsl {x}, {x}, {left}",
+            "smlal {lo}, {hi}, {x}, {m}",
+            "qadd {hi}, {hi}, {hi}",
+            "orr {hi}, {hi}, {lo}, lsr #31",
+            // remainder, and the threshold: half the mask, one more for negatives
+            "and {x}, {hi}, {mask}",
+            "asr {lo}, {mask}, #1",
+            "add {lo}, {lo}, {hi}, lsr #31",
+            "asr {hi}, {hi}, {right}",
+            "cmp {x}, {lo}",
+            "it gt",
+            "addgt {hi}, {hi}, #1",
+            x = inout(reg) x => _,
+            lo = inout(reg) 1u32 << 30 => _,
+            hi = inout(reg) 0i32 => v,
+            m = in(reg) multiplier,
+            left = in(reg) left,
+            right = in(reg) right,
+            mask = in(reg) mask,
+            options(pure, nomem, nostack),
+        );
+    }
+    v
+}

@@ -65,6 +65,46 @@ impl OpCode {
             9 => OpCode::Softmax,
             c => return Err(Error::UnsupportedOp(c)),
         })
+        .and_then(|op| {
+            if op.compiled_in() {
+                Ok(op)
+            } else {
+                Err(Error::UnsupportedOp(code))
+            }
+        })
+    }
+
+    /// Whether this build of the runtime includes the op (cargo features, narrowed by
+    /// `EDGEKD_OPS` for firmware; see `build.rs`). Models using an op that is not
+    /// compiled in fail to parse with [`Error::UnsupportedOp`].
+    pub const fn compiled_in(self) -> bool {
+        match self {
+            OpCode::FullyConnected => cfg!(edgekd_op_fully_connected),
+            OpCode::Conv2d => cfg!(edgekd_op_conv2d),
+            OpCode::DepthwiseConv2d => cfg!(edgekd_op_depthwise_conv2d),
+            OpCode::MaxPool2d => cfg!(edgekd_op_max_pool2d),
+            OpCode::AvgPool2d => cfg!(edgekd_op_avg_pool2d),
+            OpCode::GlobalAvgPool => cfg!(edgekd_op_global_avg_pool),
+            OpCode::Add => cfg!(edgekd_op_add),
+            OpCode::Reshape => true,
+            OpCode::Softmax => cfg!(edgekd_op_softmax),
+        }
+    }
+
+    /// The cargo feature (and `EDGEKD_OPS` entry) that compiles the op in; `reshape`
+    /// is always in.
+    pub const fn feature(self) -> &'static str {
+        match self {
+            OpCode::FullyConnected => "fully-connected",
+            OpCode::Conv2d => "conv2d",
+            OpCode::DepthwiseConv2d => "depthwise-conv2d",
+            OpCode::MaxPool2d => "max-pool2d",
+            OpCode::AvgPool2d => "avg-pool2d",
+            OpCode::GlobalAvgPool => "global-avg-pool",
+            OpCode::Add => "add",
+            OpCode::Reshape => "reshape",
+            OpCode::Softmax => "softmax",
+        }
     }
 
     /// Human-readable name.
@@ -216,14 +256,47 @@ impl<'a> Op<'a> {
     }
 
     fn decode(&self, model: &Model<'a>, check_values: bool) -> Result<OpParams<'a>, Error> {
-        let r = Reader::new(self.params);
         let input = self.tensor(model, 0)?;
         let output = self.output_tensor(model)?;
+        let other = match self.code {
+            OpCode::FullyConnected | OpCode::Add => Some(self.tensor(model, 1)?),
+            _ => None,
+        };
+        self.decode_with(model, &input, &output, other.as_ref(), check_values)
+    }
+
+    /// [`Op::params`] from the op's tensors, already decoded by the caller: `input`
+    /// (slot 0), `output`, and `other` (slot 1: the weights or the second addend).
+    pub(crate) fn params_with(
+        &self,
+        model: &Model<'a>,
+        input: &Tensor<'a>,
+        output: &Tensor<'a>,
+        other: Option<&Tensor<'a>>,
+    ) -> Result<OpParams<'a>, Error> {
+        self.decode_with(model, input, output, other, false)
+    }
+
+    fn decode_with(
+        &self,
+        model: &Model<'a>,
+        input: &Tensor<'a>,
+        output: &Tensor<'a>,
+        other: Option<&Tensor<'a>>,
+        check_values: bool,
+    ) -> Result<OpParams<'a>, Error> {
+        if !self.code.compiled_in() {
+            // Never reached (the parser refuses such ops), but it lets the compiler drop
+            // the decoding of ops this build leaves out.
+            return Err(Error::UnsupportedOp(self.code.code()));
+        }
+        let r = Reader::new(self.params);
         let in_zp = || input.scale_zero_point().map(|q| q.1);
         let out_zp = || output.scale_zero_point().map(|q| q.1);
         Ok(match self.code {
+            #[cfg(edgekd_op_fully_connected)]
             OpCode::FullyConnected => {
-                let weights = self.tensor(model, 1)?;
+                let weights = other.ok_or(Error::InvalidValue)?;
                 let out_features = *weights.dims().first().ok_or(Error::ShapeMismatch)?;
                 let p = FcParams {
                     input_zero_point: in_zp()?,
@@ -232,6 +305,7 @@ impl<'a> Op<'a> {
                 };
                 OpParams::FullyConnected(p, self.requant(model, 4, out_features, check_values)?)
             }
+            #[cfg(any(edgekd_op_conv2d, edgekd_op_depthwise_conv2d))]
             OpCode::Conv2d | OpCode::DepthwiseConv2d => {
                 let depthwise = self.code == OpCode::DepthwiseConv2d;
                 let out_channels = output.shape().c;
@@ -254,6 +328,7 @@ impl<'a> Op<'a> {
                     OpParams::Conv2d(p, rq)
                 }
             }
+            #[cfg(any(edgekd_op_max_pool2d, edgekd_op_avg_pool2d))]
             OpCode::MaxPool2d | OpCode::AvgPool2d => {
                 let p = PoolParams {
                     filter_h: r.u8(0)? as usize,
@@ -273,6 +348,7 @@ impl<'a> Op<'a> {
                     OpParams::AvgPool2d(p)
                 }
             }
+            #[cfg(edgekd_op_global_avg_pool)]
             OpCode::GlobalAvgPool => OpParams::GlobalAvgPool(MeanParams {
                 input_zero_point: in_zp()?,
                 output_zero_point: out_zp()?,
@@ -280,8 +356,9 @@ impl<'a> Op<'a> {
                 shift: r.i32(8)?,
                 clamp: self.clamp(0)?,
             }),
+            #[cfg(edgekd_op_add)]
             OpCode::Add => {
-                let other = self.tensor(model, 1)?;
+                let other = other.ok_or(Error::InvalidValue)?;
                 OpParams::Add(AddParams {
                     input1_zero_point: in_zp()?,
                     input2_zero_point: other.scale_zero_point()?.1,
@@ -302,6 +379,7 @@ impl<'a> Op<'a> {
                 }
                 OpParams::Reshape
             }
+            #[cfg(edgekd_op_softmax)]
             OpCode::Softmax => {
                 let (scale, zp) = output.scale_zero_point()?;
                 if scale != 1.0 / 256.0 || zp != -128 {
@@ -313,6 +391,9 @@ impl<'a> Op<'a> {
                     diff_min: r.i32(8)?,
                 })
             }
+            // Compiled out: refused above (and by the parser).
+            #[allow(unreachable_patterns)]
+            _ => return Err(Error::UnsupportedOp(self.code.code())),
         })
     }
 
@@ -343,6 +424,7 @@ impl<'a> Op<'a> {
         let params = self.decode(model, true)?;
         let (ins, outs) = (input.shape(), output.shape());
         match params {
+            #[cfg(edgekd_op_fully_connected)]
             OpParams::FullyConnected(..) => {
                 let weights = self.tensor(model, 1)?;
                 expect(&weights, DType::I8, Storage::Constant)?;
@@ -358,6 +440,7 @@ impl<'a> Op<'a> {
                 }
                 self.check_bias(model, out_f)?;
             }
+            #[cfg(any(edgekd_op_conv2d, edgekd_op_depthwise_conv2d))]
             OpParams::Conv2d(p, _) | OpParams::DepthwiseConv2d(p, _) => {
                 let weights = self.tensor(model, 1)?;
                 expect(&weights, DType::I8, Storage::Constant)?;
@@ -383,6 +466,7 @@ impl<'a> Op<'a> {
                 check_window(ins.w, outs.w, w.w, p.stride_w, p.dilation_w, p.pad_left)?;
                 self.check_bias(model, outs.c)?;
             }
+            #[cfg(any(edgekd_op_max_pool2d, edgekd_op_avg_pool2d))]
             OpParams::MaxPool2d(p) | OpParams::AvgPool2d(p) => {
                 if ins.n != outs.n || ins.c != outs.c {
                     return Err(Error::ShapeMismatch);
@@ -390,11 +474,13 @@ impl<'a> Op<'a> {
                 check_window(ins.h, outs.h, p.filter_h, p.stride_h, 1, p.pad_top)?;
                 check_window(ins.w, outs.w, p.filter_w, p.stride_w, 1, p.pad_left)?;
             }
+            #[cfg(edgekd_op_global_avg_pool)]
             OpParams::GlobalAvgPool(_) => {
                 if output.elements() != ins.n * ins.c || outs.c != ins.c {
                     return Err(Error::ShapeMismatch);
                 }
             }
+            #[cfg(edgekd_op_add)]
             OpParams::Add(_) => {
                 let other = self.tensor(model, 1)?;
                 expect(&other, DType::I8, Storage::Arena)?;
@@ -407,6 +493,8 @@ impl<'a> Op<'a> {
                     return Err(Error::ShapeMismatch);
                 }
             }
+            #[allow(unreachable_patterns)]
+            _ => return Err(Error::UnsupportedOp(self.code.code())),
         }
         Ok(())
     }
@@ -550,5 +638,32 @@ impl<'a> Iterator for OpIter<'a> {
         // After a malformed record nothing later can be located: stop there.
         self.remaining = if item.is_ok() { self.remaining - 1 } else { 0 };
         Some(item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpCode;
+
+    /// The default build has every op; each op's feature name is a feature of this
+    /// crate (the name `EDGEKD_OPS` and `edgekd bench` use).
+    #[test]
+    fn default_build_has_every_op_and_feature_names_match_the_manifest() {
+        let manifest = include_str!("../../Cargo.toml");
+        for code in 1..=9u8 {
+            let op = OpCode::from_code(code).unwrap();
+            assert_eq!(op.code(), code);
+            assert!(op.compiled_in(), "{}", op.name());
+            let f = op.feature();
+            if f != "reshape" {
+                assert!(
+                    manifest
+                        .lines()
+                        .any(|l| l.strip_prefix(f).is_some_and(|r| r.starts_with(" = ["))),
+                    "{f} is not a feature of edgekd-runtime"
+                );
+            }
+        }
+        assert!(OpCode::from_code(10).is_err());
     }
 }

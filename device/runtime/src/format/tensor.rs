@@ -1,6 +1,7 @@
 //! Tensor records: dtype, shape, storage (arena or constant) and quantization.
 
-use super::bytes::{f32_slice, i32_slice, Reader};
+use super::bytes::{f32_slice, i32_slice};
+use super::TENSOR_RECORD_LEN;
 use crate::Error;
 use core::ops::Range;
 use edgekd_kernels::Shape;
@@ -100,10 +101,15 @@ impl<'a> Tensor<'a> {
         arena_size: usize,
         check_values: bool,
     ) -> Result<Self, Error> {
-        let r = Reader::new(record);
-        let dtype = DType::from_code(r.u8(0)?)?;
-        let rank = r.u8(1)? as usize;
-        let storage = match r.u8(2)? {
+        // A fixed-size view: every field read below is at a constant offset, so the
+        // per-inference decode has no bounds checks left.
+        let rec: &[u8; TENSOR_RECORD_LEN] = record.try_into().map_err(|_| Error::Truncated)?;
+        let u16_at = |at: usize| u16::from_le_bytes([rec[at], rec[at + 1]]);
+        let u32_at =
+            |at: usize| u32::from_le_bytes([rec[at], rec[at + 1], rec[at + 2], rec[at + 3]]);
+        let dtype = DType::from_code(rec[0])?;
+        let rank = rec[1] as usize;
+        let storage = match rec[2] {
             0 => Storage::Arena,
             1 => Storage::Constant,
             _ => return Err(Error::InvalidValue),
@@ -114,14 +120,14 @@ impl<'a> Tensor<'a> {
         let mut dims = [1usize; MAX_RANK];
         let mut elements = 1usize;
         for (i, d) in dims.iter_mut().enumerate().take(rank) {
-            *d = r.u16(4 + 2 * i)? as usize;
+            *d = u16_at(4 + 2 * i) as usize;
             if *d == 0 {
                 return Err(Error::InvalidValue);
             }
             elements = elements.checked_mul(*d).ok_or(Error::OutOfBounds)?;
         }
-        let offset = r.u32(12)? as usize;
-        let byte_len = r.u32(16)? as usize;
+        let offset = u32_at(12) as usize;
+        let byte_len = u32_at(16) as usize;
         if elements.checked_mul(dtype.size()) != Some(byte_len) {
             return Err(Error::ShapeMismatch);
         }
@@ -140,11 +146,11 @@ impl<'a> Tensor<'a> {
                 data.get(offset..end).ok_or(Error::OutOfBounds)?
             }
         };
-        let zero_point = r.i32(24)?;
-        let quant = match r.u8(3)? {
+        let zero_point = u32_at(24) as i32;
+        let quant = match rec[3] {
             0 => Quant::None,
             1 => {
-                let scale = r.f32(20)?;
+                let scale = f32::from_bits(u32_at(20));
                 if check_values && !(scale.is_finite() && scale > 0.0) {
                     return Err(Error::InvalidValue);
                 }
@@ -158,11 +164,11 @@ impl<'a> Tensor<'a> {
                 Quant::PerTensor { scale, zero_point }
             }
             2 => {
-                let axis = r.u8(28)? as usize;
+                let axis = rec[28] as usize;
                 if axis >= rank || zero_point != 0 {
                     return Err(Error::InvalidValue);
                 }
-                let scales = f32_slice(data, r.u32(20)? as usize, dims[axis])?;
+                let scales = f32_slice(data, u32_at(20) as usize, dims[axis])?;
                 if check_values && scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
                     return Err(Error::InvalidValue);
                 }
