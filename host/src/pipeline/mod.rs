@@ -174,7 +174,13 @@ pub fn run(p: &Pipeline, opts: &Options) -> Result<RunReport> {
                 let lp = t.log_probs(&splits.test.x, splits.test.len())?;
                 let accuracy =
                     100.0 * teacher::accuracy(&lp, &splits.test.y, p.recipe.data.classes);
-                let (params, macs) = teacher_size(&path)?;
+                let sample_dims = p
+                    .recipe
+                    .teacher
+                    .input_shape
+                    .clone()
+                    .unwrap_or_else(|| vec![splits.train.features()]);
+                let (params, macs) = teacher_size(&path, &sample_dims)?;
                 TeacherFacts {
                     describe: t.describe(),
                     accuracy,
@@ -581,8 +587,9 @@ fn quantized_test_inputs(int8: &Int8Model, splits: &Splits) -> Result<(Matrix<i8
 }
 
 /// Parameters and MACs of a teacher file: read from an edgekd model; for ONNX, parameters
-/// are the initializers' elements (MACs are not derived from arbitrary ONNX graphs).
-fn teacher_size(path: &Path) -> Result<(Option<usize>, Option<u64>)> {
+/// are the elements of its floating-point initializers (normalization constants included)
+/// and MACs come from tract's cost model.
+fn teacher_size(path: &Path, sample_dims: &[usize]) -> Result<(Option<usize>, Option<u64>)> {
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
@@ -590,13 +597,21 @@ fn teacher_size(path: &Path) -> Result<(Option<usize>, Option<u64>)> {
         let bytes = std::fs::read(path)?;
         let proto = <tract_onnx::pb::ModelProto as prost::Message>::decode(bytes.as_slice())
             .with_context(|| format!("{} is not a valid ONNX model", path.display()))?;
+        let float = [
+            tract_onnx::pb::tensor_proto::DataType::Float as i32,
+            tract_onnx::pb::tensor_proto::DataType::Float16 as i32,
+            tract_onnx::pb::tensor_proto::DataType::Double as i32,
+        ];
         let params = proto.graph.as_ref().map(|g| {
             g.initializer
                 .iter()
+                .filter(|t| float.contains(&t.data_type))
                 .map(|t| t.dims.iter().product::<i64>().max(0) as usize)
                 .sum()
         });
-        Ok((params, None))
+        // An ONNX graph tract cannot cost (symbolic shapes) just leaves MACs out.
+        let macs = teacher::onnx::macs_per_sample(path, sample_dims).ok();
+        Ok((params, macs))
     } else {
         let (net, _) = store::load(path)?;
         let macs: usize = net.summary().iter().map(|l| l.macs).sum();

@@ -200,3 +200,44 @@ impl Teacher for OnnxTeacher {
         )
     }
 }
+
+/// Multiply-accumulates per sample of an ONNX classifier, from tract's cost model
+/// (`Cost::FMA` of every op of the decluttered graph at batch 1).
+pub fn macs_per_sample(path: &Path, sample_dims: &[usize]) -> Result<u64> {
+    let name = path.display();
+    let mut model = tract_onnx::onnx()
+        .model_for_path(path)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("{name}: tract-onnx cannot load this model"))?;
+    let mut dims = vec![1];
+    dims.extend(sample_dims);
+    model
+        .set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), &*dims))
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let typed = model
+        .into_typed()
+        .and_then(|m| m.into_decluttered())
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("{name}: tract cannot type this model"))?;
+    let mut macs = 0u64;
+    for id in typed.eval_order().map_err(|e| anyhow::anyhow!("{e:?}"))? {
+        let node = &typed.nodes[id];
+        let inputs = typed
+            .node_input_facts(id)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        for (cost, count) in node
+            .op
+            .cost(&inputs)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        {
+            if matches!(cost, tract_onnx::tract_core::ops::Cost::FMA(_)) {
+                macs += count
+                    .to_i64()
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))
+                    .with_context(|| format!("{name}: op {} has a symbolic cost", node.name))?
+                    as u64;
+            }
+        }
+    }
+    Ok(macs)
+}
