@@ -338,3 +338,33 @@ fn preprocessed_calibration_data_draws_a_warning() {
         stderr(&o)
     );
 }
+
+#[test]
+fn bad_qat_settings_are_refused() {
+    let f = Fixture::new();
+    let base = [
+        "quantize",
+        "model.safetensors",
+        "--calib",
+        "calib.npy",
+        "--calib-labels",
+        "calib-y.npy",
+        "--out",
+        "q.ekd",
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        base.iter().copied().chain(extra.iter().copied()).collect()
+    };
+    assert_fails(
+        &f,
+        &with(&["--qat", "on", "--qat-epochs", "0"]),
+        "QAT needs at least 1 epoch",
+        "q.ekd",
+    );
+    assert_fails(
+        &f,
+        &with(&["--qat", "on", "--qat-lr", "NaN"]),
+        "the QAT learning rate must be a positive finite number",
+        "q.ekd",
+    );
+}

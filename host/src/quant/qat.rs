@@ -426,6 +426,9 @@ impl QatNet {
     }
 }
 
+/// The best epoch so far: metric, model, ranges, epoch.
+type Snapshot = (f64, FloatModel, Vec<(f32, f32)>, usize);
+
 /// Result of [`finetune`].
 #[derive(Debug, Clone)]
 pub struct Finetuned {
@@ -481,7 +484,7 @@ pub fn finetune(
     let mut adam = AdamW::new(&params, 0.0)?;
     let steps_per_epoch = n.div_ceil(opts.batch);
     let total = (steps_per_epoch * opts.epochs) as u64;
-    let mut best: Option<(f64, FloatModel, Vec<(f32, f32)>, usize)> = None;
+    let mut best: Option<Snapshot> = None;
     let mut history = Vec::new();
     let mut best_metric = start;
     let mut order: Vec<usize> = (0..n).collect();
