@@ -127,6 +127,7 @@ fn fake_quantized_forward_uses_the_int8_model_weights_exactly() {
         .zip(&int8.predictions)
         .filter(|(a, b)| a == b)
         .count();
+    eprintln!("simulated vs int8 logits: mean {mean_lsb:.3} LSB, {agree}/100 same class");
     assert!(mean_lsb < 1.0, "mean |sim - int8| = {mean_lsb} LSB");
     assert!(
         agree >= 95,
@@ -147,6 +148,7 @@ fn qat_does_not_lower_the_metric_and_its_model_runs() {
     let out = quantize(&float, &data, &opts(qat.clone())).unwrap();
     let step = out.steps.iter().find(|s| s.name == "QAT + KD").unwrap();
     assert!(step.ran, "{step:?}");
+    eprintln!("{step:?}");
     let (before, after) = (step.before.unwrap(), step.after.unwrap());
     assert!(out.int8_metric >= before, "{step:?}");
     if step.kept {
