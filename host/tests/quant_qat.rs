@@ -187,6 +187,33 @@ fn qat_without_labels_distils_only() {
 }
 
 #[test]
+fn qat_holdout_chooses_on_unseen_samples() {
+    let float = cnn();
+    let data = labelled(&float, 300, 5);
+    let out = quantize(
+        &float,
+        &data,
+        &opts(QatOptions {
+            mode: QatMode::On,
+            epochs: 2,
+            lr: 1e-4,
+            holdout: 0.25,
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    let step = out.steps.iter().find(|s| s.name == "QAT + KD").unwrap();
+    assert!(
+        step.ran && step.note.contains("225 samples") && step.note.contains("75 held-out"),
+        "{step:?}"
+    );
+    Int8Model::new(&out.built.bytes)
+        .unwrap()
+        .outputs(&data.x, 40)
+        .unwrap();
+}
+
+#[test]
 fn bad_qat_settings_are_clear_errors() {
     let float = cnn();
     let data = labelled(&float, 50, 1);
@@ -222,6 +249,14 @@ fn bad_qat_settings_are_clear_errors() {
                 ..Default::default()
             },
             "KD weight",
+        ),
+        (
+            QatOptions {
+                mode: QatMode::On,
+                holdout: 1.5,
+                ..Default::default()
+            },
+            "holdout fraction",
         ),
     ];
     for (q, needle) in cases {

@@ -86,6 +86,10 @@ pub struct Args {
     /// Seed of the QAT batch order.
     #[arg(long, default_value_t = 0)]
     pub qat_seed: u64,
+    /// Fraction of the calibration samples (the last ones) QAT does not train on; they choose
+    /// the epoch and decide whether QAT is kept (0: all samples do both).
+    #[arg(long, default_value_t = 0.0)]
+    pub qat_holdout: f64,
     /// Output `.ekd`.
     #[arg(long, short)]
     pub out: PathBuf,
@@ -182,6 +186,7 @@ pub fn run(args: Args) -> Result<()> {
             alpha: args.qat_alpha,
             ema: args.qat_ema,
             seed: args.qat_seed,
+            holdout: args.qat_holdout,
         },
     };
     opts.qat.validate()?;

@@ -451,11 +451,29 @@ pub fn quantize(model: &FloatModel, data: &CalibSet, opts: &PtqOptions) -> Resul
     };
     if run_qat {
         let q = &opts.qat;
+        // With a holdout, QAT trains on the first samples and the last ones choose the epoch
+        // and decide whether to keep the result (the calibration set is training data the
+        // float model has fitted, and QAT can overfit it).
+        let n_hold = ((n as f64) * q.holdout).round() as usize;
+        let n_fit = if n_hold > 0 && n_hold < n {
+            n - n_hold
+        } else {
+            n
+        };
+        let hold = |v: usize| if n_fit < n { n_fit * v.. } else { 0.. };
+        let score_x = &data.x[hold(f)];
+        let score_pred = &float_pred[hold(1)];
+        let score_labels = labels.map(|y| &y[hold(1)]);
         let score_opts = opts.build.clone();
         let score = |m: &FloatModel, r: &[(f32, f32)]| -> Result<f64> {
             let b = build(m, r, &score_opts)?;
-            let p = Int8Model::new(&b.bytes)?.outputs(&data.x, f)?.predictions;
-            Ok(metric(&p, &float_pred, labels))
+            let p = Int8Model::new(&b.bytes)?.outputs(score_x, f)?.predictions;
+            Ok(metric(&p, score_pred, score_labels))
+        };
+        let start = if n_fit < n {
+            score(&used, &ranges)?
+        } else {
+            int8_metric
         };
         // Fine-tune the float model in use (bias-corrected if that was kept), distilling from
         // the original float model.
@@ -463,17 +481,26 @@ pub fn quantize(model: &FloatModel, data: &CalibSet, opts: &PtqOptions) -> Resul
             &used,
             &ranges,
             opts.build.per_tensor_weights,
-            &data.x,
-            labels,
-            &float_logits,
+            &data.x[..n_fit * f],
+            labels.map(|y| &y[..n_fit]),
+            &float_logits[..n_fit * model.classes()],
             q,
-            int8_metric,
+            start,
             score,
         )?;
         let b2 = build(&tuned.model, &tuned.ranges, &opts.build)?;
         let i2 = Int8Model::new(&b2.bytes)?;
         let m2 = metric(&i2.outputs(&data.x, f)?.predictions, &float_pred, labels);
-        let kept = tuned.best_epoch > 0 && m2 > int8_metric;
+        let kept = tuned.best_epoch > 0;
+        let held =
+            if n_fit < n {
+                format!(
+                "; {n_hold} held-out samples choose the epoch: {start:.2} % before, best {:.2} %",
+                tuned.history.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+            )
+            } else {
+                String::new()
+            };
         let history = tuned
             .history
             .iter()
@@ -488,7 +515,7 @@ pub fn quantize(model: &FloatModel, data: &CalibSet, opts: &PtqOptions) -> Resul
             q.temperature,
             if labels.is_some() { q.alpha } else { 1.0 },
             if labels.is_some() { "" } else { " (no labels: KD only)" },
-            n,
+            n_fit,
             if q.ema > 0.0 {
                 format!(", range EMA {}", q.ema)
             } else {
@@ -502,9 +529,9 @@ pub fn quantize(model: &FloatModel, data: &CalibSet, opts: &PtqOptions) -> Resul
             before: Some(int8_metric),
             after: Some(m2),
             note: if kept {
-                format!("kept (epoch {}): {what}", tuned.best_epoch)
+                format!("kept (epoch {}): {what}{held}", tuned.best_epoch)
             } else {
-                format!("discarded: no epoch raised the calibration metric ({what})")
+                format!("discarded: no epoch raised the calibration metric ({what}{held})")
             },
             seconds: Some(tuned.seconds),
         });

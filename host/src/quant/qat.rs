@@ -69,6 +69,9 @@ pub struct QatOptions {
     pub ema: f64,
     /// Seed of the batch order.
     pub seed: u64,
+    /// Fraction of the calibration samples (the last ones) held out of training to choose the
+    /// epoch and decide whether to keep the result (0: train and decide on all of them).
+    pub holdout: f64,
 }
 
 impl Default for QatOptions {
@@ -82,6 +85,7 @@ impl Default for QatOptions {
             alpha: 0.5,
             ema: 0.0,
             seed: 0,
+            holdout: 0.0,
         }
     }
 }
@@ -117,6 +121,11 @@ impl QatOptions {
             (0.0..1.0).contains(&self.ema),
             "the QAT range EMA momentum must lie in [0, 1) (--qat-ema {})",
             self.ema
+        );
+        ensure!(
+            (0.0..=0.9).contains(&self.holdout),
+            "the QAT holdout fraction must lie in [0, 0.9] (--qat-holdout {})",
+            self.holdout
         );
         Ok(())
     }
