@@ -83,12 +83,18 @@ fn quantize_eval_export_end_to_end() {
     assert_eq!(report["per_layer"]["weights"].as_array().unwrap().len(), 4);
     let qat = &report["steps"][1];
     assert_eq!(qat["name"], "QAT + KD");
-    assert_eq!(qat["ran"], false);
-    assert!(qat["note"]
-        .as_str()
-        .unwrap()
-        .to_lowercase()
-        .contains("not implemented"));
+    // `--qat auto`: QAT runs when the drop after bias correction exceeds 0.5 points, and is
+    // kept only if it raises the calibration metric.
+    if qat["ran"] == true {
+        let before = qat["before"].as_f64().unwrap();
+        assert!(report["int8_metric"].as_f64().unwrap() >= before, "{qat}");
+        assert!(qat["seconds"].as_f64().unwrap() >= 0.0, "{qat}");
+    } else {
+        assert!(
+            qat["note"].as_str().unwrap().contains("not needed"),
+            "{qat}"
+        );
+    }
     for t in tensors.iter().take(6) {
         assert!(t["sqnr_db"].as_f64().unwrap() > 15.0, "{t}");
     }
@@ -336,5 +342,35 @@ fn preprocessed_calibration_data_draws_a_warning() {
         stderr(&o).contains("warning: calibration channel 0"),
         "{}",
         stderr(&o)
+    );
+}
+
+#[test]
+fn bad_qat_settings_are_refused() {
+    let f = Fixture::new();
+    let base = [
+        "quantize",
+        "model.safetensors",
+        "--calib",
+        "calib.npy",
+        "--calib-labels",
+        "calib-y.npy",
+        "--out",
+        "q.ekd",
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        base.iter().copied().chain(extra.iter().copied()).collect()
+    };
+    assert_fails(
+        &f,
+        &with(&["--qat", "on", "--qat-epochs", "0"]),
+        "QAT needs at least 1 epoch",
+        "q.ekd",
+    );
+    assert_fails(
+        &f,
+        &with(&["--qat", "on", "--qat-lr", "NaN"]),
+        "the QAT learning rate must be a positive finite number",
+        "q.ekd",
     );
 }

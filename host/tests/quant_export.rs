@@ -14,7 +14,7 @@ use edgekd::quant::build::BuildOptions;
 use edgekd::quant::float::FloatModel;
 use edgekd::quant::int8::Int8Model;
 use edgekd::quant::ptq::BiasCorrection;
-use edgekd::quant::{quantize, CalibSet, Calibration, Method, PtqOptions};
+use edgekd::quant::{quantize, CalibSet, Calibration, Method, PtqOptions, QatMode, QatOptions};
 use quant_common::{cnn_bytes, mlp_bytes, signals};
 use std::path::Path;
 use std::process::Command;
@@ -32,6 +32,10 @@ fn int8_model(float_bytes: &[u8], softmax: bool) -> Vec<u8> {
         max_drop: 0.5,
         bias_correction: BiasCorrection::Off,
         search_samples: 100,
+        qat: QatOptions {
+            mode: QatMode::Off,
+            ..Default::default()
+        },
     };
     quantize(
         &float,

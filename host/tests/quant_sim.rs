@@ -13,7 +13,7 @@ mod quant_common;
 use edgekd::quant::build::BuildOptions;
 use edgekd::quant::float::FloatModel;
 use edgekd::quant::ptq::BiasCorrection;
-use edgekd::quant::{quantize, CalibSet, Calibration, Method, PtqOptions};
+use edgekd::quant::{quantize, CalibSet, Calibration, Method, PtqOptions, QatMode, QatOptions};
 use edgekd_runtime::format::OpParams;
 use edgekd_runtime::{Interpreter, Model, OpCode, Profiler};
 use quant_common::{cnn_bytes, mlp_bytes, signals};
@@ -219,6 +219,10 @@ fn compare(float_bytes: &[u8], seed: u64) -> Compared {
         max_drop: 0.5,
         bias_correction: BiasCorrection::Off,
         search_samples: 100,
+        qat: QatOptions {
+            mode: QatMode::Off,
+            ..Default::default()
+        },
     };
     let out = quantize(
         &float,

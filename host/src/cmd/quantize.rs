@@ -2,7 +2,10 @@
 
 use crate::io;
 use crate::quant::ptq::BiasCorrection;
-use crate::quant::{quantize, BuildOptions, CalibSet, Calibration, FloatModel, Method, PtqOptions};
+use crate::quant::{
+    quantize, BuildOptions, CalibSet, Calibration, FloatModel, Method, PtqOptions, QatMode,
+    QatOptions,
+};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -56,6 +59,37 @@ pub struct Args {
     /// Samples used to score `auto` candidates and to measure bias errors.
     #[arg(long, default_value_t = 500)]
     pub search_samples: usize,
+    /// Quantization-aware fine-tuning with the float model as the KD teacher (after bias
+    /// correction): `auto` runs it when the drop still exceeds --max-drop. It trains on the
+    /// calibration set (with --calib-labels: KD + cross-entropy; without: KD only) and is
+    /// kept only if it raises the calibration metric.
+    #[arg(long, value_enum, default_value_t = QatMode::Auto)]
+    pub qat: QatMode,
+    /// QAT epochs over the calibration set.
+    #[arg(long, default_value_t = QatOptions::default().epochs)]
+    pub qat_epochs: usize,
+    /// QAT peak learning rate (AdamW, cosine decay).
+    #[arg(long, default_value_t = QatOptions::default().lr)]
+    pub qat_lr: f64,
+    /// QAT batch size.
+    #[arg(long, default_value_t = QatOptions::default().batch)]
+    pub qat_batch: usize,
+    /// QAT KD temperature.
+    #[arg(long, default_value_t = QatOptions::default().temperature)]
+    pub qat_temperature: f64,
+    /// QAT weight of the KD term (1 - alpha goes to cross-entropy on --calib-labels).
+    #[arg(long, default_value_t = QatOptions::default().alpha)]
+    pub qat_alpha: f64,
+    /// EMA momentum for updating activation ranges during QAT (0: keep calibrated ranges).
+    #[arg(long, default_value_t = QatOptions::default().ema)]
+    pub qat_ema: f64,
+    /// Seed of the QAT batch order.
+    #[arg(long, default_value_t = 0)]
+    pub qat_seed: u64,
+    /// Fraction of the calibration samples (the last ones) QAT does not train on; they choose
+    /// the epoch and decide whether QAT is kept (0: all samples do both).
+    #[arg(long, default_value_t = 0.0)]
+    pub qat_holdout: f64,
     /// Output `.ekd`.
     #[arg(long, short)]
     pub out: PathBuf,
@@ -143,7 +177,19 @@ pub fn run(args: Args) -> Result<()> {
         max_drop: args.max_drop,
         bias_correction: args.bias_correction,
         search_samples: args.search_samples,
+        qat: QatOptions {
+            mode: args.qat,
+            epochs: args.qat_epochs,
+            lr: args.qat_lr,
+            batch: args.qat_batch,
+            temperature: args.qat_temperature,
+            alpha: args.qat_alpha,
+            ema: args.qat_ema,
+            seed: args.qat_seed,
+            holdout: args.qat_holdout,
+        },
     };
+    opts.qat.validate()?;
     let out = quantize(&float, &data, &opts)?;
     for w in &out.warnings {
         eprintln!("warning: {w}");
@@ -164,8 +210,12 @@ pub fn run(args: Args) -> Result<()> {
     );
     for s in &out.steps {
         let delta = match (s.before, s.after) {
-            (Some(b), Some(a)) => format!(" ({b:.2} % -> {a:.2} %)"),
+            (Some(b), Some(a)) => format!(" ({b:.2} % -> {a:.2} %, {:+.2} points)", a - b),
             _ => String::new(),
+        };
+        let delta = match s.seconds {
+            Some(t) => format!("{delta} in {t:.1} s"),
+            None => delta,
         };
         println!("recovery: {}: {}{delta}", s.name, s.note);
     }

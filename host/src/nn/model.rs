@@ -104,7 +104,7 @@ pub struct Net {
     device: Device,
 }
 
-fn gather_index(win: &Window, device: &Device) -> Result<Tensor> {
+pub(crate) fn gather_index(win: &Window, device: &Device) -> Result<Tensor> {
     let [kh, kw] = win.k;
     let [sh, sw] = win.s;
     let [oh, ow] = win.out;
@@ -123,7 +123,7 @@ fn gather_index(win: &Window, device: &Device) -> Result<Tensor> {
 }
 
 /// `[N, H, W, C]` -> `[N * OH * OW, KH * KW, C]`: the receptive fields, zero padded.
-fn unfold(x: &Tensor, win: &Window, idx: &Tensor) -> Result<Tensor> {
+pub(crate) fn unfold(x: &Tensor, win: &Window, idx: &Tensor) -> Result<Tensor> {
     let [pt, pb, pl, pr] = win.pad;
     let mut x = x.clone();
     if pt + pb > 0 {

@@ -523,6 +523,8 @@ fn quantize_stage(
             max_drop: q.max_drop,
             bias_correction: q.bias_correction,
             search_samples: q.search_samples,
+            // QAT + KD when the drop exceeds the budget after bias correction.
+            qat: crate::quant::QatOptions::default(),
         },
     )?;
     for w in &outcome.warnings {

@@ -22,6 +22,17 @@ pub struct BuildOptions {
     pub softmax: bool,
 }
 
+impl Default for BuildOptions {
+    /// Name `model`, per-channel weights, no softmax.
+    fn default() -> Self {
+        BuildOptions {
+            name: "model".into(),
+            per_tensor_weights: false,
+            softmax: false,
+        }
+    }
+}
+
 /// Which float tensor an op's int8 output approximates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpPoint {

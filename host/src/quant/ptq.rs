@@ -5,13 +5,17 @@
 //! Recovery steps, in order: empirical bias correction (the mean error of every weighted
 //! layer's int8 pre-activation against the float one, measured on the calibration set with
 //! the upstream layers already quantized, is subtracted from the float bias before
-//! re-quantizing it). Quantization-aware training is not implemented: the outcome says so
-//! whenever it would have been needed.
+//! re-quantizing it); then quantization-aware fine-tuning with the float model as the
+//! distillation teacher ([`super::qat`]), after which the int8 model is rebuilt from the
+//! fine-tuned weights and the QAT ranges. Each step is kept only if it raises the metric on the
+//! calibration set (bias correction: does not lower it), and [`Outcome::steps`] says what ran
+//! and what it gained.
 
 use super::build::{build, groups, BuildOptions, Built};
 use super::calib::{sqnr_db, Histogram, Method, MinMax};
 use super::float::{apply, FloatModel, Layer};
 use super::int8::{accuracy, agreement, float_predictions, Int8Model, SqnrProbe};
+use super::qat::{finetune, QatMode, QatOptions};
 use super::report::{measure, LayerReport};
 use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
@@ -63,6 +67,23 @@ pub struct PtqOptions {
     pub bias_correction: BiasCorrection,
     /// Samples used to score candidates in `auto` and for bias correction.
     pub search_samples: usize,
+    /// Quantization-aware fine-tuning (policy and settings).
+    pub qat: QatOptions,
+}
+
+impl Default for PtqOptions {
+    /// `auto` calibration (percentile 99.99), per-channel weights, no softmax, a 0.5-point
+    /// budget, bias correction and QAT when over budget, 500 search samples.
+    fn default() -> Self {
+        PtqOptions {
+            calibration: Calibration::Auto { percentile: 99.99 },
+            build: BuildOptions::default(),
+            max_drop: 0.5,
+            bias_correction: BiasCorrection::Auto,
+            search_samples: 500,
+            qat: QatOptions::default(),
+        }
+    }
 }
 
 /// What one recovery step did.
@@ -80,6 +101,8 @@ pub struct Step {
     pub after: Option<f64>,
     /// Explanation.
     pub note: String,
+    /// Wall time of the step, seconds (when it ran).
+    pub seconds: Option<f64>,
 }
 
 /// Result of [`quantize`].
@@ -352,12 +375,13 @@ pub fn bias_correct(
 
 /// Quantizes `model` with calibration data `data`.
 pub fn quantize(model: &FloatModel, data: &CalibSet, opts: &PtqOptions) -> Result<Outcome> {
+    opts.qat.validate()?;
     let warnings = validate(model, data)?;
     let f = model.features();
     let n = data.x.len() / f;
     let hist = statistics(model, &data.x);
     let search = &data.x[..n.min(opts.search_samples.max(1)) * f];
-    let (ranges, methods) = match opts.calibration {
+    let (mut ranges, mut methods) = match opts.calibration {
         Calibration::Fixed(m) => (
             hist.iter().map(|h| h.range(m)).collect(),
             vec![m.to_string(); hist.len()],
@@ -381,6 +405,7 @@ pub fn quantize(model: &FloatModel, data: &CalibSet, opts: &PtqOptions) -> Resul
     };
     let mut used = model.clone();
     if run_bc {
+        let t0 = std::time::Instant::now();
         let corrected = bias_correct(model, &ranges, &opts.build, search)?;
         let b2 = build(&corrected, &ranges, &opts.build)?;
         let i2 = Int8Model::new(&b2.bytes)?;
@@ -397,6 +422,7 @@ pub fn quantize(model: &FloatModel, data: &CalibSet, opts: &PtqOptions) -> Resul
             } else {
                 "discarded: it lowered the calibration metric".into()
             },
+            seconds: Some(t0.elapsed().as_secs_f64()),
         });
         if kept {
             built = b2;
@@ -415,25 +441,131 @@ pub fn quantize(model: &FloatModel, data: &CalibSet, opts: &PtqOptions) -> Resul
                 BiasCorrection::Off => "disabled (--bias-correction off)".into(),
                 _ => format!("not needed: drop within {} points", opts.max_drop),
             },
+            seconds: None,
         });
     }
-    steps.push(Step {
-        name: "QAT + KD".into(),
-        ran: false,
-        kept: false,
-        before: None,
-        after: None,
-        note: if over(int8_metric) {
-            format!(
-                "NOT IMPLEMENTED: the drop ({:.2} points) still exceeds --max-drop {}; \
-                 quantization-aware training is not available in this version",
-                float_metric - int8_metric,
-                opts.max_drop
-            )
+    let run_qat = match opts.qat.mode {
+        QatMode::On => true,
+        QatMode::Off => false,
+        QatMode::Auto => over(int8_metric),
+    };
+    if run_qat {
+        let q = &opts.qat;
+        // With a holdout, QAT trains on the first samples and the last ones choose the epoch
+        // and decide whether to keep the result (the calibration set is training data the
+        // float model has fitted, and QAT can overfit it).
+        let n_hold = ((n as f64) * q.holdout).round() as usize;
+        let n_fit = if n_hold > 0 && n_hold < n {
+            n - n_hold
         } else {
-            "not needed (and not implemented in this version)".into()
-        },
-    });
+            n
+        };
+        let hold = |v: usize| if n_fit < n { n_fit * v.. } else { 0.. };
+        let score_x = &data.x[hold(f)];
+        let score_pred = &float_pred[hold(1)];
+        let score_labels = labels.map(|y| &y[hold(1)]);
+        let score_opts = opts.build.clone();
+        let score = |m: &FloatModel, r: &[(f32, f32)]| -> Result<f64> {
+            let b = build(m, r, &score_opts)?;
+            let p = Int8Model::new(&b.bytes)?.outputs(score_x, f)?.predictions;
+            Ok(metric(&p, score_pred, score_labels))
+        };
+        let start = if n_fit < n {
+            score(&used, &ranges)?
+        } else {
+            int8_metric
+        };
+        // Fine-tune the float model in use (bias-corrected if that was kept), distilling from
+        // the original float model.
+        let tuned = finetune(
+            &used,
+            &ranges,
+            opts.build.per_tensor_weights,
+            &data.x[..n_fit * f],
+            labels.map(|y| &y[..n_fit]),
+            &float_logits[..n_fit * model.classes()],
+            q,
+            start,
+            score,
+        )?;
+        let b2 = build(&tuned.model, &tuned.ranges, &opts.build)?;
+        let i2 = Int8Model::new(&b2.bytes)?;
+        let m2 = metric(&i2.outputs(&data.x, f)?.predictions, &float_pred, labels);
+        let kept = tuned.best_epoch > 0;
+        let held =
+            if n_fit < n {
+                format!(
+                "; {n_hold} held-out samples choose the epoch: {start:.2} % before, best {:.2} %",
+                tuned.history.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+            )
+            } else {
+                String::new()
+            };
+        let history = tuned
+            .history
+            .iter()
+            .map(|m| format!("{m:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let what = format!(
+            "{} epochs, lr {}, batch {}, T {}, alpha {}{}, {} samples{}; per-epoch int8 metric: {history}",
+            q.epochs,
+            q.lr,
+            q.batch,
+            q.temperature,
+            if labels.is_some() { q.alpha } else { 1.0 },
+            if labels.is_some() { "" } else { " (no labels: KD only)" },
+            n_fit,
+            if q.ema > 0.0 {
+                format!(", range EMA {}", q.ema)
+            } else {
+                String::new()
+            },
+        );
+        steps.push(Step {
+            name: "QAT + KD".into(),
+            ran: true,
+            kept,
+            before: Some(int8_metric),
+            after: Some(m2),
+            note: if kept {
+                format!("kept (epoch {}): {what}{held}", tuned.best_epoch)
+            } else {
+                format!("discarded: no epoch raised the calibration metric ({what}{held})")
+            },
+            seconds: Some(tuned.seconds),
+        });
+        if kept {
+            built = b2;
+            int8 = i2;
+            int8_metric = m2;
+            used = tuned.model;
+            if tuned.ranges != ranges {
+                for m in &mut methods {
+                    m.push_str("+qat-ema");
+                }
+            }
+            ranges = tuned.ranges;
+        }
+    } else {
+        steps.push(Step {
+            name: "QAT + KD".into(),
+            ran: false,
+            kept: false,
+            before: None,
+            after: None,
+            note: match opts.qat.mode {
+                QatMode::Off if over(int8_metric) => format!(
+                    "disabled (--qat off), although the drop ({:.2} points) exceeds --max-drop {}",
+                    float_metric - int8_metric,
+                    opts.max_drop
+                ),
+                QatMode::Off => "disabled (--qat off)".into(),
+                _ => format!("not needed: drop within {} points", opts.max_drop),
+            },
+            seconds: None,
+        });
+    }
     let mut logits_sqnr_db = logits_sqnr(&float_logits, &int8, &data.x, f)?;
     if opts.build.softmax {
         // The output is probabilities; measure the logits on the same ranges without it.
