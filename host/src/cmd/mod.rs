@@ -1,5 +1,6 @@
 //! One module per subcommand.
 pub mod bench;
+pub mod bench_arm;
 pub mod distill;
 pub mod eval;
 pub mod experiment;
