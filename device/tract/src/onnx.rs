@@ -24,7 +24,7 @@ use tract_onnx::prelude::*;
 /// An exported ONNX model, optimized by tract, with int8 input and output.
 #[derive(Debug)]
 pub struct OnnxModel {
-    plan: TypedSimplePlan,
+    plan: std::sync::Arc<TypedSimplePlan>,
     ends: Ends,
 }
 
@@ -44,9 +44,7 @@ fn producer<'a>(g: &'a pb::GraphProto, name: &str) -> Option<(usize, &'a pb::Nod
 }
 
 fn dims_of(v: &pb::ValueInfoProto) -> Option<Vec<i64>> {
-    let pb::type_proto::Value::TensorType(t) = v.r#type.as_ref()?.value.as_ref()? else {
-        return None;
-    };
+    let pb::type_proto::Value::TensorType(t) = v.r#type.as_ref()?.value.as_ref()?;
     Some(
         t.shape
             .as_ref()?
@@ -241,14 +239,15 @@ impl OnnxModel {
             .ok_or_else(|| Error::Tract("the model returned no output".into()))?;
         let v: Vec<i8> = if self.ends.float_softmax {
             let y = y.cast_to::<f32>()?;
-            y.as_slice::<f32>()?
+            y.try_as_plain_ram()?
+                .as_slice::<f32>()?
                 .iter()
                 .map(|&p| quantize_softmax(p))
                 .collect()
         } else {
             // The int8 tensor may carry tract's quantized type (QI8): same bytes.
             let y = y.cast_to_dt(i8::datum_type())?;
-            y.as_slice::<i8>()?.to_vec()
+            y.try_as_plain_ram()?.as_slice::<i8>()?.to_vec()
         };
         if v.len() != m {
             return Err(Error::Tract(format!(

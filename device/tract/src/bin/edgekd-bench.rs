@@ -8,6 +8,7 @@ use edgekd_runtime::{Interpreter, Model};
 use edgekd_tract::bench::{
     agreement, bench_edgekd, bench_tract, Agreement, Config, Report, Runtime,
 };
+use npyz::WriterBuilder;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -197,38 +198,62 @@ fn load_samples(args: &Args, n: usize, model: Option<&Model<'_>>) -> Result<Vec<
     Ok(flat.chunks(n).map(<[i8]>::to_vec).collect())
 }
 
-fn print_report(r: &Report) {
-    println!("[{}]", r.runtime.name());
-    println!("  init:            {:>10.1} us", r.init_us);
-    println!("  first inference: {:>10.1} us", r.first_inference_us);
+/// `writeln!` into the report buffer (writing to a String cannot fail).
+macro_rules! w {
+    ($o:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($arg)*);
+    }};
+}
+
+fn print_report(o: &mut String, r: &Report) {
+    w!(o, "[{}]", r.runtime.name());
+    w!(o, "  init:            {:>10.1} us", r.init_us);
+    w!(o, "  first inference: {:>10.1} us", r.first_inference_us);
     if let Some(w) = &r.warmup {
-        println!("  warm-up ({:>4}):  mean {:.2} us", w.count, w.mean_us);
+        w!(o, "  warm-up ({:>4}):  mean {:.2} us", w.count, w.mean_us);
     }
     let s = &r.runs;
-    println!(
+    w!(
+        o,
         "  runs ({}): min {:.2}  max {:.2}  mean {:.2}  std {:.2}  p50 {:.2}  p90 {:.2}  p99 {:.2} (us)",
         s.count, s.min_us, s.max_us, s.mean_us, s.std_us, s.p50_us, s.p90_us, s.p99_us
     );
     match r.peak_rss_kib {
-        Some(k) => println!("  peak RSS:        {k} KiB (process-wide)"),
-        None => println!("  peak RSS:        unavailable (no /proc/self/status)"),
+        Some(k) => w!(o, "  peak RSS:        {k} KiB (process-wide)"),
+        None => w!(o, "  peak RSS:        unavailable (no /proc/self/status)"),
     }
     if !r.ops.is_empty() {
-        println!("  per-op profile (profiled runs; % of summed medians):");
-        println!(
+        w!(o, "  per-op profile (profiled runs; % of summed medians):");
+        w!(
+            o,
+            o,
             "    {:>3}  {:<16} {:>10} {:>10} {:>7}",
-            "#", "op", "median us", "mean us", "%"
+            "#",
+            "op",
+            "median us",
+            "mean us",
+            "%"
         );
         for op in &r.ops {
-            println!(
+            w!(
+                o,
+                o,
                 "    {:>3}  {:<16} {:>10.2} {:>10.2} {:>6.1}%",
-                op.index, op.op, op.median_us, op.mean_us, op.percent
+                op.index,
+                op.op,
+                op.median_us,
+                op.mean_us,
+                op.percent
             );
         }
         if r.unattributed_us > 0.0 {
-            println!(
+            w!(
+                o,
+                o,
                 "         {:<16} {:>10.2}",
-                "(graph glue)", r.unattributed_us
+                "(graph glue)",
+                r.unattributed_us
             );
         }
     }
@@ -349,32 +374,48 @@ fn report(
         agreement,
         saved_outputs,
     };
+    let mut o = String::new();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        w!(o, "{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
+        w!(
+            o,
+            o,
             "edgekd-bench: {} ({} ops, {} MACs), input {} ({} sample(s)), {} threads, {}",
-            out.model, out.ops, out.macs, out.input, out.samples, out.threads, out.arch
+            out.model,
+            out.ops,
+            out.macs,
+            out.input,
+            out.samples,
+            out.threads,
+            out.arch
         );
         if emulated {
-            println!("NOTE: running under an emulator (qemu-user): the timings below mean nothing; only the outputs and their agreement do.");
+            w!(o, "NOTE: running under an emulator (qemu-user): the timings below mean nothing; only the outputs and their agreement do.");
         }
         for r in &out.results {
-            print_report(r);
+            print_report(&mut o, r);
         }
         if let Some(a) = &out.agreement {
-            println!(
+            w!(
+                o,
                 "agreement tract vs edgekd: {}/{} samples bit-exact, argmax equal on {}/{}, max |diff| {} LSB",
                 a.bit_exact_samples, a.samples, a.argmax_agree, a.samples, a.max_abs_diff
             );
         }
         if let Some(s) = &out.saved_outputs {
-            println!(
+            w!(
+                o,
+                o,
                 "outputs ({}, {}x{}) written to {}",
-                s.runtime, s.shape[0], s.shape[1], s.path
+                s.runtime,
+                s.shape[0],
+                s.shape[1],
+                s.path
             );
         }
     }
+    emit(&o)?;
     if let Some(a) = &out.agreement {
         if let Some(first) = a.first_mismatch {
             bail!(
@@ -388,6 +429,16 @@ fn report(
         }
     }
     Ok(())
+}
+
+/// Writes the report to stdout; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing the report to stdout"),
+    }
 }
 
 fn main() -> ExitCode {
