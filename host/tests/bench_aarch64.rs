@@ -23,7 +23,8 @@ fn aarch64_under_qemu_is_bit_exact_with_the_golden_vectors() {
         .expect("models/reference")
         .filter_map(|e| {
             let p = e.ok()?.path();
-            (p.extension()? == "ekd").then(|| p.file_stem()?.to_string_lossy().into_owned())
+            let stem = p.file_stem()?.to_string_lossy().into_owned();
+            (p.extension()? == "ekd").then_some(stem)
         })
         .collect();
     names.sort();

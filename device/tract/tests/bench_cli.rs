@@ -78,6 +78,7 @@ fn saves_outputs_bit_exact_with_the_golden_vectors() {
 fn bad_arguments_are_errors_not_panics() {
     let model = reference("mlp.ekd");
     let wrong_input = reference("tiny_cnn.input.npy");
+    let not_a_model = reference("mlp.input.npy");
     let cases: Vec<(Vec<&std::ffi::OsStr>, &str)> = vec![
         (vec!["/nonexistent.ekd".as_ref()], "reading"),
         (
@@ -98,7 +99,7 @@ fn bad_arguments_are_errors_not_panics() {
             ],
             "writing /nonexistent-dir/x.npy",
         ),
-        (vec![reference("mlp.input.npy").as_os_str()], "loading"),
+        (vec![not_a_model.as_os_str()], "loading"),
     ];
     for (args, want) in cases {
         let out = bench(&args);

@@ -227,7 +227,6 @@ fn print_report(o: &mut String, r: &Report) {
         w!(o, "  per-op profile (profiled runs; % of summed medians):");
         w!(
             o,
-            o,
             "    {:>3}  {:<16} {:>10} {:>10} {:>7}",
             "#",
             "op",
@@ -237,7 +236,6 @@ fn print_report(o: &mut String, r: &Report) {
         );
         for op in &r.ops {
             w!(
-                o,
                 o,
                 "    {:>3}  {:<16} {:>10.2} {:>10.2} {:>6.1}%",
                 op.index,
@@ -249,7 +247,6 @@ fn print_report(o: &mut String, r: &Report) {
         }
         if r.unattributed_us > 0.0 {
             w!(
-                o,
                 o,
                 "         {:<16} {:>10.2}",
                 "(graph glue)",
@@ -380,7 +377,6 @@ fn report(
     } else {
         w!(
             o,
-            o,
             "edgekd-bench: {} ({} ops, {} MACs), input {} ({} sample(s)), {} threads, {}",
             out.model,
             out.ops,
@@ -405,7 +401,6 @@ fn report(
         }
         if let Some(s) = &out.saved_outputs {
             w!(
-                o,
                 o,
                 "outputs ({}, {}x{}) written to {}",
                 s.runtime,
