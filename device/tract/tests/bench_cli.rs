@@ -77,7 +77,7 @@ fn saves_outputs_bit_exact_with_the_golden_vectors() {
 #[test]
 fn bad_arguments_are_errors_not_panics() {
     let model = reference("mlp.ekd");
-    let wrong_input = reference("tiny_cnn.input.npy");
+    let wrong_input = reference("mlp.expected.npy"); // [16, 10], the model takes 40
     let not_a_model = reference("mlp.input.npy");
     let cases: Vec<(Vec<&std::ffi::OsStr>, &str)> = vec![
         (vec!["/nonexistent.ekd".as_ref()], "reading"),
