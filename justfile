@@ -48,6 +48,13 @@ firmware MODEL="models/reference/tiny_cnn.ekd" TARGET="qemu-m4":
 firmware-bench-all:
     for t in qemu-m4 qemu-m7 qemu-m33 qemu-m0; do for m in tiny_cnn mlp ds_cnn; do cargo run --release -q -p edgekd -- bench --target $t --model models/reference/$m.ekd; done; done
 
+# --- ARM Linux / phones (edgekd-bench: tract vs edgekd; see device/tract/README.md) ---
+
+# TARGET is host, aarch64 (cross-built, run under qemu-aarch64: outputs only, timings
+# mean nothing) or android (add --adb; needs a phone and the NDK).
+tract-bench MODEL="models/reference/ds_cnn.ekd" TARGET="host":
+    cargo run --release -p edgekd -- bench --target {{TARGET}} --model {{MODEL}}
+
 # Formatting and clippy for the firmware crate (outside the workspace), M4F and M0 builds.
 firmware-lint:
     cd firmware && cargo fmt --check

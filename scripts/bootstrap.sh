@@ -2,6 +2,9 @@
 # Installs everything edgekd needs beyond Rust itself; quiet and quick when all is there.
 #   - rustup targets for the MCU and ARM builds, llvm-tools (llvm-size), clippy, rustfmt
 #   - Debian packages: qemu-system-arm (Cortex-M), qemu-user (aarch64), the aarch64 linker
+#     and C library (libc6-dev-arm64-cross is only a Recommends of gcc-aarch64-linux-gnu,
+#     and `cargo test` cross-builds edgekd-bench and runs it under qemu-aarch64 -L
+#     /usr/aarch64-linux-gnu: host/tests/bench_aarch64.rs)
 #   - just (the task runner)
 # Without root, missing Debian packages are reported with the command to install them.
 set -euo pipefail
@@ -27,6 +30,8 @@ need_apt=()
 command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
 command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
 command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu)
+[ -e /usr/aarch64-linux-gnu/lib/crt1.o ] && [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] \
+  || need_apt+=(libc6-dev-arm64-cross)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "bootstrap: apt-get install ${need_apt[*]}"

@@ -36,8 +36,8 @@ pub enum Command {
     Experiment(cmd::experiment::Args),
     /// Convert a full-integer (int8) .tflite model to .ekd.
     Import(cmd::import::Args),
-    /// Build the Cortex-M firmware for a model, run it in QEMU, report instructions,
-    /// flash and RAM.
+    /// Benchmark a model: the Cortex-M firmware in QEMU (instructions, flash, RAM), or
+    /// edgekd-bench (tract vs edgekd, µs) on this machine, aarch64 (qemu) or Android.
     Bench(cmd::bench::Args),
     /// Build the firmware and run it in QEMU (--board) or on a chip via probe-rs (--chip).
     Flash(cmd::flash::Args),

@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 
 /// Which runtime to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Runtime {
     /// `edgekd-tract`: the model lowered to tract, int8.
     Tract,
     /// `edgekd-runtime`: the no_std interpreter the microcontrollers run.
     Edgekd,
+    /// The host's ONNX export through tract-onnx (feature `onnx`).
+    TractOnnx,
 }
 
 impl Runtime {
@@ -29,6 +31,7 @@ impl Runtime {
         match self {
             Runtime::Tract => "tract",
             Runtime::Edgekd => "edgekd",
+            Runtime::TractOnnx => "tract-onnx",
         }
     }
 }
@@ -97,6 +100,15 @@ pub struct Agreement {
     pub argmax_agree: usize,
     /// Largest absolute difference of any output value, in LSB.
     pub max_abs_diff: u32,
+    /// Index of the first sample whose outputs differ (`None` when all are identical).
+    pub first_mismatch: Option<usize>,
+}
+
+impl Agreement {
+    /// Every sample compared and identical byte for byte.
+    pub fn bit_exact(&self) -> bool {
+        self.first_mismatch.is_none()
+    }
 }
 
 /// Compares two runtimes' outputs sample by sample.
@@ -106,9 +118,17 @@ pub fn agreement(a: &[Vec<i8>], b: &[Vec<i8>]) -> Agreement {
         bit_exact_samples: 0,
         argmax_agree: 0,
         max_abs_diff: 0,
+        first_mismatch: None,
     };
-    for (x, y) in a.iter().zip(b) {
-        r.bit_exact_samples += usize::from(x == y);
+    if a.len() != b.len() {
+        r.first_mismatch = Some(r.samples);
+    }
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        if x == y {
+            r.bit_exact_samples += 1;
+        } else if r.first_mismatch.is_none_or(|m| i < m) {
+            r.first_mismatch = Some(i);
+        }
         r.argmax_agree += usize::from(crate::argmax(x) == crate::argmax(y));
         for (p, q) in x.iter().zip(y) {
             r.max_abs_diff = r
@@ -248,6 +268,35 @@ fn finish(
     })
 }
 
+/// Measures an ONNX file exported by the host, through tract-onnx (no per-op profile).
+#[cfg(feature = "onnx")]
+pub fn bench_onnx(onnx_bytes: &[u8], samples: &[Vec<i8>], cfg: &Config) -> Result<Report> {
+    check_samples(samples)?;
+    let start = Instant::now();
+    let model = crate::onnx::OnnxModel::from_onnx_bytes(onnx_bytes)?;
+    let init_us = us(start.elapsed());
+    let mut run = |x: &[i8]| model.run(x).map(drop);
+    let first = timed(1, samples, &mut run)?[0];
+    let warm = timed(cfg.warmup, samples, &mut run)?;
+    let runs = timed(cfg.runs, samples, &mut run)?;
+    let peak = peak_rss_kib();
+    let outputs = samples
+        .iter()
+        .map(|x| model.run(x))
+        .collect::<Result<_>>()?;
+    finish(
+        Runtime::TractOnnx,
+        init_us,
+        first,
+        &warm,
+        &runs,
+        peak,
+        Vec::new(),
+        0.0,
+        outputs,
+    )
+}
+
 /// Per-op timer for the edgekd interpreter.
 struct OpTimer {
     per_op: Vec<Duration>,
@@ -358,5 +407,12 @@ mod tests {
         assert_eq!(r.bit_exact_samples, 1);
         assert_eq!(r.argmax_agree, 2);
         assert_eq!(r.max_abs_diff, 9);
+        assert_eq!(r.first_mismatch, Some(1));
+        assert!(!r.bit_exact());
+        let same = agreement(&a, &a);
+        assert!(same.bit_exact());
+        assert_eq!(same.first_mismatch, None);
+        // A missing sample is a mismatch too.
+        assert_eq!(agreement(&a, &a[..2]).first_mismatch, Some(2));
     }
 }

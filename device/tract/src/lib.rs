@@ -6,7 +6,8 @@
 //! connected layers run on tract's integer matmul kernels; requantization uses the
 //! file's own fixed-point multipliers, so outputs are bit-exact with `edgekd-runtime`
 //! (see [`ops`] for how). [`float`] builds the float model from the same weights, for
-//! benchmarks. The `edgekd-bench` binary measures both runtimes.
+//! benchmarks. The `edgekd-bench` binary measures both runtimes. With the `onnx`
+//! feature, [`onnx::OnnxModel`] runs the ONNX file the host exports, int8 in and out.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,8 @@ pub mod bench;
 mod error;
 pub mod float;
 pub mod graph;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod ops;
 mod runner;
 pub mod stats;

@@ -1,5 +1,6 @@
 //! `edgekd bench --target qemu-*`: build the firmware around a model, run it in QEMU,
 //! and report instructions per inference and per MAC, flash, static RAM and arena.
+//! `--target host|aarch64|android` runs `edgekd-bench` instead ([`super::bench_arm`]).
 //!
 //! The firmware compares its outputs with the host runtime's on the same inputs, so a
 //! benchmark is also a bit-exactness check. The build and run helpers here are shared
@@ -15,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Emulated Cortex-M targets.
+/// Where `edgekd bench` runs: emulated Cortex-M (the firmware), or edgekd-bench on
+/// this machine, on aarch64 Linux (qemu-user) or on an Android phone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
     /// Cortex-M4F on QEMU's mps2-an386.
@@ -26,16 +28,24 @@ pub enum Target {
     QemuM33,
     /// Cortex-M0 on QEMU's microbit (16 KB RAM).
     QemuM0,
+    /// edgekd-bench (tract and edgekd runtimes) natively on this machine.
+    Host,
+    /// edgekd-bench cross-built for aarch64-unknown-linux-gnu, run under qemu-aarch64
+    /// (outputs only: emulated timings mean nothing).
+    Aarch64,
+    /// edgekd-bench built for aarch64-linux-android, run on a phone through adb (--adb).
+    Android,
 }
 
 impl Target {
-    /// The firmware board feature this target builds.
-    pub fn board(self) -> Board {
+    /// The firmware board a `qemu-*` target builds; `None` for the edgekd-bench targets.
+    pub fn board(self) -> Option<Board> {
         match self {
-            Target::QemuM4 => Board::Mps2An386,
-            Target::QemuM7 => Board::Mps2An500,
-            Target::QemuM33 => Board::Mps2An505,
-            Target::QemuM0 => Board::Microbit,
+            Target::QemuM4 => Some(Board::Mps2An386),
+            Target::QemuM7 => Some(Board::Mps2An500),
+            Target::QemuM33 => Some(Board::Mps2An505),
+            Target::QemuM0 => Some(Board::Microbit),
+            Target::Host | Target::Aarch64 | Target::Android => None,
         }
     }
 
@@ -46,6 +56,9 @@ impl Target {
             Target::QemuM7 => "qemu-m7",
             Target::QemuM33 => "qemu-m33",
             Target::QemuM0 => "qemu-m0",
+            Target::Host => "host",
+            Target::Aarch64 => "aarch64",
+            Target::Android => "android",
         }
     }
 }
@@ -120,22 +133,54 @@ pub struct Args {
     /// source tree, else `./firmware`.
     #[arg(long)]
     pub firmware_dir: Option<PathBuf>,
-    /// Optimization level of the firmware build (3 is fastest; "s"/"z" are smaller).
-    #[arg(long, default_value = "3", value_parser = ["0", "1", "2", "3", "s", "z"])]
-    pub opt_level: String,
+    /// qemu-*: optimization level of the firmware build (3, the default, is fastest;
+    /// "s"/"z" are smaller).
+    #[arg(long, value_parser = ["0", "1", "2", "3", "s", "z"])]
+    pub opt_level: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// host/aarch64/android: which runtime(s) edgekd-bench measures [default: both,
+    /// which also checks that their outputs are identical].
+    #[arg(long, value_enum)]
+    pub runtime: Option<super::bench_arm::Runtime>,
+    /// host/aarch64/android: timed runs [default: 100].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub runs: Option<u64>,
+    /// host/aarch64/android: warm-up runs [default: 10].
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// host/aarch64/android: threads for tract's matmuls [default: 1].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub threads: Option<u64>,
+    /// android: push and run on the connected phone through adb (required there).
+    #[arg(long)]
+    pub adb: bool,
 }
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
+    if args.target.board().is_none() {
+        return super::bench_arm::run_cli(args);
+    }
+    if args.runtime.is_some()
+        || args.runs.is_some()
+        || args.warmup.is_some()
+        || args.threads.is_some()
+        || args.adb
+    {
+        bail!(
+            "--runtime, --runs, --warmup, --threads and --adb apply to --target host, aarch64 \
+             and android (edgekd-bench), not to the firmware target {}",
+            args.target.name()
+        );
+    }
     let m = measure(
         args.target,
         &args.model,
         args.input.as_deref(),
         args.firmware_dir.as_deref(),
-        &args.opt_level,
+        args.opt_level.as_deref().unwrap_or("3"),
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&m.report)?);
@@ -182,7 +227,12 @@ pub fn measure(
     firmware_dir: Option<&Path>,
     opt_level: &str,
 ) -> Result<Measurement> {
-    let board = target.board();
+    let Some(board) = target.board() else {
+        bail!(
+            "{} is not an emulated Cortex-M target (use bench_arm::measure)",
+            target.name()
+        );
+    };
     let fw = FirmwareDir::find(firmware_dir)?;
     let golden = Golden::prepare(model, input)?;
     let elf = fw.build(board, model, &golden, opt_level)?;
@@ -296,7 +346,7 @@ impl FirmwareDir {
     }
 }
 
-fn check_target_installed(triple: &str) -> Result<()> {
+pub(crate) fn check_target_installed(triple: &str) -> Result<()> {
     let sysroot = rustc_sysroot()?;
     if !sysroot.join("lib/rustlib").join(triple).is_dir() {
         bail!("the Rust target {triple} is not installed: run `rustup target add {triple}`");
@@ -361,8 +411,14 @@ impl Golden {
         Ok(golden)
     }
 
-    fn input_path(&self) -> PathBuf {
+    /// The inputs' `.npy` file.
+    pub(crate) fn input_path(&self) -> PathBuf {
         self.dir.path().join("input.npy")
+    }
+
+    /// The temp dir holding the files (removed with this value).
+    pub(crate) fn dir_path(&self) -> &Path {
+        self.dir.path()
     }
 
     fn expected_path(&self) -> PathBuf {

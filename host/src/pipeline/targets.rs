@@ -68,7 +68,7 @@ impl TargetSpec {
     /// The firmware board, for microcontroller targets.
     pub fn board(&self) -> Result<Option<Board>> {
         Ok(match self {
-            TargetSpec::Qemu(t) => Some(t.board()),
+            TargetSpec::Qemu(t) => t.board(),
             TargetSpec::ProbeRs(chip) => Some(crate::cmd::flash::board_for_chip(chip)?),
             _ => None,
         })
@@ -333,13 +333,14 @@ pub fn measure(target: &TargetSpec, p: &Probe<'_>) -> Result<TargetResult> {
             let input = dir.path().join("inputs.npy");
             std::fs::write(&input, io::npy_bytes(&subset)?)?;
             let (arm_target, platform) = if *target == TargetSpec::Aarch64 {
-                (bench_arm::Target::Aarch64, "aarch64 (qemu-user)")
+                (bench::Target::Aarch64, "aarch64 (qemu-user)")
             } else {
-                (bench_arm::Target::Android, "Android (adb)")
+                (bench::Target::Android, "Android (adb)")
             };
             let opts = bench_arm::BenchOptions {
                 runs: 10,
                 warmup: 2,
+                adb: arm_target == bench::Target::Android,
                 ..bench_arm::BenchOptions::default()
             };
             let r = bench_arm::measure(p.model_path, arm_target, &input, &opts)?;

@@ -5,9 +5,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use edgekd_runtime::writer::AlignedBytes;
 use edgekd_runtime::{Interpreter, Model};
-use edgekd_tract::bench::{agreement, bench_edgekd, bench_tract, Agreement, Config, Report};
+use edgekd_tract::bench::{
+    agreement, bench_edgekd, bench_tract, Agreement, Config, Report, Runtime,
+};
+use npyz::WriterBuilder;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Environment variable the host glue sets when it runs this binary under an emulator.
@@ -25,11 +28,13 @@ enum Which {
 #[derive(Debug, Parser)]
 #[command(name = "edgekd-bench", version)]
 struct Args {
-    /// The .ekd model.
+    /// The .ekd model, or the .onnx file `edgekd export --format onnx` wrote (tract
+    /// only; needs the `onnx` feature).
     model: PathBuf,
-    /// Which runtime(s) to measure; `both` also checks that their outputs agree.
-    #[arg(long, value_enum, default_value = "both")]
-    runtime: Which,
+    /// Which runtime(s) to measure [default: both, which also checks that their
+    /// outputs are identical on every sample]. An .onnx model runs on tract only.
+    #[arg(long, value_enum)]
+    runtime: Option<Which>,
     /// Timed runs.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     runs: u64,
@@ -52,6 +57,11 @@ struct Args {
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
+    /// Write the int8 outputs to this .npy file, shape [samples, output size], one row
+    /// per input sample: the edgekd runtime's (tract's with `--runtime tract`). Written
+    /// atomically (temp file + rename), also when the runtimes disagree.
+    #[arg(long, value_name = "FILE.npy")]
+    save_outputs: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,12 +79,65 @@ struct Output {
     emulated: bool,
     results: Vec<Report>,
     agreement: Option<Agreement>,
+    /// Which runtime's outputs `--save-outputs` wrote.
+    saved_outputs: Option<SavedOutputs>,
 }
 
-/// Loads the input samples, flattened to the model input's element count.
-fn load_samples(args: &Args, model: &Model<'_>) -> Result<Vec<Vec<i8>>> {
-    let input = model.input(0)?;
-    let n = input.elements();
+#[derive(Debug, Serialize)]
+struct SavedOutputs {
+    path: String,
+    runtime: &'static str,
+    shape: [usize; 2],
+}
+
+/// Encodes int8 rows as an .npy matrix `[rows, cols]`.
+fn npy_i8(rows: &[Vec<i8>]) -> Result<Vec<u8>> {
+    let cols = rows.first().map_or(0, Vec::len);
+    if rows.iter().any(|r| r.len() != cols) {
+        bail!("output rows have different lengths");
+    }
+    let mut out = Vec::new();
+    {
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&[rows.len() as u64, cols as u64])
+            .writer(&mut out)
+            .begin_nd()?;
+        for r in rows {
+            w.extend(r.iter().copied())?;
+        }
+        w.finish()?;
+    }
+    Ok(out)
+}
+
+/// Writes `bytes` to `path` through a temp file in the same directory and a rename, so
+/// a reader never sees a half-written file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Loads the input samples, flattened to `n` values each. Float samples are quantized
+/// by `model` (an .ekd), which ONNX inputs do not have.
+fn load_samples(args: &Args, n: usize, model: Option<&Model<'_>>) -> Result<Vec<Vec<i8>>> {
     if args.input == "random" {
         let mut rng = fastrand::Rng::with_seed(args.seed);
         return Ok(vec![(0..n).map(|_| rng.i8(..)).collect()]);
@@ -89,6 +152,12 @@ fn load_samples(args: &Args, model: &Model<'_>) -> Result<Vec<Vec<i8>>> {
         }
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {
             // Quantize exactly as the runtime does (preprocessing metadata included).
+            let Some(model) = model else {
+                bail!(
+                    "{}: float inputs need the .ekd model (its quantization); give int8 samples",
+                    args.input
+                );
+            };
             let values = npy.into_vec::<f32>()?;
             if values.len() % n != 0 {
                 bail!(
@@ -115,54 +184,73 @@ fn load_samples(args: &Args, model: &Model<'_>) -> Result<Vec<Vec<i8>>> {
     let row: u64 = npy_shape.iter().skip(1).product();
     if flat.len() != n && row as usize != n {
         bail!(
-            "{}: shape {npy_shape:?} holds neither one input of {n} values ({:?}) nor [N, ...] rows of {n}",
-            args.input,
-            input.dims()
+            "{}: shape {npy_shape:?} holds neither one input of {n} values nor [N, ...] rows of {n}",
+            args.input
         );
     }
     if flat.is_empty() || flat.len() % n != 0 {
         bail!(
-            "{}: {} values is not a positive multiple of the model input size {n} ({:?})",
+            "{}: {} values is not a positive multiple of the model input size {n}",
             args.input,
-            flat.len(),
-            input.dims()
+            flat.len()
         );
     }
     Ok(flat.chunks(n).map(<[i8]>::to_vec).collect())
 }
 
-fn print_report(r: &Report) {
-    println!("[{}]", r.runtime.name());
-    println!("  init:            {:>10.1} us", r.init_us);
-    println!("  first inference: {:>10.1} us", r.first_inference_us);
+/// `writeln!` into the report buffer (writing to a String cannot fail).
+macro_rules! w {
+    ($o:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($arg)*);
+    }};
+}
+
+fn print_report(o: &mut String, r: &Report) {
+    w!(o, "[{}]", r.runtime.name());
+    w!(o, "  init:            {:>10.1} us", r.init_us);
+    w!(o, "  first inference: {:>10.1} us", r.first_inference_us);
     if let Some(w) = &r.warmup {
-        println!("  warm-up ({:>4}):  mean {:.2} us", w.count, w.mean_us);
+        w!(o, "  warm-up ({:>4}):  mean {:.2} us", w.count, w.mean_us);
     }
     let s = &r.runs;
-    println!(
+    w!(
+        o,
         "  runs ({}): min {:.2}  max {:.2}  mean {:.2}  std {:.2}  p50 {:.2}  p90 {:.2}  p99 {:.2} (us)",
         s.count, s.min_us, s.max_us, s.mean_us, s.std_us, s.p50_us, s.p90_us, s.p99_us
     );
     match r.peak_rss_kib {
-        Some(k) => println!("  peak RSS:        {k} KiB (process-wide)"),
-        None => println!("  peak RSS:        unavailable (no /proc/self/status)"),
+        Some(k) => w!(o, "  peak RSS:        {k} KiB (process-wide)"),
+        None => w!(o, "  peak RSS:        unavailable (no /proc/self/status)"),
     }
     if !r.ops.is_empty() {
-        println!("  per-op profile (profiled runs; % of summed medians):");
-        println!(
+        w!(o, "  per-op profile (profiled runs; % of summed medians):");
+        w!(
+            o,
             "    {:>3}  {:<16} {:>10} {:>10} {:>7}",
-            "#", "op", "median us", "mean us", "%"
+            "#",
+            "op",
+            "median us",
+            "mean us",
+            "%"
         );
         for op in &r.ops {
-            println!(
+            w!(
+                o,
                 "    {:>3}  {:<16} {:>10.2} {:>10.2} {:>6.1}%",
-                op.index, op.op, op.median_us, op.mean_us, op.percent
+                op.index,
+                op.op,
+                op.median_us,
+                op.mean_us,
+                op.percent
             );
         }
         if r.unattributed_us > 0.0 {
-            println!(
+            w!(
+                o,
                 "         {:<16} {:>10.2}",
-                "(graph glue)", r.unattributed_us
+                "(graph glue)",
+                r.unattributed_us
             );
         }
     }
@@ -171,14 +259,6 @@ fn print_report(r: &Report) {
 fn run(args: &Args) -> Result<()> {
     let bytes =
         std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
-    let aligned = AlignedBytes::copy_from(&bytes);
-    let model = Model::parse(aligned.as_bytes())
-        .map_err(edgekd_tract::Error::from)
-        .with_context(|| format!("loading {}", args.model.display()))?;
-    if model.input_count() != 1 || model.output_count() != 1 {
-        bail!("edgekd-bench handles single-input, single-output models; this one has {} inputs and {} outputs", model.input_count(), model.output_count());
-    }
-    let samples = load_samples(args, &model)?;
     let cfg = Config {
         runs: args.runs as usize,
         warmup: args.warmup as usize,
@@ -186,27 +266,102 @@ fn run(args: &Args) -> Result<()> {
         profile: !args.no_profile,
     };
     let emulated = std::env::var_os(EMULATED_ENV).is_some_and(|v| !v.is_empty() && v != "0");
+    if args.model.extension().is_some_and(|e| e == "onnx") {
+        return run_onnx(args, &bytes, &cfg, emulated);
+    }
+    let aligned = AlignedBytes::copy_from(&bytes);
+    let model = Model::parse(aligned.as_bytes())
+        .map_err(edgekd_tract::Error::from)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    if model.input_count() != 1 || model.output_count() != 1 {
+        bail!("edgekd-bench handles single-input, single-output models; this one has {} inputs and {} outputs", model.input_count(), model.output_count());
+    }
+    let samples = load_samples(args, model.input(0)?.elements(), Some(&model))?;
+    let which = args.runtime.unwrap_or(Which::Both);
     let mut results = Vec::new();
-    if matches!(args.runtime, Which::Tract | Which::Both) {
+    if matches!(which, Which::Tract | Which::Both) {
         results.push(bench_tract(&bytes, &samples, &cfg).context("tract runtime")?);
     }
-    if matches!(args.runtime, Which::Edgekd | Which::Both) {
+    if matches!(which, Which::Edgekd | Which::Both) {
         results.push(bench_edgekd(&bytes, &samples, &cfg).context("edgekd runtime")?);
     }
+    report(
+        args,
+        model.op_count(),
+        model.macs(),
+        samples.len(),
+        emulated,
+        results,
+    )
+}
+
+/// An .onnx model: tract-onnx only.
+#[cfg(feature = "onnx")]
+fn run_onnx(args: &Args, bytes: &[u8], cfg: &Config, emulated: bool) -> Result<()> {
+    if matches!(args.runtime, Some(Which::Edgekd | Which::Both)) {
+        bail!(
+            "an .onnx model runs on tract only (--runtime tract); to compare the runtimes, \
+             benchmark the .ekd it was exported from"
+        );
+    }
+    let model = edgekd_tract::onnx::OnnxModel::from_onnx_bytes(bytes)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let samples = load_samples(args, model.input_len(), None)?;
+    let results =
+        vec![edgekd_tract::bench::bench_onnx(bytes, &samples, cfg).context("tract-onnx")?];
+    report(args, 0, 0, samples.len(), emulated, results)
+}
+
+#[cfg(not(feature = "onnx"))]
+fn run_onnx(args: &Args, _: &[u8], _: &Config, _: bool) -> Result<()> {
+    bail!(
+        "{}: this edgekd-bench was built without ONNX support (cargo feature `onnx` of \
+         edgekd-tract)",
+        args.model.display()
+    )
+}
+
+/// Compares, saves and prints what the runtimes measured.
+fn report(
+    args: &Args,
+    ops: usize,
+    macs: u64,
+    samples: usize,
+    emulated: bool,
+    results: Vec<Report>,
+) -> Result<()> {
     let agreement = match results.as_slice() {
         [a, b] => Some(agreement(&a.outputs, &b.outputs)),
         _ => None,
     };
+    // The edgekd runtime's outputs when it ran (the reference), else tract's.
+    let saved_outputs = match &args.save_outputs {
+        Some(path) => {
+            let r = results
+                .iter()
+                .rev()
+                .find(|r| r.runtime == Runtime::Edgekd)
+                .or(results.first())
+                .context("no runtime ran")?;
+            write_atomic(path, &npy_i8(&r.outputs)?)?;
+            Some(SavedOutputs {
+                path: path.display().to_string(),
+                runtime: r.runtime.name(),
+                shape: [r.outputs.len(), r.outputs.first().map_or(0, Vec::len)],
+            })
+        }
+        None => None,
+    };
     let out = Output {
         model: args.model.display().to_string(),
-        ops: model.op_count(),
-        macs: model.macs(),
+        ops,
+        macs,
         input: if args.input == "random" {
             format!("random (seed {})", args.seed)
         } else {
             args.input.clone()
         },
-        samples: samples.len(),
+        samples,
         runs: args.runs,
         warmup: args.warmup,
         threads: args.threads,
@@ -214,36 +369,71 @@ fn run(args: &Args) -> Result<()> {
         emulated,
         results,
         agreement,
+        saved_outputs,
     };
+    let mut o = String::new();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        w!(o, "{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
+        w!(
+            o,
             "edgekd-bench: {} ({} ops, {} MACs), input {} ({} sample(s)), {} threads, {}",
-            out.model, out.ops, out.macs, out.input, out.samples, out.threads, out.arch
+            out.model,
+            out.ops,
+            out.macs,
+            out.input,
+            out.samples,
+            out.threads,
+            out.arch
         );
         if emulated {
-            println!("NOTE: running under an emulator (qemu-user): the timings below mean nothing; only the outputs and their agreement do.");
+            w!(o, "NOTE: running under an emulator (qemu-user): the timings below mean nothing; only the outputs and their agreement do.");
         }
         for r in &out.results {
-            print_report(r);
+            print_report(&mut o, r);
         }
         if let Some(a) = &out.agreement {
-            println!(
+            w!(
+                o,
                 "agreement tract vs edgekd: {}/{} samples bit-exact, argmax equal on {}/{}, max |diff| {} LSB",
                 a.bit_exact_samples, a.samples, a.argmax_agree, a.samples, a.max_abs_diff
             );
         }
+        if let Some(s) = &out.saved_outputs {
+            w!(
+                o,
+                "outputs ({}, {}x{}) written to {}",
+                s.runtime,
+                s.shape[0],
+                s.shape[1],
+                s.path
+            );
+        }
     }
+    emit(&o)?;
     if let Some(a) = &out.agreement {
-        if a.argmax_agree != a.samples {
+        if let Some(first) = a.first_mismatch {
             bail!(
-                "the runtimes disagree on the predicted class for {} sample(s)",
-                a.samples - a.argmax_agree
+                "tract and edgekd outputs differ, first on sample {first} ({} of {} samples differ, \
+                 argmax differs on {}, max |diff| {} LSB)",
+                a.samples - a.bit_exact_samples,
+                a.samples,
+                a.samples - a.argmax_agree,
+                a.max_abs_diff
             );
         }
     }
     Ok(())
+}
+
+/// Writes the report to stdout; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing the report to stdout"),
+    }
 }
 
 fn main() -> ExitCode {
