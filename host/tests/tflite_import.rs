@@ -313,3 +313,53 @@ fn cli_imports_and_writes_nothing_on_refusal() {
     // Only the successful output is in the directory (no temp files left behind).
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
 }
+
+/// The imported tiny CNN on the emulated Cortex-M4 (the firmware, DSP kernels) gives
+/// TFLite's reference outputs bit for bit.
+#[test]
+fn imported_model_in_qemu_m4_matches_tflite_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ekd = tmp.path().join("tiny_cnn.ekd");
+    let out = edgekd(&[
+        "import",
+        dir().join("tiny_cnn.tflite").to_str().unwrap(),
+        "-o",
+        ekd.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let input = dir().join("tiny_cnn.input.npy");
+    let out = edgekd(&[
+        "bench",
+        "--target",
+        "qemu-m4",
+        "--model",
+        ekd.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected = read_i8_matrix(&dir().join("tiny_cnn.expected.npy")).unwrap();
+    let outputs = report["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), expected.rows);
+    for (r, row) in outputs.iter().enumerate() {
+        let got: Vec<i8> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap() as i8)
+            .collect();
+        assert_eq!(got, expected.row(r), "sample {r}");
+    }
+    assert_eq!(report["bit_exact"], true);
+}
