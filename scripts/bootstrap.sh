@@ -6,6 +6,8 @@
 #     and `cargo test` cross-builds edgekd-bench and runs it under qemu-aarch64 -L
 #     /usr/aarch64-linux-gnu: host/tests/bench_aarch64.rs)
 #   - just (the task runner)
+#   - onnxruntime + numpy for Python 3: an independent ONNX implementation the exported
+#     ONNX is checked against (host/tests/onnx_onnxruntime.rs, scripts/ort_run.py)
 # Without root, missing Debian packages are reported with the command to install them.
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -46,4 +48,11 @@ fi
 if ! command -v just >/dev/null; then
   echo "bootstrap: cargo install just (about a minute)"
   cargo install --locked just >/dev/null 2>&1 || cargo install just
+fi
+
+if ! python3 -c "import onnxruntime, numpy" 2>/dev/null; then
+  echo "bootstrap: python3 -m pip install onnxruntime numpy"
+  # Debian's own python3 refuses pip installs (PEP 668); a pyenv/venv python does not.
+  python3 -m pip install --quiet "onnxruntime>=1.17" numpy 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages "onnxruntime>=1.17" numpy
 fi

@@ -13,7 +13,7 @@
 //!
 //! Not bit-exact with `edgekd-runtime`: ONNX requantizes with a float multiply and
 //! rounds ties to even where the runtime uses the Q31 fixed-point multiplier. The
-//! export documents the bound (MLP 1 LSB, CNN 2 LSB); host/tests/onnx_tract.rs checks
+//! export documents the bound (MLP 1 LSB, CNN 2 LSB); host/tests/onnx_export.rs checks
 //! it on the reference models.
 
 use crate::error::{Error, Result};

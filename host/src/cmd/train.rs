@@ -19,6 +19,9 @@ pub struct Common {
     /// Override the recipe's epoch count.
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Override the recipe's peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Continue from the output directory's checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -57,6 +60,13 @@ pub fn load_recipe(c: &Common) -> Result<recipe::Loaded> {
     if let Some(e) = c.epochs {
         anyhow::ensure!(e > 0, "--epochs must be positive");
         loaded.recipe.train.epochs = e;
+    }
+    if let Some(lr) = c.lr {
+        anyhow::ensure!(
+            lr.is_finite() && lr > 0.0,
+            "--lr must be a positive number, got {lr}"
+        );
+        loaded.recipe.train.lr = lr;
     }
     Ok(loaded)
 }
