@@ -6,12 +6,12 @@ mod quant_common;
 
 use candle_core::{Device, Tensor, Var};
 use edgekd::quant::calib::fake_quant;
-use edgekd::quant::float::{argmax, FloatModel};
+use edgekd::quant::float::{argmax, FloatModel, Layer};
 use edgekd::quant::int8::Int8Model;
 use edgekd::quant::ptq::BiasCorrection;
 use edgekd::quant::qat::{fake_quant_ste, QatNet};
 use edgekd::quant::{quantize, CalibSet, Calibration, Method, PtqOptions, QatMode, QatOptions};
-use quant_common::{cnn_bytes, signals};
+use quant_common::{cnn_bytes, mlp_bytes_rescaled, signals};
 use std::path::Path;
 
 fn cnn() -> FloatModel {
@@ -166,6 +166,152 @@ fn qat_does_not_lower_the_metric_and_its_model_runs() {
     let again = quantize(&float, &data, &opts(qat)).unwrap();
     assert_eq!(again.built.bytes, out.built.bytes);
     assert_eq!(again.int8_metric, out.int8_metric);
+}
+
+/// The QAT graph is its own code (unfold convolutions, depthwise broadcast, pools), so its
+/// wiring gets a finite-difference check: with ranges wide enough that nothing clips, the
+/// straight-through gradient of `sum(c * logits)` must match central differences of the
+/// same loss through the plain float model (`FloatModel::logits`), up to the difference
+/// between evaluating at the quantized and the float point (fine grids: a few percent).
+#[test]
+fn qat_gradients_match_finite_differences_of_the_float_model() {
+    let float = cnn();
+    let n = 8;
+    let x = signals(n, 5);
+    let xt = Tensor::from_slice(&x, (n, 40), &Device::Cpu).unwrap();
+    let n_groups = edgekd::quant::build::groups(&float).iter().max().unwrap() + 1;
+    // Observe the true ranges, then widen them by 20 % so that no value clips.
+    let mut probe = QatNet::new(&float, &vec![(-50.0, 50.0); n_groups], false).unwrap();
+    let mut seen = vec![(f32::MAX, f32::MIN); n_groups];
+    probe.forward(&xt, Some(&mut seen)).unwrap();
+    let ranges: Vec<(f32, f32)> = seen
+        .iter()
+        .map(|&(lo, hi)| (1.2 * lo.min(0.0) - 0.1, 1.2 * hi.max(0.0) + 0.1))
+        .collect();
+    let mut net = QatNet::new(&float, &ranges, false).unwrap();
+    let coef: Vec<f32> = (0..n * 10)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) / 11.0)
+        .collect();
+    let ct = Tensor::from_slice(&coef, (n, 10), &Device::Cpu).unwrap();
+    let loss = (net.forward(&xt, None).unwrap() * &ct)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    let float_loss = |m: &FloatModel| -> f64 {
+        x.chunks_exact(40)
+            .zip(coef.chunks_exact(10))
+            .map(|(r, c)| {
+                let l = m.logits(r);
+                l.iter().zip(c).map(|(a, b)| f64::from(a * b)).sum::<f64>()
+            })
+            .sum()
+    };
+    for p in net.params() {
+        let g = grads.get(p.var.as_tensor()).unwrap();
+        let g = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let li: usize = p.name[1..p.name.find('.').unwrap()].parse().unwrap();
+        let fd: Vec<f32> = (0..g.len())
+            .map(|k| {
+                let eps = 1e-3f32;
+                let mut plus = float.clone();
+                let mut minus = float.clone();
+                for (m, d) in [(&mut plus, eps), (&mut minus, -eps)] {
+                    let v = match &mut m.layers[li] {
+                        Layer::Conv { w, b, .. } | Layer::Dense { w, b, .. } => {
+                            if p.name.ends_with("weight") {
+                                w
+                            } else {
+                                b
+                            }
+                        }
+                        other => panic!("{}: no weights in {other:?}", p.name),
+                    };
+                    v[k] += d;
+                }
+                ((float_loss(&plus) - float_loss(&minus)) / f64::from(2.0 * eps)) as f32
+            })
+            .collect();
+        let dot =
+            |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| f64::from(x * y)).sum::<f64>();
+        let diff: Vec<f32> = g.iter().zip(&fd).map(|(a, b)| a - b).collect();
+        let cos = dot(&g, &fd) / (dot(&g, &g) * dot(&fd, &fd)).sqrt();
+        let rel = (dot(&diff, &diff) / dot(&fd, &fd)).sqrt();
+        eprintln!(
+            "{}: {} entries, cosine {cos:.4}, relative error {rel:.3}",
+            p.name,
+            g.len()
+        );
+        // A wiring fault (a transposed weight, a wrong gather index) gives a cosine near 0;
+        // quantization moves a few ReLU/ReLU6/max-pool decisions, which costs a few percent.
+        assert!(
+            cos > 0.95 && rel < 0.3,
+            "{}: cosine {cos}, relative error {rel}",
+            p.name
+        );
+    }
+}
+
+#[test]
+fn qat_recovers_part_of_a_large_per_tensor_ptq_loss() {
+    // Same float function, one hidden unit 128x larger: with per-tensor weights its scale
+    // crushes the other 15 units' weights to a few levels.
+    let balanced = FloatModel::from_bytes(&mlp_bytes_rescaled(3, 1.0), Path::new("m")).unwrap();
+    let float = FloatModel::from_bytes(&mlp_bytes_rescaled(3, 128.0), Path::new("m")).unwrap();
+    let data = labelled(&balanced, 400, 2);
+    for r in data.x.chunks_exact(40).take(20) {
+        let (a, b) = (balanced.logits(r), float.logits(r));
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() < 1e-4 * (1.0 + x.abs()),
+                "rescaling changed {a:?} -> {b:?}"
+            );
+        }
+    }
+    let per_tensor = |qat: QatOptions| {
+        let mut o = opts(qat);
+        o.build.per_tensor_weights = true;
+        o
+    };
+    let ptq = quantize(&float, &data, &per_tensor(QatOptions::default())).unwrap();
+    let off = QatOptions {
+        mode: QatMode::Off,
+        ..Default::default()
+    };
+    let ptq_off = quantize(&float, &data, &per_tensor(off)).unwrap();
+    let channel = quantize(
+        &float,
+        &data,
+        &opts(QatOptions {
+            mode: QatMode::Off,
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    let qat = QatOptions {
+        mode: QatMode::On,
+        epochs: 10,
+        lr: 1e-3,
+        alpha: 1.0,
+        ..Default::default()
+    };
+    let out = quantize(&float, &data, &per_tensor(qat)).unwrap();
+    let step = out.steps.iter().find(|s| s.name == "QAT + KD").unwrap();
+    eprintln!(
+        "float 100 %, per-channel PTQ {:.1} %, per-tensor PTQ {:.1} %, default recovery {:.1} %, \
+         QAT {:.1} % ({step:?})",
+        channel.int8_metric, ptq_off.int8_metric, ptq.int8_metric, out.int8_metric
+    );
+    // The labels are the float model's own predictions (100 %). The loss is large: the big
+    // unit sets both the weight scale and the hidden activation's range (so per-channel
+    // weights lose too, less), and QAT wins a good part of it back.
+    assert!(ptq_off.int8_metric < 80.0, "no large PTQ loss to recover");
+    assert!(
+        channel.int8_metric > ptq_off.int8_metric,
+        "per-tensor should lose more"
+    );
+    assert!(step.ran && step.kept, "{step:?}");
+    assert!(out.int8_metric > ptq_off.int8_metric + 5.0, "{step:?}");
 }
 
 #[test]

@@ -128,6 +128,15 @@ pub fn cnn_bytes(seed: u64) -> Vec<u8> {
 
 /// An MLP 40-16-10 with a GAP-free flat input.
 pub fn mlp_bytes(seed: u64) -> Vec<u8> {
+    mlp_bytes_rescaled(seed, 1.0)
+}
+
+/// [`mlp_bytes`] with hidden unit 0's incoming weights and bias multiplied by `k` and its
+/// outgoing weights divided by `k`. ReLU is positive-homogeneous, so the float function is
+/// the same; per-tensor weight quantization (one scale for the whole first layer, set by the
+/// large unit) and the hidden activation's range are not: the classic case where PTQ loses
+/// accuracy and cross-layer equalization or QAT must recover it.
+pub fn mlp_bytes_rescaled(seed: u64, k: f32) -> Vec<u8> {
     let mut r = Rng::new(seed);
     let layers = json!([
         {"type": "flatten"},
@@ -148,6 +157,14 @@ pub fn mlp_bytes(seed: u64) -> Vec<u8> {
             (0..10).map(|_| 0.1 * r.normal()).collect(),
         ),
     ];
+    let mut tensors = tensors;
+    for w in &mut tensors[0].2[..40] {
+        *w *= k;
+    }
+    tensors[1].2[0] *= k;
+    for row in tensors[2].2.chunks_exact_mut(16) {
+        row[0] /= k;
+    }
     float_model_bytes([1, 40, 1], 10, &[0.5], &[2.0], layers, &tensors)
 }
 
