@@ -184,3 +184,47 @@ pub fn read_model(path: &Path) -> Result<AlignedBytes> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(AlignedBytes::copy_from(&bytes))
 }
+
+/// `base.join(rel)` with `.` and `dir/..` removed lexically (no file-system access), so
+/// paths from a recipe print as `models/teachers/t.onnx`, not `models/recipes/../teachers/t.onnx`.
+/// A leading `..` that has nothing to cancel is kept.
+pub fn join_clean(base: &Path, rel: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in base.join(rel).components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_clean;
+    use std::path::Path;
+
+    #[test]
+    fn join_clean_removes_dot_and_dotdot_lexically() {
+        let j = |b: &str, r: &str| join_clean(Path::new(b), Path::new(r));
+        assert_eq!(
+            j("models/recipes", "../teachers/t.onnx"),
+            Path::new("models/teachers/t.onnx")
+        );
+        assert_eq!(
+            j("models/recipes", "./d/../x.npy"),
+            Path::new("models/recipes/x.npy")
+        );
+        assert_eq!(j("a", "../../x"), Path::new("../x"));
+        assert_eq!(j("/r", "../../x"), Path::new("/x"));
+        assert_eq!(j("a", "/abs/y"), Path::new("/abs/y"));
+    }
+}

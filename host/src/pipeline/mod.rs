@@ -584,7 +584,7 @@ fn quantized_test_inputs(int8: &Int8Model, splits: &Splits) -> Result<(Matrix<i8
         cols,
         data,
     };
-    let expected = targets::host_outputs(model, &inputs)?;
+    let expected = crate::cmd::infer::run_batch(model, Some(&inputs), None)?.int8;
     Ok((inputs, expected))
 }
 

@@ -245,7 +245,7 @@ fn check(r: &PipelineRecipe, base: &Path) -> Result<Vec<TargetSpec>> {
     output_kind(&t.output)?;
     for (key, p) in [("teacher.onnx", &t.onnx), ("teacher.file", &t.file)] {
         if let Some(p) = p {
-            let full = base.join(p);
+            let full = crate::io::join_clean(base, p);
             ensure!(full.is_file(), "{key}: {} does not exist", full.display());
         }
     }
@@ -256,7 +256,7 @@ fn check(r: &PipelineRecipe, base: &Path) -> Result<Vec<TargetSpec>> {
         ("data.test_labels", r.data.test_labels.as_ref()),
     ] {
         if let Some(p) = p {
-            let full = base.join(p);
+            let full = crate::io::join_clean(base, p);
             ensure!(full.is_file(), "{key}: {} does not exist", full.display());
         }
     }
@@ -370,6 +370,6 @@ impl Pipeline {
         t.onnx
             .as_ref()
             .or(t.file.as_ref())
-            .map(|p| self.base.join(p))
+            .map(|p| crate::io::join_clean(&self.base, p))
     }
 }

@@ -71,9 +71,100 @@ pub fn thousands(v: u64) -> String {
     out
 }
 
+/// Columns of the model table: header and width (negative: left-aligned).
+const MODEL_COLUMNS: [(&str, i32); 6] = [
+    ("model", -16),
+    ("accuracy", 9),
+    ("params", 9),
+    ("flash B", 11),
+    ("arena B", 9),
+    ("MACs", 10),
+];
+
+/// Columns of the target table (Markdown adds a `note` column).
+const TARGET_COLUMNS: [(&str, i32); 9] = [
+    ("target", -10),
+    ("platform", -20),
+    ("bit-exact", 11),
+    ("edgekd µs", 10),
+    ("tract µs", 9),
+    ("instr/inf", 11),
+    ("instr/MAC", 9),
+    ("flash B", 9),
+    ("RAM B", 8),
+];
+
+fn model_cells(r: &ModelRow) -> Vec<String> {
+    vec![
+        r.model.clone(),
+        r.accuracy.map_or("-".into(), |a| format!("{a:.2} %")),
+        opt(r.params.map(|v| thousands(v as u64))),
+        opt(r.flash_bytes.map(thousands)),
+        opt(r.arena_bytes.map(thousands)),
+        opt(r.macs.map(thousands)),
+    ]
+}
+
+fn target_cells(t: &TargetResult) -> Vec<String> {
+    let tract = if t.tract_agrees == Some(false) {
+        " (tract differs)"
+    } else {
+        ""
+    };
+    vec![
+        t.target.clone(),
+        t.platform.clone(),
+        format!("{}/{}{tract}", t.samples - t.mismatches, t.samples),
+        opt(t.edgekd_us.map(|v| format!("{v:.1}"))),
+        opt(t.tract_us.map(|v| format!("{v:.1}"))),
+        opt(t.instructions.map(thousands)),
+        opt(t.instructions_per_mac.map(|v| format!("{v:.2}"))),
+        opt(t.flash_bytes.map(thousands)),
+        opt(t.ram_bytes.map(thousands)),
+    ]
+}
+
+/// One fixed-width terminal line.
+fn fixed_row(s: &mut String, columns: &[(&str, i32)], cells: &[String]) {
+    let parts: Vec<String> = columns
+        .iter()
+        .zip(cells)
+        .map(|(&(_, w), c)| {
+            let width = w.unsigned_abs() as usize;
+            if w < 0 {
+                format!("{c:<width$}")
+            } else {
+                format!("{c:>width$}")
+            }
+        })
+        .collect();
+    let _ = writeln!(s, "{}", parts.join(" ").trim_end());
+}
+
+/// One Markdown table line.
+fn markdown_row(s: &mut String, cells: &[String]) {
+    let _ = writeln!(s, "| {} |", cells.join(" | "));
+}
+
+/// A Markdown header: names, then right-aligned numeric columns (the first `text` are text).
+fn markdown_header(s: &mut String, names: &[&str], text: usize) {
+    markdown_row(s, &names.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+    let rule: Vec<String> = (0..names.len())
+        .map(|i| if i < text { "---" } else { "---:" }.to_string())
+        .collect();
+    markdown_row(s, &rule);
+}
+
 impl RunReport {
     fn model_rows(&self) -> [&ModelRow; 3] {
         [&self.teacher, &self.student_f32, &self.student_int8]
+    }
+
+    fn agreement(&self) -> Option<String> {
+        let (a, t) = (self.agreement_int8_f32?, self.agreement_int8_teacher?);
+        Some(format!(
+            "int8 student agrees with the f32 student on {a:.2} % and with the teacher on {t:.2} % of the test samples"
+        ))
     }
 
     /// The table printed at the end of `edgekd run`.
@@ -84,66 +175,18 @@ impl RunReport {
             "\n{}: {} test samples; teacher {}",
             self.name, self.test_samples, self.teacher_describe
         );
-        let _ = writeln!(
-            s,
-            "{:<16} {:>9} {:>9} {:>11} {:>9} {:>10}",
-            "model", "accuracy", "params", "flash B", "arena B", "MACs"
-        );
+        let heads = |c: &[(&str, i32)]| c.iter().map(|h| h.0.to_string()).collect::<Vec<_>>();
+        fixed_row(&mut s, &MODEL_COLUMNS, &heads(&MODEL_COLUMNS));
         for r in self.model_rows() {
-            let _ = writeln!(
-                s,
-                "{:<16} {:>9} {:>9} {:>11} {:>9} {:>10}",
-                r.model,
-                r.accuracy.map_or("-".into(), |a| format!("{a:.2} %")),
-                opt(r.params.map(|v| thousands(v as u64))),
-                opt(r.flash_bytes.map(thousands)),
-                opt(r.arena_bytes.map(thousands)),
-                opt(r.macs.map(thousands)),
-            );
+            fixed_row(&mut s, &MODEL_COLUMNS, &model_cells(r));
         }
-        if let (Some(a), Some(t)) = (self.agreement_int8_f32, self.agreement_int8_teacher) {
-            let _ = writeln!(
-                s,
-                "int8 student agrees with the f32 student on {a:.2} % and with the teacher on {t:.2} % of the test samples"
-            );
+        if let Some(a) = self.agreement() {
+            let _ = writeln!(s, "{a}");
         }
-        let _ = writeln!(
-            s,
-            "\n{:<10} {:<20} {:>11} {:>10} {:>9} {:>11} {:>9} {:>9} {:>8}",
-            "target",
-            "platform",
-            "bit-exact",
-            "edgekd µs",
-            "tract µs",
-            "instr/inf",
-            "instr/MAC",
-            "flash B",
-            "RAM B"
-        );
+        s.push('\n');
+        fixed_row(&mut s, &TARGET_COLUMNS, &heads(&TARGET_COLUMNS));
         for t in &self.targets {
-            let exact = format!(
-                "{}/{}{}",
-                t.samples - t.mismatches,
-                t.samples,
-                if t.tract_agrees == Some(false) {
-                    " (tract differs)"
-                } else {
-                    ""
-                }
-            );
-            let _ = writeln!(
-                s,
-                "{:<10} {:<20} {:>11} {:>10} {:>9} {:>11} {:>9} {:>9} {:>8}",
-                t.target,
-                t.platform,
-                exact,
-                opt(t.edgekd_us.map(|v| format!("{v:.1}"))),
-                opt(t.tract_us.map(|v| format!("{v:.1}"))),
-                opt(t.instructions.map(thousands)),
-                opt(t.instructions_per_mac.map(|v| format!("{v:.2}"))),
-                opt(t.flash_bytes.map(thousands)),
-                opt(t.ram_bytes.map(thousands)),
-            );
+            fixed_row(&mut s, &TARGET_COLUMNS, &target_cells(t));
         }
         for t in self.targets.iter().filter(|t| !t.note.is_empty()) {
             let _ = writeln!(s, "  {}: {}", t.target, t.note);
@@ -165,61 +208,32 @@ impl RunReport {
             "Teacher: {}. Test samples: {}. Wall time of the run that wrote this: {:.1} s.\n",
             self.teacher_describe, self.test_samples, self.wall_seconds
         );
-        let _ = writeln!(
-            s,
-            "| model | accuracy | params | flash bytes | arena bytes | MACs |"
-        );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+        markdown_header(&mut s, &MODEL_COLUMNS.map(|c| c.0), 1);
         for r in self.model_rows() {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} |",
-                r.model,
-                r.accuracy.map_or("-".into(), |a| format!("{a:.2} %")),
-                opt(r.params),
-                opt(r.flash_bytes),
-                opt(r.arena_bytes),
-                opt(r.macs)
-            );
+            markdown_row(&mut s, &model_cells(r));
         }
         let _ = writeln!(
             s,
             "\nFlash bytes: the teacher's file, 4 bytes per f32 weight, the `.ekd` file. \
              The int8 accuracy is edgekd-runtime's on the host, the code the firmware runs.\n"
         );
-        if let (Some(a), Some(t)) = (self.agreement_int8_f32, self.agreement_int8_teacher) {
-            let _ = writeln!(
-                s,
-                "The int8 student agrees with the f32 student on {a:.2} % and with the teacher on {t:.2} % of the test samples.\n"
-            );
+        if let Some(a) = self.agreement() {
+            let _ = writeln!(s, "The {a}.\n");
         }
-        let _ = writeln!(
-            s,
-            "| target | platform | bit-exact with host runtime | edgekd µs | tract µs | instructions / inference | instructions / MAC | flash bytes | RAM bytes | note |"
-        );
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+        let mut names = TARGET_COLUMNS.map(|c| c.0).to_vec();
+        names.push("note");
+        markdown_header(&mut s, &names, 2);
         for t in &self.targets {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} |",
-                t.target,
-                t.platform,
-                t.samples - t.mismatches,
-                t.samples,
-                opt(t.edgekd_us.map(|v| format!("{v:.1}"))),
-                opt(t.tract_us.map(|v| format!("{v:.1}"))),
-                opt(t.instructions),
-                opt(t.instructions_per_mac.map(|v| format!("{v:.2}"))),
-                opt(t.flash_bytes),
-                opt(t.ram_bytes),
-                t.note
-            );
+            let mut cells = target_cells(t);
+            cells.push(t.note.clone());
+            markdown_row(&mut s, &cells);
         }
         let _ = writeln!(
             s,
-            "\nQEMU counts instructions (`-icount`), not cycles: a real core stalls on flash \
-             wait states and multi-cycle instructions. Host and tract latencies are medians on \
-             this machine; emulated aarch64 timings are not reported.\n"
+            "\nbit-exact: samples whose outputs equal the host runtime's. QEMU counts \
+             instructions (`-icount`), not cycles: a real core stalls on flash wait states and \
+             multi-cycle instructions. Host and tract latencies are medians on this machine; \
+             emulated aarch64 timings are not reported.\n"
         );
         let _ = writeln!(s, "Files: {}\n", self.files.join(", "));
         let _ = writeln!(s, "## Recipe\n\n```toml\n{}```", self.recipe);

@@ -11,6 +11,7 @@
 
 use crate::cmd::bench::{self, Board, FirmwareDir};
 use crate::cmd::bench_arm;
+use crate::cmd::infer::run_batch;
 use crate::io::{self, Matrix};
 use anyhow::{bail, ensure, Context, Result};
 use edgekd_runtime::{Interpreter, Model};
@@ -274,24 +275,6 @@ impl Probe<'_> {
     }
 }
 
-/// Runs `input` through edgekd-runtime on the host: one output row per input row.
-pub fn host_outputs(model: Model<'_>, inputs: &Matrix<i8>) -> Result<Matrix<i8>> {
-    let mut arena = vec![0u8; model.arena_size()];
-    let mut interp = Interpreter::new(model, &mut arena)?;
-    let cols = model.output(0)?.elements();
-    let mut data = Vec::with_capacity(inputs.rows * cols);
-    for r in 0..inputs.rows {
-        interp.input_mut(0)?.copy_from_slice(inputs.row(r));
-        interp.invoke()?;
-        data.extend_from_slice(interp.output(0)?);
-    }
-    Ok(Matrix {
-        rows: inputs.rows,
-        cols,
-        data,
-    })
-}
-
 fn mismatches(expected: &Matrix<i8>, got: &[Vec<i8>]) -> usize {
     (0..expected.rows)
         .filter(|&r| got.get(r).map(Vec::as_slice) != Some(expected.row(r)))
@@ -389,7 +372,7 @@ fn measure_host(target: &TargetSpec, p: &Probe<'_>) -> Result<TargetResult> {
     let mut out = TargetResult::new(target, std::env::consts::ARCH, p.inputs.rows);
     // edgekd-runtime: the host runtime is the reference, so its row checks determinism
     // (a second pass equals the first) and measures latency.
-    let again = host_outputs(model, p.inputs)?;
+    let again = run_batch(model, Some(p.inputs), None)?.int8;
     out.mismatches = (0..p.inputs.rows)
         .filter(|&r| again.row(r) != p.expected.row(r))
         .count();
