@@ -36,6 +36,7 @@ fn int8_model(float_bytes: &[u8], softmax: bool) -> Vec<u8> {
             mode: QatMode::Off,
             ..Default::default()
         },
+        ..Default::default()
     };
     quantize(
         &float,

@@ -223,6 +223,7 @@ fn compare(float_bytes: &[u8], seed: u64) -> Compared {
             mode: QatMode::Off,
             ..Default::default()
         },
+        ..Default::default()
     };
     let out = quantize(
         &float,

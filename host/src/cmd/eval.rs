@@ -24,6 +24,10 @@ pub struct Args {
     /// A float teacher (`model.safetensors`).
     #[arg(long)]
     pub teacher: Option<PathBuf>,
+    /// The model was quantized with `--equalize`: equalize `--float` the same way before
+    /// comparing layer by layer (the logits are the same either way).
+    #[arg(long, requires = "float")]
+    pub equalize: bool,
     /// Output directory: report.json, summary.md, confusion.svg, sqnr.svg.
     #[arg(long, short)]
     pub out: PathBuf,
@@ -46,7 +50,10 @@ pub fn run(args: Args) -> Result<()> {
         .iter()
         .map(|&v| u32::try_from(v).with_context(|| format!("{}: label {v}", args.labels.display())))
         .collect::<Result<_>>()?;
-    let student = args.float.as_deref().map(FloatModel::load).transpose()?;
+    let mut student = args.float.as_deref().map(FloatModel::load).transpose()?;
+    if let (true, Some(m)) = (args.equalize, student.as_mut()) {
+        crate::quant::equalize::equalize(m);
+    }
     let teacher = args.teacher.as_deref().map(FloatModel::load).transpose()?;
     let report = evaluate(
         &int8,

@@ -50,6 +50,12 @@ pub struct Args {
     /// One weight scale per tensor instead of per output channel (refused for depthwise).
     #[arg(long)]
     pub per_tensor_weights: bool,
+    /// Cross-layer equalization first: rescale the channels between consecutive conv/dense
+    /// layers (through ReLU, pooling, flatten) so each pair shares its weight ranges. Same
+    /// float function; helps most with --per-tensor-weights. `edgekd eval --equalize` then
+    /// compares per-layer SQNR against the equalized float model.
+    #[arg(long)]
+    pub equalize: bool,
     /// Accuracy-drop budget in points that triggers recovery steps.
     #[arg(long, default_value_t = 0.5)]
     pub max_drop: f64,
@@ -188,6 +194,7 @@ pub fn run(args: Args) -> Result<()> {
             seed: args.qat_seed,
             holdout: args.qat_holdout,
         },
+        equalize: args.equalize,
     };
     opts.qat.validate()?;
     let out = quantize(&float, &data, &opts)?;

@@ -308,7 +308,12 @@ pub fn run(p: &Pipeline, opts: &Options) -> Result<RunReport> {
         x: splits.test.x.clone(),
         y: splits.test.y.clone(),
     };
-    let eval = eval::evaluate(&int8, Some(&student), None, &test)?;
+    // Per-layer SQNR compares against the float model the int8 file was built from.
+    let mut reference = student.clone();
+    if p.recipe.quantize.equalize {
+        crate::quant::equalize::equalize(&mut reference);
+    }
+    let eval = eval::evaluate(&int8, Some(&reference), None, &test)?;
     let eval_dir = opts.out.join("eval");
     io::write_atomic(
         &eval_dir.join("report.json"),
@@ -525,6 +530,7 @@ fn quantize_stage(
             search_samples: q.search_samples,
             // QAT + KD when the drop exceeds the budget after bias correction.
             qat: crate::quant::QatOptions::default(),
+            equalize: q.equalize,
         },
     )?;
     for w in &outcome.warnings {

@@ -130,6 +130,8 @@ pub struct QuantizeSpec {
     pub softmax: bool,
     /// One weight scale per tensor instead of per channel.
     pub per_tensor_weights: bool,
+    /// Cross-layer equalization before calibration.
+    pub equalize: bool,
 }
 
 impl Default for QuantizeSpec {
@@ -143,6 +145,7 @@ impl Default for QuantizeSpec {
             search_samples: 500,
             softmax: false,
             per_tensor_weights: false,
+            equalize: false,
         }
     }
 }

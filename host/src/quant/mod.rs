@@ -2,6 +2,8 @@
 //!
 //! - [`float`]: the float model file as plain arrays and a reference forward pass.
 //! - [`calib`]: streaming calibration statistics and range selection (min/max, percentile, MSE).
+//! - [`equalize`]: cross-layer equalization (opt-in), so one outlier channel does not set a
+//!   whole per-tensor weight scale.
 //! - [`build`]: int8 weights/biases/activation parameters, written with `ModelBuilder`.
 //! - [`int8`]: running the result with `edgekd-runtime` and probing every op's output.
 //! - [`ptq`]: the pipeline (`auto` calibration, recovery: bias correction, then QAT + KD).
@@ -11,6 +13,7 @@
 
 pub mod build;
 pub mod calib;
+pub mod equalize;
 pub mod float;
 pub mod int8;
 pub mod ptq;

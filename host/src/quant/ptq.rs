@@ -13,6 +13,7 @@
 
 use super::build::{build, groups, BuildOptions, Built};
 use super::calib::{sqnr_db, Histogram, Method, MinMax};
+use super::equalize::equalize;
 use super::float::{apply, FloatModel, Layer};
 use super::int8::{accuracy, agreement, float_predictions, Int8Model, SqnrProbe};
 use super::qat::{finetune, QatMode, QatOptions};
@@ -69,6 +70,8 @@ pub struct PtqOptions {
     pub search_samples: usize,
     /// Quantization-aware fine-tuning (policy and settings).
     pub qat: QatOptions,
+    /// Cross-layer equalization before calibration ([`super::equalize`]).
+    pub equalize: bool,
 }
 
 impl Default for PtqOptions {
@@ -82,6 +85,7 @@ impl Default for PtqOptions {
             bias_correction: BiasCorrection::Auto,
             search_samples: 500,
             qat: QatOptions::default(),
+            equalize: false,
         }
     }
 }
@@ -377,6 +381,31 @@ pub fn bias_correct(
 pub fn quantize(model: &FloatModel, data: &CalibSet, opts: &PtqOptions) -> Result<Outcome> {
     opts.qat.validate()?;
     let warnings = validate(model, data)?;
+    // Everything below (ranges, the int8 file, the per-layer report, QAT) works on the
+    // equalized model: the same function with differently scaled intermediate channels.
+    let equalized_model;
+    let mut equalize_step = None;
+    let model = if opts.equalize {
+        let t0 = std::time::Instant::now();
+        let mut m = model.clone();
+        let e = equalize(&mut m);
+        equalize_step = Some(Step {
+            name: "cross-layer equalization".into(),
+            ran: true,
+            kept: true,
+            before: None,
+            after: None,
+            note: format!(
+                "{} layer pair(s) rescaled (conv/dense -> conv/dense through ReLU, pooling or flatten)",
+                e.pairs
+            ),
+            seconds: Some(t0.elapsed().as_secs_f64()),
+        });
+        equalized_model = m;
+        &equalized_model
+    } else {
+        model
+    };
     let f = model.features();
     let n = data.x.len() / f;
     let hist = statistics(model, &data.x);
@@ -396,7 +425,7 @@ pub fn quantize(model: &FloatModel, data: &CalibSet, opts: &PtqOptions) -> Resul
     let mut built = build(model, &ranges, &opts.build)?;
     let mut int8 = Int8Model::new(&built.bytes)?;
     let mut int8_metric = metric(&int8.outputs(&data.x, f)?.predictions, &float_pred, labels);
-    let mut steps = Vec::new();
+    let mut steps: Vec<Step> = equalize_step.into_iter().collect();
     let over = |m: f64| float_metric - m > opts.max_drop;
     let run_bc = match opts.bias_correction {
         BiasCorrection::On => true,
