@@ -32,7 +32,7 @@ pub fn run(args: Args) -> Result<()> {
     let p = recipe::load(&args.recipe)?;
     let out = match (&args.out, &p.recipe.out) {
         (Some(o), _) => o.clone(),
-        (None, Some(o)) => p.base.join(o),
+        (None, Some(o)) => crate::io::join_clean(&p.base, o),
         (None, None) => PathBuf::from("runs").join(&p.recipe.name),
     };
     let report = pipeline::run(
