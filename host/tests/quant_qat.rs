@@ -28,6 +28,13 @@ fn labelled(float: &FloatModel, n: usize, seed: u64) -> CalibSet {
     CalibSet { x, labels: Some(y) }
 }
 
+fn qat_off() -> QatOptions {
+    QatOptions {
+        mode: QatMode::Off,
+        ..Default::default()
+    }
+}
+
 fn opts(qat: QatOptions) -> PtqOptions {
     PtqOptions {
         calibration: Calibration::Fixed(Method::Mse),
@@ -65,15 +72,7 @@ fn ste_gradient_is_identity_inside_the_range_and_zero_outside() {
 fn fake_quantized_forward_uses_the_int8_model_weights_exactly() {
     let float = cnn();
     let data = labelled(&float, 300, 1);
-    let out = quantize(
-        &float,
-        &data,
-        &opts(QatOptions {
-            mode: QatMode::Off,
-            ..Default::default()
-        }),
-    )
-    .unwrap();
+    let out = quantize(&float, &data, &opts(qat_off())).unwrap();
     let mut net = QatNet::new(&float, &out.ranges, false).unwrap();
     let mut checked = 0;
     for qw in &out.built.weights {
@@ -274,20 +273,8 @@ fn qat_recovers_part_of_a_large_per_tensor_ptq_loss() {
         o
     };
     let ptq = quantize(&float, &data, &per_tensor(QatOptions::default())).unwrap();
-    let off = QatOptions {
-        mode: QatMode::Off,
-        ..Default::default()
-    };
-    let ptq_off = quantize(&float, &data, &per_tensor(off)).unwrap();
-    let channel = quantize(
-        &float,
-        &data,
-        &opts(QatOptions {
-            mode: QatMode::Off,
-            ..Default::default()
-        }),
-    )
-    .unwrap();
+    let ptq_off = quantize(&float, &data, &per_tensor(qat_off())).unwrap();
+    let channel = quantize(&float, &data, &opts(qat_off())).unwrap();
     let qat = QatOptions {
         mode: QatMode::On,
         epochs: 10,
@@ -318,15 +305,7 @@ fn qat_recovers_part_of_a_large_per_tensor_ptq_loss() {
 fn discarded_qat_leaves_the_ptq_model() {
     let float = cnn();
     let data = labelled(&float, 300, 1);
-    let ptq = quantize(
-        &float,
-        &data,
-        &opts(QatOptions {
-            mode: QatMode::Off,
-            ..Default::default()
-        }),
-    )
-    .unwrap();
+    let ptq = quantize(&float, &data, &opts(qat_off())).unwrap();
     // Cross-entropy only at a high rate on near-tied labels: every epoch is worse.
     let out = quantize(
         &float,
