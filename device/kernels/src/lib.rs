@@ -88,6 +88,8 @@ pub use softmax::softmax;
 /// Cortex-M DSP): same contracts, same bits, the plainest code. Tests and the firmware
 /// self-test compare the fast kernels against these.
 pub mod reference {
+    #[cfg(feature = "add")]
+    pub use crate::add::add_reference as add;
     #[cfg(feature = "conv2d")]
     pub use crate::conv::conv2d_reference as conv2d;
     #[cfg(feature = "depthwise-conv2d")]

@@ -190,6 +190,21 @@ impl ChannelRq {
         }
     }
 
+    /// Prepares `multiplier_by_quantized_multiplier(x.wrapping_shl(pre), multiplier,
+    /// shift)` for `pre <= 31`: the two left shifts become one (wrapping shifts that
+    /// together exceed 31 leave 0, and so does multiplier 0).
+    #[cfg(feature = "add")]
+    #[inline(always)]
+    pub(crate) fn with_pre_shift(multiplier: i32, shift: i32, pre: u32) -> Self {
+        let mut rq = Self::new(multiplier, shift);
+        let left = u32::from(rq.left) + pre.min(31);
+        if left > 31 {
+            return Self::ZERO;
+        }
+        rq.left = left as u8;
+        rq
+    }
+
     /// [`multiply_by_quantized_multiplier`]`(acc, multiplier, shift)`.
     #[inline(always)]
     pub(crate) fn apply(&self, acc: i32) -> i32 {

@@ -6,6 +6,8 @@
 //! per-channel requantization are drawn from a seeded generator; each case must give
 //! the same `Result` and the same output bytes from both implementations.
 
+#[cfg(feature = "add")]
+use crate::{add, AddParams};
 use crate::{
     conv2d, depthwise_conv2d, fully_connected, reference, Clamp, ConvParams, FcParams, KernelError,
     Requant, Shape,
@@ -363,4 +365,75 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
         tallies[2].1.mismatches += u32::from(fast != want);
     }
     tallies
+}
+
+/// Runs `cases` random elementwise [`add`]s from `seed` against [`reference::add`]
+/// (lengths up to 1024, random zero points, multipliers, shifts — sometimes left
+/// shifts or out-of-range left_shift — and clamps); `macs` counts output elements.
+#[cfg(feature = "add")]
+pub fn run_add(seed: u64, cases: u32) -> Tally {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut a = [0i8; MAX_IN];
+    let mut b = [0i8; MAX_IN];
+    let mut out_a = [0i8; MAX_OUT];
+    let mut out_b = [0i8; MAX_OUT];
+    let mut tally = Tally::default();
+    let edges = [i32::MIN, i32::MIN + 1, -1, 0, 1, 1 << 30, i32::MAX];
+    for _ in 0..cases {
+        let len = rng.usize(0, MAX_OUT);
+        let mult = |rng: &mut Rng| -> (i32, i32) {
+            let m = if rng.range(0, 8) == 0 {
+                edges[rng.usize(0, edges.len() - 1)]
+            } else {
+                rng.range(1 << 30, i32::MAX)
+            };
+            let s = if rng.range(0, 8) == 0 {
+                rng.range(-40, 40)
+            } else {
+                rng.range(-20, 1)
+            };
+            (m, s)
+        };
+        let (m1, s1) = mult(&mut rng);
+        let (m2, s2) = mult(&mut rng);
+        let (mo, so) = mult(&mut rng);
+        let left_shift = match rng.range(0, 10) {
+            0 => rng.range(-2, 33),
+            _ => 20,
+        };
+        let clamp = if rng.range(0, 2) == 0 {
+            let (x, y) = (rng.range(-128, 127), rng.range(-128, 127));
+            Clamp {
+                min: x.min(y) as i8,
+                max: x.max(y) as i8,
+            }
+        } else {
+            Clamp::NONE
+        };
+        let p = AddParams {
+            input1_zero_point: rng.range(-128, 127),
+            input2_zero_point: rng.range(-128, 127),
+            output_zero_point: rng.range(-128, 127),
+            left_shift,
+            input1_multiplier: m1,
+            input1_shift: s1,
+            input2_multiplier: m2,
+            input2_shift: s2,
+            output_multiplier: mo,
+            output_shift: so,
+            clamp,
+        };
+        rng.fill(&mut a[..len], -128, 127);
+        rng.fill(&mut b[..len], -128, 127);
+        // Now and then a length mismatch: both must refuse it.
+        let len_b = if rng.range(0, 20) == 0 {
+            rng.usize(0, MAX_IN)
+        } else {
+            len
+        };
+        let fa = add(&p, &a[..len], &b[..len_b], &mut out_a[..len]);
+        let fb = reference::add(&p, &a[..len], &b[..len_b], &mut out_b[..len]);
+        compare(fa, fb, &out_a[..len], &out_b[..len], len as u64, &mut tally);
+    }
+    tally
 }

@@ -3,7 +3,7 @@
 //! shapes and data. The firmware's `selftest` feature runs the same generator in QEMU.
 #![cfg(feature = "selftest")]
 
-use edgekd_kernels::selftest::run;
+use edgekd_kernels::selftest::{run, run_add};
 
 #[test]
 fn fast_kernels_equal_reference_on_random_cases() {
@@ -16,5 +16,14 @@ fn fast_kernels_equal_reference_on_random_cases() {
                 "{kernel:?} seed {seed}: {t:?}"
             );
         }
+    }
+}
+
+#[test]
+fn prepared_add_equals_reference_on_random_cases() {
+    for seed in [1, 2, 3] {
+        let t = run_add(seed, 300);
+        assert_eq!(t.mismatches, 0, "Add seed {seed}: {t:?}");
+        assert!(t.cases == 300 && t.macs > 50_000, "Add seed {seed}: {t:?}");
     }
 }
