@@ -92,9 +92,10 @@ pub struct Tensor<'a> {
 }
 
 impl<'a> Tensor<'a> {
-    /// Decodes a record. Bounds are always checked; `check_values` also checks scales and
-    /// zero points, which [`Model::parse`](super::Model::parse) does once so that the
-    /// per-inference decode stays cheap.
+    /// Decodes a record. With `check_values` every field is checked (codes, shape,
+    /// sizes, bounds, scales and zero points), which [`Model::parse`](super::Model::parse)
+    /// does once for every record; without, the record is taken as validated and only
+    /// slice bounds are checked, so that the per-inference decode stays cheap.
     pub(super) fn parse(
         record: &'a [u8],
         data: &'a [u8],
@@ -104,6 +105,9 @@ impl<'a> Tensor<'a> {
         // A fixed-size view: every field read below is at a constant offset, so the
         // per-inference decode has no bounds checks left.
         let rec: &[u8; TENSOR_RECORD_LEN] = record.try_into().map_err(|_| Error::Truncated)?;
+        if !check_values {
+            return Self::parse_validated(rec, data);
+        }
         let u16_at = |at: usize| u16::from_le_bytes([rec[at], rec[at + 1]]);
         let u32_at =
             |at: usize| u32::from_le_bytes([rec[at], rec[at + 1], rec[at + 2], rec[at + 3]]);
@@ -175,6 +179,64 @@ impl<'a> Tensor<'a> {
                 Quant::PerChannel { scales, axis }
             }
             _ => return Err(Error::InvalidValue),
+        };
+        Ok(Tensor {
+            dtype,
+            storage,
+            quant,
+            dims,
+            rank,
+            offset,
+            byte_len,
+            constant,
+        })
+    }
+
+    /// The per-inference decode of a record that [`Self::parse`] with `check_values`
+    /// accepted when the model was parsed (the model bytes are immutable): the codes,
+    /// shape, sizes and quantization were checked then and are read without checking
+    /// again. Gives the same tensor as the checked decode for such a record. Every slice
+    /// is still taken with a bounds check, so a record that was never validated yields
+    /// an error or a wrong-but-safe tensor, never a panic or an out-of-bounds read.
+    fn parse_validated(rec: &'a [u8; TENSOR_RECORD_LEN], data: &'a [u8]) -> Result<Self, Error> {
+        let u16_at = |at: usize| u16::from_le_bytes([rec[at], rec[at + 1]]);
+        let u32_at =
+            |at: usize| u32::from_le_bytes([rec[at], rec[at + 1], rec[at + 2], rec[at + 3]]);
+        let dtype = if rec[0] == DType::I32.code() {
+            DType::I32
+        } else {
+            DType::I8
+        };
+        let rank = (rec[1] as usize).clamp(1, MAX_RANK);
+        let mut dims = [1usize; MAX_RANK];
+        for (i, d) in dims.iter_mut().enumerate().take(rank) {
+            *d = u16_at(4 + 2 * i) as usize;
+        }
+        let offset = u32_at(12) as usize;
+        let byte_len = u32_at(16) as usize;
+        let (storage, constant) = if rec[2] == 1 {
+            let end = offset.checked_add(byte_len).ok_or(Error::OutOfBounds)?;
+            (
+                Storage::Constant,
+                data.get(offset..end).ok_or(Error::OutOfBounds)?,
+            )
+        } else {
+            (Storage::Arena, &[][..])
+        };
+        let quant = match rec[3] {
+            1 => Quant::PerTensor {
+                scale: f32::from_bits(u32_at(20)),
+                zero_point: u32_at(24) as i32,
+            },
+            2 => {
+                let axis = rec[28] as usize;
+                let channels = *dims.get(axis).ok_or(Error::InvalidValue)?;
+                Quant::PerChannel {
+                    scales: f32_slice(data, u32_at(20) as usize, channels)?,
+                    axis,
+                }
+            }
+            _ => Quant::None,
         };
         Ok(Tensor {
             dtype,
