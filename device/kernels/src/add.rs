@@ -3,7 +3,8 @@
 use crate::quant::{clamp_to_i8, multiply_by_quantized_multiplier, ChannelRq};
 use crate::{AddParams, KernelError};
 
-/// Elements per pass of [`add`] (a 128-byte buffer on the stack).
+/// Elements per pass of [`add`] on DSP cores (a 128-byte buffer on the stack).
+#[cfg(all(target_arch = "arm", edgekd_dsp))]
 const CHUNK: usize = 32;
 
 /// Elementwise int8 addition of two same-length tensors (no broadcasting),
@@ -38,21 +39,49 @@ pub fn add(
         p.input2_zero_point,
         p.output_zero_point,
     );
-    // Two passes per chunk (inputs rescaled and summed, then the output requantized)
-    // keep each loop's parameters in registers.
-    let mut sums = [0i32; CHUNK];
-    for ((o, a), b) in output
-        .chunks_mut(CHUNK)
-        .zip(input1.chunks(CHUNK))
-        .zip(input2.chunks(CHUNK))
+    // Without SMULL (portable builds, the Cortex-M0): the input rescalings in 32-bit
+    // arithmetic when the zero points keep `|x - zp| <= 255` and the combined left shift
+    // (`left_shift` plus a positive input shift) is in 15..=23, as with TFLite's 20 and
+    // the input shifts it derives (<= 0); same bits as the general loop. One pass.
+    #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
     {
-        for ((s, &a), &b) in sums.iter_mut().zip(a).zip(b) {
-            let a = rq1.apply(i32::from(a).wrapping_sub(zp1));
-            let b = rq2.apply(i32::from(b).wrapping_sub(zp2));
-            *s = a.wrapping_add(b);
+        let elements = output.iter_mut().zip(input1).zip(input2);
+        if rq1.small_ok()
+            && rq2.small_ok()
+            && (-128..=127).contains(&zp1)
+            && (-128..=127).contains(&zp2)
+        {
+            for ((o, &a), &b) in elements {
+                let a = rq1.apply_small(i32::from(a) - zp1);
+                let b = rq2.apply_small(i32::from(b) - zp2);
+                *o = rqo.output(a.wrapping_add(b), ozp, lo, hi);
+            }
+        } else {
+            for ((o, &a), &b) in elements {
+                let a = rq1.apply(i32::from(a).wrapping_sub(zp1));
+                let b = rq2.apply(i32::from(b).wrapping_sub(zp2));
+                *o = rqo.output(a.wrapping_add(b), ozp, lo, hi);
+            }
         }
-        for (o, &s) in o.iter_mut().zip(&sums) {
-            *o = rqo.output(s, ozp, lo, hi);
+    }
+    // DSP cores: two passes per chunk (inputs rescaled and summed, then the output
+    // requantized) keep each loop's parameters in registers.
+    #[cfg(all(target_arch = "arm", edgekd_dsp))]
+    {
+        let mut sums = [0i32; CHUNK];
+        for ((o, a), b) in output
+            .chunks_mut(CHUNK)
+            .zip(input1.chunks(CHUNK))
+            .zip(input2.chunks(CHUNK))
+        {
+            for ((s, &a), &b) in sums.iter_mut().zip(a).zip(b) {
+                let a = rq1.apply(i32::from(a).wrapping_sub(zp1));
+                let b = rq2.apply(i32::from(b).wrapping_sub(zp2));
+                *s = a.wrapping_add(b);
+            }
+            for (o, &s) in o.iter_mut().zip(&sums) {
+                *o = rqo.output(s, ozp, lo, hi);
+            }
         }
     }
     Ok(())

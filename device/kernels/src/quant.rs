@@ -205,6 +205,31 @@ impl ChannelRq {
         rq
     }
 
+    /// Whether [`Self::apply_small`] applies: the left shift is in `15..=23`.
+    #[cfg(all(feature = "add", not(all(target_arch = "arm", edgekd_dsp))))]
+    #[inline(always)]
+    pub(crate) fn small_ok(&self) -> bool {
+        (15..=23).contains(&self.left)
+    }
+
+    /// [`Self::apply`]`(d)` for `|d| <= 255` when [`Self::small_ok`], without a 64-bit
+    /// multiply (cores without `SMULL`, e.g. the Cortex-M0, call a library routine for
+    /// one). With `x = d * 2^left` (no overflow: `|x| < 2^31`, so the saturating case
+    /// cannot occur) gemmlowp's high multiply is `floor((d * m + 2^(s-1)) / 2^s)` for
+    /// `s = 31 - left` in `8..=16`; splitting `m = mh * 2^16 + ml` gives
+    /// `d * mh * 2^(16-s) + floor((d * ml + 2^(s-1)) / 2^s)`, both products under 2^24.
+    #[cfg(all(feature = "add", not(all(target_arch = "arm", edgekd_dsp))))]
+    #[inline(always)]
+    pub(crate) fn apply_small(&self, d: i32) -> i32 {
+        let s = 31 - u32::from(self.left);
+        let (mh, ml) = (self.multiplier >> 16, self.multiplier & 0xffff);
+        let hi = d.wrapping_mul(mh).wrapping_shl(16 - s);
+        let lo = d.wrapping_mul(ml).wrapping_add(1 << (s - 1)) >> s;
+        let v = hi.wrapping_add(lo);
+        let threshold = (self.mask >> 1) + (v as u32 >> 31) as i32;
+        (v >> self.right) + i32::from((v & self.mask) > threshold)
+    }
+
     /// [`multiply_by_quantized_multiplier`]`(acc, multiplier, shift)`.
     #[inline(always)]
     pub(crate) fn apply(&self, acc: i32) -> i32 {
@@ -446,6 +471,48 @@ mod tests {
             saturating_rounding_doubling_high_mul(i32::MIN, i32::MAX),
             -i32::MAX
         );
+    }
+
+    /// The 32-bit input rescaling of the portable ADD against the reference, for every
+    /// `x - zp` an int8 pair can give, every combined left shift it takes and edge and
+    /// random multipliers and right shifts.
+    #[cfg(all(feature = "add", not(all(target_arch = "arm", edgekd_dsp))))]
+    #[test]
+    fn apply_small_equals_reference() {
+        let mut mults = [0i32; 48];
+        mults[..8].copy_from_slice(&[
+            i32::MIN,
+            i32::MIN + 1,
+            -(1 << 30),
+            -1,
+            0,
+            1,
+            1 << 30,
+            i32::MAX,
+        ]);
+        let mut r: u32 = 12345;
+        for m in mults[8..].iter_mut() {
+            r = r.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *m = r as i32;
+        }
+        for pre in 15..=23u32 {
+            for shift in -33..=8 {
+                for &m in &mults {
+                    let rq = ChannelRq::with_pre_shift(m, shift, pre);
+                    if !rq.small_ok() {
+                        continue;
+                    }
+                    for d in -255i32..=255 {
+                        let want = multiply_by_quantized_multiplier(d.wrapping_shl(pre), m, shift);
+                        assert_eq!(
+                            rq.apply_small(d),
+                            want,
+                            "d={d} m={m} shift={shift} pre={pre}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
