@@ -24,6 +24,31 @@ pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
     ((ab + (1 << 30)) >> 31) as i32
 }
 
+/// [`saturating_rounding_doubling_high_mul`] with 32-bit multiplies only (16-bit
+/// halves, Hacker's Delight `mulhs`): cores without a 32x32->64 multiply (the
+/// Cortex-M0 calls `__aeabi_lmul`, ~40 instructions, for the i64 product). Same bits.
+#[inline(always)]
+pub fn srdhm_halves(a: i32, b: i32) -> i32 {
+    if a == i32::MIN && b == i32::MIN {
+        return i32::MAX;
+    }
+    let (ah, al) = (a >> 16, a & 0xffff);
+    let (bh, bl) = (b >> 16, b & 0xffff);
+    // Every partial sum below stays inside i32 / u32 (|ah|, |bh| <= 2^15, al, bl < 2^16).
+    let lo = (al as u32).wrapping_mul(bl as u32);
+    let t = ah.wrapping_mul(bl).wrapping_add((lo >> 16) as i32);
+    let u = al.wrapping_mul(bh).wrapping_add(t & 0xffff);
+    let hi = ah
+        .wrapping_mul(bh)
+        .wrapping_add(t >> 16)
+        .wrapping_add(u >> 16);
+    let low = ((u as u32) << 16) | (lo & 0xffff);
+    // (hi:low + 2^30) >> 31, with the carry out of the low word.
+    let low_n = low.wrapping_add(1 << 30);
+    let hi_n = hi.wrapping_add(i32::from(low_n < low));
+    (hi_n << 1) | (low_n >> 31) as i32
+}
+
 /// gemmlowp `RoundingDivideByPOT`: `x / 2^exponent` rounded to nearest, ties
 /// away from zero. `exponent` is meant to be in `0..=31`; values outside are
 /// clamped into that range.
@@ -253,10 +278,11 @@ impl ChannelRq {
     #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
     #[inline(always)]
     fn apply_portable(&self, acc: i32) -> i32 {
-        let v = saturating_rounding_doubling_high_mul(
-            acc.wrapping_shl(u32::from(self.left)),
-            self.multiplier,
-        );
+        #[cfg(target_arch = "arm")]
+        let srdhm = srdhm_halves;
+        #[cfg(not(target_arch = "arm"))]
+        let srdhm = saturating_rounding_doubling_high_mul;
+        let v = srdhm(acc.wrapping_shl(u32::from(self.left)), self.multiplier);
         // RoundingDivideByPOT: ties away from zero (one more for negative values).
         let threshold = (self.mask >> 1) + (v as u32 >> 31) as i32;
         (v >> self.right) + i32::from((v & self.mask) > threshold)
@@ -512,6 +538,54 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn srdhm_halves_equals_srdhm() {
+        let edges = [
+            i32::MIN,
+            i32::MIN + 1,
+            -(1 << 30) - 1,
+            -(1 << 30),
+            -65537,
+            -65536,
+            -65535,
+            -32768,
+            -3,
+            -1,
+            0,
+            1,
+            3,
+            32767,
+            65535,
+            65536,
+            1 << 30,
+            i32::MAX - 1,
+            i32::MAX,
+        ];
+        for &a in &edges {
+            for &b in &edges {
+                assert_eq!(
+                    srdhm_halves(a, b),
+                    saturating_rounding_doubling_high_mul(a, b),
+                    "{a} {b}"
+                );
+            }
+        }
+        let mut r: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..2_000_000 {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            let (a, b) = (r as i32, (r >> 32) as i32);
+            // Small accumulators too, as conv outputs are.
+            let a = if r & 0x100 != 0 { a >> (r >> 59) } else { a };
+            assert_eq!(
+                srdhm_halves(a, b),
+                saturating_rounding_doubling_high_mul(a, b),
+                "{a} {b}"
+            );
         }
     }
 
