@@ -45,6 +45,22 @@ pub fn run(out: &mut impl Write) -> Verdict {
         add.mismatches,
         add.macs
     );
+    let mut pool = selftest::Tally::default();
+    for seed in SEEDS {
+        let t = selftest::run_max_pool(seed, CASES);
+        pool.cases += t.cases;
+        pool.mismatches += t.mismatches;
+        pool.macs += t.macs;
+    }
+    failed |= pool.mismatches != 0 || pool.cases == 0;
+    let _ = writeln!(
+        out,
+        "selftest kernel=MaxPool2D dsp={} cases={} mismatches={} elements={}",
+        edgekd_kernels::DSP_KERNELS,
+        pool.cases,
+        pool.mismatches,
+        pool.macs
+    );
     let verdict = if failed { Verdict::Fail } else { Verdict::Pass };
     let _ = writeln!(
         out,

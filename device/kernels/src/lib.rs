@@ -96,6 +96,8 @@ pub mod reference {
     pub use crate::depthwise::depthwise_conv2d_reference as depthwise_conv2d;
     #[cfg(feature = "fully-connected")]
     pub use crate::fully_connected::fully_connected_reference as fully_connected;
+    #[cfg(feature = "pool")]
+    pub use crate::pool::max_pool2d_reference as max_pool2d;
 }
 
 /// Working memory of the im2col [`conv2d`], [`fully_connected`] and (DSP)
