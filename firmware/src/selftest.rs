@@ -39,7 +39,7 @@ pub fn run(out: &mut impl Write) -> Verdict {
     failed |= add.mismatches != 0 || add.cases == 0;
     let _ = writeln!(
         out,
-        "selftest kernel=Add dsp={} cases={} mismatches={} elements={}",
+        "selftest elementwise kernel=Add dsp={} cases={} mismatches={} elements={}",
         edgekd_kernels::DSP_KERNELS,
         add.cases,
         add.mismatches,
@@ -55,7 +55,7 @@ pub fn run(out: &mut impl Write) -> Verdict {
     failed |= pool.mismatches != 0 || pool.cases == 0;
     let _ = writeln!(
         out,
-        "selftest kernel=MaxPool2D dsp={} cases={} mismatches={} elements={}",
+        "selftest elementwise kernel=MaxPool2D dsp={} cases={} mismatches={} elements={}",
         edgekd_kernels::DSP_KERNELS,
         pool.cases,
         pool.mismatches,
