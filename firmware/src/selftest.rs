@@ -29,6 +29,38 @@ pub fn run(out: &mut impl Write) -> Verdict {
             edgekd_kernels::DSP_KERNELS
         );
     }
+    let mut add = selftest::Tally::default();
+    for seed in SEEDS {
+        let t = selftest::run_add(seed, CASES);
+        add.cases += t.cases;
+        add.mismatches += t.mismatches;
+        add.macs += t.macs;
+    }
+    failed |= add.mismatches != 0 || add.cases == 0;
+    let _ = writeln!(
+        out,
+        "selftest elementwise kernel=Add dsp={} cases={} mismatches={} elements={}",
+        edgekd_kernels::DSP_KERNELS,
+        add.cases,
+        add.mismatches,
+        add.macs
+    );
+    let mut pool = selftest::Tally::default();
+    for seed in SEEDS {
+        let t = selftest::run_max_pool(seed, CASES);
+        pool.cases += t.cases;
+        pool.mismatches += t.mismatches;
+        pool.macs += t.macs;
+    }
+    failed |= pool.mismatches != 0 || pool.cases == 0;
+    let _ = writeln!(
+        out,
+        "selftest elementwise kernel=MaxPool2D dsp={} cases={} mismatches={} elements={}",
+        edgekd_kernels::DSP_KERNELS,
+        pool.cases,
+        pool.mismatches,
+        pool.macs
+    );
     let verdict = if failed { Verdict::Fail } else { Verdict::Pass };
     let _ = writeln!(
         out,

@@ -1,6 +1,6 @@
 //! Depthwise 2-D convolution (TFLite `DepthwiseConvPerChannel`, int8).
 
-use crate::quant::requantize;
+use crate::quant::{requantize, ChannelRq};
 use crate::{
     check_bias, check_len, check_requant, Axis, ConvParams, KernelError, Requant, Scratch, Shape,
 };
@@ -87,7 +87,7 @@ pub fn depthwise_conv2d_in(
         );
         return Ok(());
     }
-    depthwise_conv2d_reference(
+    direct::<true>(
         p,
         rq,
         input_shape,
@@ -104,6 +104,35 @@ pub fn depthwise_conv2d_in(
 /// architecture-specific code.
 #[allow(clippy::too_many_arguments)]
 pub fn depthwise_conv2d_reference(
+    p: &ConvParams,
+    rq: Requant<'_>,
+    input_shape: Shape,
+    input: &[i8],
+    filter_shape: Shape,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    output_shape: Shape,
+    output: &mut [i8],
+) -> Result<(), KernelError> {
+    direct::<false>(
+        p,
+        rq,
+        input_shape,
+        input,
+        filter_shape,
+        filter,
+        bias,
+        output_shape,
+        output,
+    )
+}
+
+/// The direct depthwise loop. `PREPARED`: each output's requantization through
+/// [`ChannelRq`] (split shifts, no 64-bit multiply on cores without `SMULL`, the asm
+/// sequence on DSP cores), the same bits as the reference's
+/// `multiply_by_quantized_multiplier`, which `PREPARED = false` keeps.
+#[allow(clippy::too_many_arguments)]
+fn direct<const PREPARED: bool>(
     p: &ConvParams,
     rq: Requant<'_>,
     input_shape: Shape,
@@ -212,7 +241,11 @@ pub fn depthwise_conv2d_reference(
                         } else {
                             (rq.multiplier[oc], rq.shift[oc])
                         };
-                        *o = requantize(a, m, s, ozp, lo, hi);
+                        *o = if PREPARED {
+                            ChannelRq::new(m, s).output(a, ozp, lo, hi)
+                        } else {
+                            requantize(a, m, s, ozp, lo, hi)
+                        };
                     }
                 }
             }

@@ -88,12 +88,16 @@ pub use softmax::softmax;
 /// Cortex-M DSP): same contracts, same bits, the plainest code. Tests and the firmware
 /// self-test compare the fast kernels against these.
 pub mod reference {
+    #[cfg(feature = "add")]
+    pub use crate::add::add_reference as add;
     #[cfg(feature = "conv2d")]
     pub use crate::conv::conv2d_reference as conv2d;
     #[cfg(feature = "depthwise-conv2d")]
     pub use crate::depthwise::depthwise_conv2d_reference as depthwise_conv2d;
     #[cfg(feature = "fully-connected")]
     pub use crate::fully_connected::fully_connected_reference as fully_connected;
+    #[cfg(feature = "pool")]
+    pub use crate::pool::max_pool2d_reference as max_pool2d;
 }
 
 /// Working memory of the im2col [`conv2d`], [`fully_connected`] and (DSP)

@@ -60,6 +60,33 @@ pub fn max_pool2d(
     output_shape: Shape,
     output: &mut [i8],
 ) -> Result<(), KernelError> {
+    #[cfg(all(target_arch = "arm", edgekd_dsp))]
+    if input_shape.c % 4 == 0 && input_shape.c <= 4 * crate::arm::pool::MAX_WORDS {
+        let Some((ay, ax)) = prepare(p, input_shape, input, output_shape, output)? else {
+            return Ok(());
+        };
+        return crate::arm::pool::max_pool_words(
+            p,
+            ay,
+            ax,
+            input_shape,
+            input,
+            output_shape,
+            output,
+        );
+    }
+    max_pool2d_reference(p, input_shape, input, output_shape, output)
+}
+
+/// The portable reference [`max_pool2d`]: same contract and bits, no
+/// architecture-specific code.
+pub fn max_pool2d_reference(
+    p: &PoolParams,
+    input_shape: Shape,
+    input: &[i8],
+    output_shape: Shape,
+    output: &mut [i8],
+) -> Result<(), KernelError> {
     let Some((ay, ax)) = prepare(p, input_shape, input, output_shape, output)? else {
         return Ok(());
     };

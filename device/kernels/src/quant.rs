@@ -24,6 +24,31 @@ pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
     ((ab + (1 << 30)) >> 31) as i32
 }
 
+/// [`saturating_rounding_doubling_high_mul`] with 32-bit multiplies only (16-bit
+/// halves, Hacker's Delight `mulhs`): cores without a 32x32->64 multiply (the
+/// Cortex-M0 calls `__aeabi_lmul`, ~40 instructions, for the i64 product). Same bits.
+#[inline(always)]
+pub fn srdhm_halves(a: i32, b: i32) -> i32 {
+    if a == i32::MIN && b == i32::MIN {
+        return i32::MAX;
+    }
+    let (ah, al) = (a >> 16, a & 0xffff);
+    let (bh, bl) = (b >> 16, b & 0xffff);
+    // Every partial sum below stays inside i32 / u32 (|ah|, |bh| <= 2^15, al, bl < 2^16).
+    let lo = (al as u32).wrapping_mul(bl as u32);
+    let t = ah.wrapping_mul(bl).wrapping_add((lo >> 16) as i32);
+    let u = al.wrapping_mul(bh).wrapping_add(t & 0xffff);
+    let hi = ah
+        .wrapping_mul(bh)
+        .wrapping_add(t >> 16)
+        .wrapping_add(u >> 16);
+    let low = ((u as u32) << 16) | (lo & 0xffff);
+    // (hi:low + 2^30) >> 31, with the carry out of the low word.
+    let low_n = low.wrapping_add(1 << 30);
+    let hi_n = hi.wrapping_add(i32::from(low_n < low));
+    (hi_n << 1) | (low_n >> 31) as i32
+}
+
 /// gemmlowp `RoundingDivideByPOT`: `x / 2^exponent` rounded to nearest, ties
 /// away from zero. `exponent` is meant to be in `0..=31`; values outside are
 /// clamped into that range.
@@ -190,6 +215,46 @@ impl ChannelRq {
         }
     }
 
+    /// Prepares `multiplier_by_quantized_multiplier(x.wrapping_shl(pre), multiplier,
+    /// shift)` for `pre <= 31`: the two left shifts become one (wrapping shifts that
+    /// together exceed 31 leave 0, and so does multiplier 0).
+    #[cfg(feature = "add")]
+    #[inline(always)]
+    pub(crate) fn with_pre_shift(multiplier: i32, shift: i32, pre: u32) -> Self {
+        let mut rq = Self::new(multiplier, shift);
+        let left = u32::from(rq.left) + pre.min(31);
+        if left > 31 {
+            return Self::ZERO;
+        }
+        rq.left = left as u8;
+        rq
+    }
+
+    /// Whether [`Self::apply_small`] applies: the left shift is in `15..=23`.
+    #[cfg(all(feature = "add", not(all(target_arch = "arm", edgekd_dsp))))]
+    #[inline(always)]
+    pub(crate) fn small_ok(&self) -> bool {
+        (15..=23).contains(&self.left)
+    }
+
+    /// [`Self::apply`]`(d)` for `|d| <= 255` when [`Self::small_ok`], without a 64-bit
+    /// multiply (cores without `SMULL`, e.g. the Cortex-M0, call a library routine for
+    /// one). With `x = d * 2^left` (no overflow: `|x| < 2^31`, so the saturating case
+    /// cannot occur) gemmlowp's high multiply is `floor((d * m + 2^(s-1)) / 2^s)` for
+    /// `s = 31 - left` in `8..=16`; splitting `m = mh * 2^16 + ml` gives
+    /// `d * mh * 2^(16-s) + floor((d * ml + 2^(s-1)) / 2^s)`, both products under 2^24.
+    #[cfg(all(feature = "add", not(all(target_arch = "arm", edgekd_dsp))))]
+    #[inline(always)]
+    pub(crate) fn apply_small(&self, d: i32) -> i32 {
+        let s = 31 - u32::from(self.left);
+        let (mh, ml) = (self.multiplier >> 16, self.multiplier & 0xffff);
+        let hi = d.wrapping_mul(mh).wrapping_shl(16 - s);
+        let lo = d.wrapping_mul(ml).wrapping_add(1 << (s - 1)) >> s;
+        let v = hi.wrapping_add(lo);
+        let threshold = (self.mask >> 1) + (v as u32 >> 31) as i32;
+        (v >> self.right) + i32::from((v & self.mask) > threshold)
+    }
+
     /// [`multiply_by_quantized_multiplier`]`(acc, multiplier, shift)`.
     #[inline(always)]
     pub(crate) fn apply(&self, acc: i32) -> i32 {
@@ -213,10 +278,11 @@ impl ChannelRq {
     #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
     #[inline(always)]
     fn apply_portable(&self, acc: i32) -> i32 {
-        let v = saturating_rounding_doubling_high_mul(
-            acc.wrapping_shl(u32::from(self.left)),
-            self.multiplier,
-        );
+        #[cfg(target_arch = "arm")]
+        let srdhm = srdhm_halves;
+        #[cfg(not(target_arch = "arm"))]
+        let srdhm = saturating_rounding_doubling_high_mul;
+        let v = srdhm(acc.wrapping_shl(u32::from(self.left)), self.multiplier);
         // RoundingDivideByPOT: ties away from zero (one more for negative values).
         let threshold = (self.mask >> 1) + (v as u32 >> 31) as i32;
         (v >> self.right) + i32::from((v & self.mask) > threshold)
@@ -431,6 +497,96 @@ mod tests {
             saturating_rounding_doubling_high_mul(i32::MIN, i32::MAX),
             -i32::MAX
         );
+    }
+
+    /// The 32-bit input rescaling of the portable ADD against the reference, for every
+    /// `x - zp` an int8 pair can give, every combined left shift it takes and edge and
+    /// random multipliers and right shifts.
+    #[cfg(all(feature = "add", not(all(target_arch = "arm", edgekd_dsp))))]
+    #[test]
+    fn apply_small_equals_reference() {
+        let mut mults = [0i32; 48];
+        mults[..8].copy_from_slice(&[
+            i32::MIN,
+            i32::MIN + 1,
+            -(1 << 30),
+            -1,
+            0,
+            1,
+            1 << 30,
+            i32::MAX,
+        ]);
+        let mut r: u32 = 12345;
+        for m in mults[8..].iter_mut() {
+            r = r.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *m = r as i32;
+        }
+        for pre in 15..=23u32 {
+            for shift in -33..=8 {
+                for &m in &mults {
+                    let rq = ChannelRq::with_pre_shift(m, shift, pre);
+                    if !rq.small_ok() {
+                        continue;
+                    }
+                    for d in -255i32..=255 {
+                        let want = multiply_by_quantized_multiplier(d.wrapping_shl(pre), m, shift);
+                        assert_eq!(
+                            rq.apply_small(d),
+                            want,
+                            "d={d} m={m} shift={shift} pre={pre}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn srdhm_halves_equals_srdhm() {
+        let edges = [
+            i32::MIN,
+            i32::MIN + 1,
+            -(1 << 30) - 1,
+            -(1 << 30),
+            -65537,
+            -65536,
+            -65535,
+            -32768,
+            -3,
+            -1,
+            0,
+            1,
+            3,
+            32767,
+            65535,
+            65536,
+            1 << 30,
+            i32::MAX - 1,
+            i32::MAX,
+        ];
+        for &a in &edges {
+            for &b in &edges {
+                assert_eq!(
+                    srdhm_halves(a, b),
+                    saturating_rounding_doubling_high_mul(a, b),
+                    "{a} {b}"
+                );
+            }
+        }
+        let mut r: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..2_000_000 {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            let (a, b) = (r as i32, (r >> 32) as i32);
+            // Small accumulators too, as conv outputs are.
+            let a = if r & 0x100 != 0 { a >> (r >> 59) } else { a };
+            assert_eq!(
+                srdhm_halves(a, b),
+                saturating_rounding_doubling_high_mul(a, b),
+                "{a} {b}"
+            );
+        }
     }
 
     #[test]

@@ -6,10 +6,14 @@
 //! per-channel requantization are drawn from a seeded generator; each case must give
 //! the same `Result` and the same output bytes from both implementations.
 
+#[cfg(feature = "add")]
+use crate::{add, AddParams};
 use crate::{
     conv2d, depthwise_conv2d, fully_connected, reference, Clamp, ConvParams, FcParams, KernelError,
     Requant, Shape,
 };
+#[cfg(feature = "pool")]
+use crate::{max_pool2d, PoolParams};
 
 // Small enough for the stack of a 16 KB Cortex-M0.
 const MAX_IN: usize = 1024;
@@ -363,4 +367,132 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
         tallies[2].1.mismatches += u32::from(fast != want);
     }
     tallies
+}
+
+/// Runs `cases` random elementwise [`add`]s from `seed` against [`reference::add`]
+/// (lengths up to 1024, random zero points, multipliers, shifts — sometimes left
+/// shifts or out-of-range left_shift — and clamps); `macs` counts output elements.
+#[cfg(feature = "add")]
+pub fn run_add(seed: u64, cases: u32) -> Tally {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut a = [0i8; MAX_IN];
+    let mut b = [0i8; MAX_IN];
+    let mut out_a = [0i8; MAX_OUT];
+    let mut out_b = [0i8; MAX_OUT];
+    let mut tally = Tally::default();
+    let edges = [i32::MIN, i32::MIN + 1, -1, 0, 1, 1 << 30, i32::MAX];
+    for _ in 0..cases {
+        let len = rng.usize(0, MAX_OUT);
+        let mult = |rng: &mut Rng| -> (i32, i32) {
+            let m = if rng.range(0, 8) == 0 {
+                edges[rng.usize(0, edges.len() - 1)]
+            } else {
+                rng.range(1 << 30, i32::MAX)
+            };
+            let s = if rng.range(0, 8) == 0 {
+                rng.range(-40, 40)
+            } else {
+                rng.range(-20, 1)
+            };
+            (m, s)
+        };
+        let (m1, s1) = mult(&mut rng);
+        let (m2, s2) = mult(&mut rng);
+        let (mo, so) = mult(&mut rng);
+        let left_shift = match rng.range(0, 10) {
+            0 => rng.range(-2, 33),
+            _ => 20,
+        };
+        let clamp = if rng.range(0, 2) == 0 {
+            let (x, y) = (rng.range(-128, 127), rng.range(-128, 127));
+            Clamp {
+                min: x.min(y) as i8,
+                max: x.max(y) as i8,
+            }
+        } else {
+            Clamp::NONE
+        };
+        let p = AddParams {
+            input1_zero_point: rng.range(-128, 127),
+            input2_zero_point: rng.range(-128, 127),
+            output_zero_point: rng.range(-128, 127),
+            left_shift,
+            input1_multiplier: m1,
+            input1_shift: s1,
+            input2_multiplier: m2,
+            input2_shift: s2,
+            output_multiplier: mo,
+            output_shift: so,
+            clamp,
+        };
+        rng.fill(&mut a[..len], -128, 127);
+        rng.fill(&mut b[..len], -128, 127);
+        // Now and then a length mismatch: both must refuse it.
+        let len_b = if rng.range(0, 20) == 0 {
+            rng.usize(0, MAX_IN)
+        } else {
+            len
+        };
+        let fa = add(&p, &a[..len], &b[..len_b], &mut out_a[..len]);
+        let fb = reference::add(&p, &a[..len], &b[..len_b], &mut out_b[..len]);
+        compare(fa, fb, &out_a[..len], &out_b[..len], len as u64, &mut tally);
+    }
+    tally
+}
+
+/// Runs `cases` random [`max_pool2d`]s from `seed` against [`reference::max_pool2d`]
+/// (channel counts with and without a multiple of four, windows, strides, SAME or VALID
+/// padding, clamps); `macs` counts output elements.
+#[cfg(feature = "pool")]
+pub fn run_max_pool(seed: u64, cases: u32) -> Tally {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut input = [0i8; MAX_IN];
+    let mut out_a = [0i8; MAX_OUT];
+    let mut out_b = [0i8; MAX_OUT];
+    let mut tally = Tally::default();
+    for _ in 0..cases {
+        let (n, h, w) = (rng.usize(1, 2), rng.usize(1, 6), rng.usize(1, 12));
+        let c = if rng.range(0, 3) == 0 {
+            rng.usize(1, 20)
+        } else {
+            4 * rng.usize(1, 5)
+        };
+        let (kh, kw) = (rng.usize(1, 3), rng.usize(1, 3));
+        let (sh, sw) = (rng.usize(1, 3), rng.usize(1, 3));
+        let same = rng.range(0, 1) == 0;
+        let (Some((oh, pt)), Some((ow, pl))) = (
+            out_and_pad(h, kh, sh, 1, same),
+            out_and_pad(w, kw, sw, 1, same),
+        ) else {
+            continue;
+        };
+        let (ni, no) = (n * h * w * c, n * oh * ow * c);
+        if ni > MAX_IN || no > MAX_OUT {
+            continue;
+        }
+        let clamp = if rng.range(0, 2) == 0 {
+            let (x, y) = (rng.range(-128, 127), rng.range(-128, 127));
+            Clamp {
+                min: x.min(y) as i8,
+                max: x.max(y) as i8,
+            }
+        } else {
+            Clamp::NONE
+        };
+        let p = PoolParams {
+            filter_h: kh,
+            filter_w: kw,
+            stride_h: sh,
+            stride_w: sw,
+            pad_top: pt,
+            pad_left: pl,
+            clamp,
+        };
+        rng.fill(&mut input[..ni], -128, 127);
+        let (si, so) = (Shape::new(n, h, w, c), Shape::new(n, oh, ow, c));
+        let fa = max_pool2d(&p, si, &input[..ni], so, &mut out_a[..no]);
+        let fb = reference::max_pool2d(&p, si, &input[..ni], so, &mut out_b[..no]);
+        compare(fa, fb, &out_a[..no], &out_b[..no], no as u64, &mut tally);
+    }
+    tally
 }

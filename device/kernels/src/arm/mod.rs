@@ -12,6 +12,8 @@
 pub(crate) mod depthwise;
 #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
 pub(crate) mod matvec;
+#[cfg(feature = "pool")]
+pub(crate) mod pool;
 
 use core::arch::asm;
 

@@ -92,8 +92,10 @@ pub struct Tensor<'a> {
 }
 
 impl<'a> Tensor<'a> {
-    /// Decodes a record. Bounds are always checked; `check_values` also checks scales and
-    /// zero points, which [`Model::parse`](super::Model::parse) does once so that the
+    /// Decodes a record. With `check_values` every field is checked first (codes, shape,
+    /// sizes, bounds, scales and zero points, [`Self::check`]), which
+    /// [`Model::parse`](super::Model::parse) does once for every record; without, the
+    /// record is taken as validated and only slice bounds are checked, so that the
     /// per-inference decode stays cheap.
     pub(super) fn parse(
         record: &'a [u8],
@@ -104,6 +106,15 @@ impl<'a> Tensor<'a> {
         // A fixed-size view: every field read below is at a constant offset, so the
         // per-inference decode has no bounds checks left.
         let rec: &[u8; TENSOR_RECORD_LEN] = record.try_into().map_err(|_| Error::Truncated)?;
+        if check_values {
+            Self::check(rec, data, arena_size)?;
+        }
+        Self::parse_validated(rec, data)
+    }
+
+    /// Every check of a record: codes, shape, sizes, bounds, alignment, scales and zero
+    /// points. A record that passes decodes with [`Self::parse_validated`].
+    fn check(rec: &[u8; TENSOR_RECORD_LEN], data: &[u8], arena_size: usize) -> Result<(), Error> {
         let u16_at = |at: usize| u16::from_le_bytes([rec[at], rec[at + 1]]);
         let u32_at =
             |at: usize| u32::from_le_bytes([rec[at], rec[at + 1], rec[at + 2], rec[at + 3]]);
@@ -132,26 +143,25 @@ impl<'a> Tensor<'a> {
             return Err(Error::ShapeMismatch);
         }
         let end = offset.checked_add(byte_len).ok_or(Error::OutOfBounds)?;
-        let constant = match storage {
+        match storage {
             Storage::Arena => {
                 if end > arena_size || offset % 4 != 0 {
                     return Err(Error::OutOfBounds);
                 }
-                &[][..]
             }
             Storage::Constant => {
                 if offset % 4 != 0 {
                     return Err(Error::Misaligned);
                 }
-                data.get(offset..end).ok_or(Error::OutOfBounds)?
+                data.get(offset..end).ok_or(Error::OutOfBounds)?;
             }
-        };
+        }
         let zero_point = u32_at(24) as i32;
-        let quant = match rec[3] {
-            0 => Quant::None,
+        match rec[3] {
+            0 => {}
             1 => {
                 let scale = f32::from_bits(u32_at(20));
-                if check_values && !(scale.is_finite() && scale > 0.0) {
+                if !(scale.is_finite() && scale > 0.0) {
                     return Err(Error::InvalidValue);
                 }
                 let zp_ok = match dtype {
@@ -161,7 +171,6 @@ impl<'a> Tensor<'a> {
                 if !zp_ok {
                     return Err(Error::InvalidValue);
                 }
-                Quant::PerTensor { scale, zero_point }
             }
             2 => {
                 let axis = rec[28] as usize;
@@ -169,12 +178,60 @@ impl<'a> Tensor<'a> {
                     return Err(Error::InvalidValue);
                 }
                 let scales = f32_slice(data, u32_at(20) as usize, dims[axis])?;
-                if check_values && scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                if scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
                     return Err(Error::InvalidValue);
                 }
-                Quant::PerChannel { scales, axis }
             }
             _ => return Err(Error::InvalidValue),
+        }
+        Ok(())
+    }
+
+    /// The per-inference decode of a record that [`Self::parse`] with `check_values`
+    /// accepted when the model was parsed (the model bytes are immutable): the codes,
+    /// shape, sizes and quantization were checked then and are read without checking
+    /// again. Gives the same tensor as the checked decode for such a record. Every slice
+    /// is still taken with a bounds check, so a record that was never validated yields
+    /// an error or a wrong-but-safe tensor, never a panic or an out-of-bounds read.
+    fn parse_validated(rec: &'a [u8; TENSOR_RECORD_LEN], data: &'a [u8]) -> Result<Self, Error> {
+        let u16_at = |at: usize| u16::from_le_bytes([rec[at], rec[at + 1]]);
+        let u32_at =
+            |at: usize| u32::from_le_bytes([rec[at], rec[at + 1], rec[at + 2], rec[at + 3]]);
+        let dtype = if rec[0] == DType::I32.code() {
+            DType::I32
+        } else {
+            DType::I8
+        };
+        let rank = (rec[1] as usize).clamp(1, MAX_RANK);
+        let mut dims = [1usize; MAX_RANK];
+        for (i, d) in dims.iter_mut().enumerate().take(rank) {
+            *d = u16_at(4 + 2 * i) as usize;
+        }
+        let offset = u32_at(12) as usize;
+        let byte_len = u32_at(16) as usize;
+        let (storage, constant) = if rec[2] == 1 {
+            let end = offset.checked_add(byte_len).ok_or(Error::OutOfBounds)?;
+            (
+                Storage::Constant,
+                data.get(offset..end).ok_or(Error::OutOfBounds)?,
+            )
+        } else {
+            (Storage::Arena, &[][..])
+        };
+        let quant = match rec[3] {
+            1 => Quant::PerTensor {
+                scale: f32::from_bits(u32_at(20)),
+                zero_point: u32_at(24) as i32,
+            },
+            2 => {
+                let axis = rec[28] as usize;
+                let channels = *dims.get(axis).ok_or(Error::InvalidValue)?;
+                Quant::PerChannel {
+                    scales: f32_slice(data, u32_at(20) as usize, channels)?,
+                    axis,
+                }
+            }
+            _ => Quant::None,
         };
         Ok(Tensor {
             dtype,
