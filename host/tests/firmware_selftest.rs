@@ -36,7 +36,8 @@ fn selftest(features: &str, target: &str) -> Vec<String> {
     stdout.lines().map(str::to_owned).collect()
 }
 
-/// Every kernel ran cases, none mismatched, and DSP kernels were (or were not) in use.
+/// Every kernel (and elementwise op) ran cases, none mismatched, and DSP kernels were (or
+/// were not) in use.
 fn check(lines: &[String], dsp: bool) {
     let kernels: Vec<&String> = lines
         .iter()
@@ -52,6 +53,22 @@ fn check(lines: &[String], dsp: bool) {
             .and_then(|v| v.parse().ok())
             .expect("macs=");
         assert!(macs > 100_000, "too little covered: {l}");
+    }
+    // Add and MaxPool2D against their reference loops.
+    let elementwise: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("selftest elementwise kernel="))
+        .collect();
+    assert_eq!(elementwise.len(), 2, "{lines:?}");
+    for l in elementwise {
+        assert!(l.contains(&format!(" dsp={dsp} ")), "{l}");
+        assert!(l.contains(" mismatches=0 "), "{l}");
+        let elements: u64 = l
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("elements="))
+            .and_then(|v| v.parse().ok())
+            .expect("elements=");
+        assert!(elements > 1_000, "too little covered: {l}");
     }
     assert!(
         lines.iter().any(|l| l == "selftest result=PASS"),
