@@ -10,6 +10,9 @@ use embedded_io::Write;
 const SEEDS: [u64; 4] = [1, 2, 3, 0x5eed];
 const CASES: u32 = 100;
 
+/// A seeded self-test of one elementwise kernel against its reference.
+type ElementwiseRun = fn(u64, u32) -> selftest::Tally;
+
 pub fn run(out: &mut impl Write) -> Verdict {
     let mut failed = false;
     let mut totals = [(0u32, 0u32, 0u64); 3];
@@ -29,38 +32,28 @@ pub fn run(out: &mut impl Write) -> Verdict {
             edgekd_kernels::DSP_KERNELS
         );
     }
-    let mut add = selftest::Tally::default();
-    for seed in SEEDS {
-        let t = selftest::run_add(seed, CASES);
-        add.cases += t.cases;
-        add.mismatches += t.mismatches;
-        add.macs += t.macs;
+    let elementwise: [(&str, ElementwiseRun); 2] = [
+        ("Add", selftest::run_add),
+        ("MaxPool2D", selftest::run_max_pool),
+    ];
+    for (name, run) in elementwise {
+        let mut t = selftest::Tally::default();
+        for seed in SEEDS {
+            let s = run(seed, CASES);
+            t.cases += s.cases;
+            t.mismatches += s.mismatches;
+            t.macs += s.macs;
+        }
+        failed |= t.mismatches != 0 || t.cases == 0;
+        let _ = writeln!(
+            out,
+            "selftest elementwise kernel={name} dsp={} cases={} mismatches={} elements={}",
+            edgekd_kernels::DSP_KERNELS,
+            t.cases,
+            t.mismatches,
+            t.macs
+        );
     }
-    failed |= add.mismatches != 0 || add.cases == 0;
-    let _ = writeln!(
-        out,
-        "selftest elementwise kernel=Add dsp={} cases={} mismatches={} elements={}",
-        edgekd_kernels::DSP_KERNELS,
-        add.cases,
-        add.mismatches,
-        add.macs
-    );
-    let mut pool = selftest::Tally::default();
-    for seed in SEEDS {
-        let t = selftest::run_max_pool(seed, CASES);
-        pool.cases += t.cases;
-        pool.mismatches += t.mismatches;
-        pool.macs += t.macs;
-    }
-    failed |= pool.mismatches != 0 || pool.cases == 0;
-    let _ = writeln!(
-        out,
-        "selftest elementwise kernel=MaxPool2D dsp={} cases={} mismatches={} elements={}",
-        edgekd_kernels::DSP_KERNELS,
-        pool.cases,
-        pool.mismatches,
-        pool.macs
-    );
     let verdict = if failed { Verdict::Fail } else { Verdict::Pass };
     let _ = writeln!(
         out,
