@@ -11,7 +11,7 @@
 //! the runtime uses the Q31 fixed-point multiplier.
 
 use edgekd::export::{export, Format};
-use edgekd::io::{npy_bytes, read_f32_matrix, read_i8_matrix, Matrix};
+use edgekd::io::{npy_bytes, npy_kind, read_f32_matrix, read_i8_matrix, Matrix, NpyKind};
 use edgekd_runtime::Model;
 use edgekd_tract::argmax;
 use edgekd_tract::onnx::{int8_ends, quantize_softmax, OnnxModel};
@@ -108,17 +108,15 @@ fn onnxruntime(dir: &Path, model: &[u8], input: &[u8]) -> PathBuf {
 /// Reads an onnxruntime output: int8 as is, float quantized with `quantize`.
 fn read_output(path: &Path, quantize: impl Fn(f32) -> i8) -> Vec<Vec<i8>> {
     let rows = |m: Matrix<i8>| (0..m.rows).map(|r| m.row(r).to_vec()).collect();
-    match read_i8_matrix(path) {
-        Ok(m) => rows(m),
-        Err(_) => {
-            let f = read_f32_matrix(path).unwrap();
-            rows(Matrix {
-                rows: f.rows,
-                cols: f.cols,
-                data: f.data.iter().map(|&v| quantize(v)).collect(),
-            })
-        }
+    if npy_kind(path).unwrap() == NpyKind::I8 {
+        return rows(read_i8_matrix(path).unwrap());
     }
+    let f = read_f32_matrix(path).unwrap();
+    rows(Matrix {
+        rows: f.rows,
+        cols: f.cols,
+        data: f.data.iter().map(|&v| quantize(v)).collect(),
+    })
 }
 
 fn check_onnxruntime(name: &str, bound: i32) {

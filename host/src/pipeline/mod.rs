@@ -309,11 +309,16 @@ pub fn run(p: &Pipeline, opts: &Options) -> Result<RunReport> {
         y: splits.test.y.clone(),
     };
     // Per-layer SQNR compares against the float model the int8 file was built from.
-    let mut reference = student.clone();
-    if p.recipe.quantize.equalize {
-        crate::quant::equalize::equalize(&mut reference);
-    }
-    let eval = eval::evaluate(&int8, Some(&reference), None, &test)?;
+    let equalized;
+    let reference = if p.recipe.quantize.equalize {
+        let mut m = student.clone();
+        crate::quant::equalize::equalize(&mut m);
+        equalized = m;
+        &equalized
+    } else {
+        &student
+    };
+    let eval = eval::evaluate(&int8, Some(reference), None, &test)?;
     let eval_dir = opts.out.join("eval");
     io::write_atomic(
         &eval_dir.join("report.json"),

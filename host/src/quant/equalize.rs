@@ -82,8 +82,8 @@ pub fn equalize(model: &mut FloatModel) -> Equalized {
     Equalized { pairs: pairs.len() }
 }
 
-/// Weights (and bias) of a weighted layer, mutably.
-fn weights(layer: &mut Layer) -> Option<(&mut Vec<f32>, &mut Vec<f32>)> {
+/// Weights and bias of a weighted layer, mutably (`Layer::weights` reads them).
+fn weights_mut(layer: &mut Layer) -> Option<(&mut [f32], &mut [f32])> {
     match layer {
         Layer::Conv { w, b, .. } | Layer::Dense { w, b, .. } => Some((w, b)),
         _ => None,
@@ -91,28 +91,23 @@ fn weights(layer: &mut Layer) -> Option<(&mut Vec<f32>, &mut Vec<f32>)> {
 }
 
 fn equalize_pair(model: &mut FloatModel, a: usize, b: usize, c: usize) {
-    let Some((w1, _)) = weights(&mut model.layers[a]) else {
+    let (Some((w1, _)), Some((w2, _))) = (model.layers[a].weights(), model.layers[b].weights())
+    else {
         return;
     };
-    // A's weights are [out, fan-in] (conv OHWI): channel i is row i.
+    // A's weights are [out, fan-in] (conv OHWI): channel i is row i. B reads channel i at
+    // every index congruent to i modulo c (OHWI conv: input channel fastest; dense after
+    // an NHWC flatten or a global average pool: likewise).
     let fan1 = w1.len() / c;
-    let r1: Vec<f32> = w1
-        .chunks_exact(fan1)
-        .map(|row| row.iter().fold(0f32, |m, v| m.max(v.abs())))
-        .collect();
-    let Some((w2, _)) = weights(&mut model.layers[b]) else {
-        return;
-    };
-    // B reads channel i at every index congruent to i modulo c (OHWI conv: input channel
-    // fastest; dense after an NHWC flatten or a global average pool: likewise).
     let mut r2 = vec![0f32; c];
     for (j, v) in w2.iter().enumerate() {
         r2[j % c] = r2[j % c].max(v.abs());
     }
-    let s: Vec<f32> = r1
-        .iter()
+    let s: Vec<f32> = w1
+        .chunks_exact(fan1)
         .zip(&r2)
-        .map(|(&x, &y)| {
+        .map(|(row, &y)| {
+            let x = row.iter().fold(0f32, |m, v| m.max(v.abs()));
             if x > 0.0 && y > 0.0 {
                 (x / y).sqrt()
             } else {
@@ -120,14 +115,15 @@ fn equalize_pair(model: &mut FloatModel, a: usize, b: usize, c: usize) {
             }
         })
         .collect();
-    for (j, v) in w2.iter_mut().enumerate() {
-        *v *= s[j % c];
+    if let Some((w2, _)) = weights_mut(&mut model.layers[b]) {
+        for (j, v) in w2.iter_mut().enumerate() {
+            *v *= s[j % c];
+        }
     }
-    let Some((w1, b1)) = weights(&mut model.layers[a]) else {
-        return;
-    };
-    for (i, row) in w1.chunks_exact_mut(fan1).enumerate() {
-        row.iter_mut().for_each(|v| *v /= s[i]);
-        b1[i] /= s[i];
+    if let Some((w1, b1)) = weights_mut(&mut model.layers[a]) {
+        for (i, row) in w1.chunks_exact_mut(fan1).enumerate() {
+            row.iter_mut().for_each(|v| *v /= s[i]);
+            b1[i] /= s[i];
+        }
     }
 }
