@@ -1,6 +1,8 @@
 //! 2-D convolution (TFLite `ConvPerChannel`, int8).
 
-use crate::matvec::{matvec, pack, widen, widen_pack, OutQ, BLOCK, MAX_COLS};
+use crate::matvec::{
+    layer_scratch, matvec, matvec2, pack, widen, widen_pack, OutQ, BLOCK, MAX_COLS, PAIR_PIXELS,
+};
 
 use crate::quant::requantize;
 use crate::{
@@ -77,7 +79,7 @@ pub fn conv2d_in(
     }
     let k = filter_shape.h * filter_shape.w * input_shape.c;
     if k <= MAX_COLS {
-        im2col(
+        let done = im2col(
             scratch,
             p,
             &rq,
@@ -91,22 +93,23 @@ pub fn conv2d_in(
             output_shape,
             output,
         );
-        Ok(())
-    } else {
-        generic(
-            p,
-            &rq,
-            ay,
-            ax,
-            input_shape,
-            input,
-            filter_shape,
-            filter,
-            bias,
-            output_shape,
-            output,
-        )
+        if done {
+            return Ok(());
+        }
     }
+    generic(
+        p,
+        &rq,
+        ay,
+        ax,
+        input_shape,
+        input,
+        filter_shape,
+        filter,
+        bias,
+        output_shape,
+        output,
+    )
 }
 
 /// The portable reference [`conv2d`]: same contract and bits, no im2col, no
@@ -195,7 +198,10 @@ fn check(
 }
 
 /// Gathers each output pixel's receptive field into an i16 column (`x - zp`, zeros in
-/// the padding) and multiplies it with all filters at once.
+/// the padding) and multiplies it with all filters at once; on DSP cores two pixels'
+/// columns at a time ([`PAIR_PIXELS`]). Returns `false` when the build's channel table
+/// cannot take the layer's requantization; the caller then runs the reference kernel,
+/// which rewrites every output.
 #[allow(clippy::too_many_arguments)]
 fn im2col(
     scratch: &mut Scratch,
@@ -210,7 +216,7 @@ fn im2col(
     bias: Option<&[i32]>,
     output_shape: Shape,
     output: &mut [i8],
-) {
+) -> bool {
     let in_c = input_shape.c;
     let in_row = input_shape.w * in_c;
     let in_img = input_shape.h * in_row;
@@ -228,24 +234,36 @@ fn im2col(
     // when a filter row spans the whole input row without dilation.
     let contiguous = dw == 1 && (kh == 1 || (dh == 1 && f_row == in_row));
     let out_c = output_shape.c;
-    let Scratch { cols, chans: table } = scratch;
-    let col = &mut cols.0[..k];
+    let (cols, table) = layer_scratch(scratch);
+    // The second column starts at a multiple of four entries (8-byte aligned).
+    let second = k.div_ceil(4) * 4;
+    let pair = PAIR_PIXELS && second + k <= MAX_COLS;
     // Output channels in blocks whose bias and requantization are prepared once; models
     // with at most `BLOCK` output channels (all the reference ones) make one pass.
     for c0 in (0..out_c).step_by(BLOCK) {
         let n = BLOCK.min(out_c - c0);
-        let chans = table.prepare(bias, rq, c0, n);
+        let Some(chans) = table.prepare_layer(bias, rq, q.zero_point, c0, n) else {
+            return false;
+        };
         let filter = &filter[c0 * k..][..n * k];
+        // A pixel whose column waits in the first slot for a partner.
+        let mut waiting: Option<&mut [i8]> = None;
         let mut out_px = output.chunks_exact_mut(out_c);
-        for img in input.chunks_exact(in_img).take(input_shape.n) {
+        'pixels: for img in input.chunks_exact(in_img).take(input_shape.n) {
             for oy in 0..output_shape.h {
                 let (ky0, ky1, iy0) = ay.window(oy);
                 for ox in 0..output_shape.w {
                     let (kx0, kx1, ix0) = ax.window(ox);
                     let Some(out) = out_px.next() else {
-                        return;
+                        break 'pixels;
                     };
                     let out = &mut out[c0..][..n];
+                    let (first, rest) = cols.0.split_at_mut(second.min(MAX_COLS));
+                    let col = if waiting.is_some() {
+                        &mut rest[..k]
+                    } else {
+                        &mut first[..k]
+                    };
                     let full = ky0 == 0 && ky1 == kh && kx0 == 0 && kx1 == kw;
                     if full && contiguous {
                         // The whole receptive field is one run of the input (1-D
@@ -280,12 +298,21 @@ fn im2col(
                         }
                         pack(col);
                     }
-                    // One call site: the matvec is inlined once.
-                    matvec(col, filter, chans, q, out);
+                    if let Some(prev) = waiting.take() {
+                        matvec2(&first[..k], &rest[..k], filter, chans, q, prev, out);
+                    } else if pair {
+                        waiting = Some(out);
+                    } else {
+                        matvec(&first[..k], filter, chans, q, out);
+                    }
                 }
             }
         }
+        if let Some(prev) = waiting {
+            matvec(&cols.0[..k], filter, chans, q, prev);
+        }
     }
+    true
 }
 
 /// Direct convolution for any column length (the reference).

@@ -1,6 +1,6 @@
 //! Fully connected layer (TFLite int8 `FullyConnected`, per-channel capable).
 
-use crate::matvec::{matvec, widen_pack, OutQ, BLOCK, MAX_COLS};
+use crate::matvec::{layer_scratch, matvec, widen_pack, OutQ, BLOCK, MAX_COLS};
 use crate::quant::requantize;
 use crate::{check_bias, check_requant, dot, FcParams, KernelError, Requant, Scratch};
 
@@ -81,12 +81,25 @@ pub fn fully_connected_in(
         lo: i32::from(p.clamp.min),
         hi: i32::from(p.clamp.max),
     };
-    let Scratch { cols, chans: table } = scratch;
+    let (cols, table) = layer_scratch(scratch);
     let col = &mut cols.0[..in_features];
     // Output features in blocks whose bias and requantization are prepared once.
     for c0 in (0..out_features).step_by(BLOCK) {
         let n = BLOCK.min(out_features - c0);
-        let chans = table.prepare(bias, &rq, c0, n);
+        let Some(chans) = table.prepare_layer(bias, &rq, q.zero_point, c0, n) else {
+            // Requantization the fast kernel does not cover (see `matvec::Table`).
+            generic(
+                p,
+                &rq,
+                input,
+                in_features,
+                filter,
+                bias,
+                out_features,
+                output,
+            );
+            return Ok(());
+        };
         let filter = &filter[c0 * in_features..][..n * in_features];
         for (x, out) in input
             .chunks_exact(in_features)

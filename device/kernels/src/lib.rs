@@ -110,11 +110,19 @@ pub struct Scratch {
     #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
     pub(crate) cols: matvec::Cols,
     #[cfg(any(
-        feature = "conv2d",
-        feature = "fully-connected",
-        feature = "depthwise-conv2d"
+        feature = "depthwise-conv2d",
+        all(
+            any(feature = "conv2d", feature = "fully-connected"),
+            not(all(target_arch = "arm", edgekd_dsp))
+        )
     ))]
     pub(crate) chans: matvec::Chans,
+    #[cfg(all(
+        target_arch = "arm",
+        edgekd_dsp,
+        any(feature = "conv2d", feature = "fully-connected")
+    ))]
+    pub(crate) layer: arm::matvec::Chans,
 }
 
 impl Scratch {
@@ -124,11 +132,19 @@ impl Scratch {
             #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
             cols: matvec::Cols::new(),
             #[cfg(any(
-                feature = "conv2d",
-                feature = "fully-connected",
-                feature = "depthwise-conv2d"
+                feature = "depthwise-conv2d",
+                all(
+                    any(feature = "conv2d", feature = "fully-connected"),
+                    not(all(target_arch = "arm", edgekd_dsp))
+                )
             ))]
             chans: matvec::Chans::new(),
+            #[cfg(all(
+                target_arch = "arm",
+                edgekd_dsp,
+                any(feature = "conv2d", feature = "fully-connected")
+            ))]
+            layer: arm::matvec::Chans::new(),
         }
     }
 }

@@ -54,7 +54,25 @@ pub(crate) fn widen_pack(col: &mut [i16], x: &[i8], zp: i32) {
 }
 
 #[cfg(all(target_arch = "arm", edgekd_dsp))]
-pub(crate) use crate::arm::matvec::{matvec, pack, widen_pack};
+pub(crate) use crate::arm::matvec::{matvec, matvec2, pack, widen_pack, Chans as Table};
+
+/// The prepared channels conv and fully connected layers use: [`Chans`] in portable
+/// builds, single-step requantization on DSP cores.
+#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+pub(crate) type Table = Chans;
+
+/// Whether convolutions run two output pixels per pass ([`matvec2`]); the portable
+/// kernel gains nothing from it, so it keeps one.
+pub(crate) const PAIR_PIXELS: bool = cfg!(all(target_arch = "arm", edgekd_dsp));
+
+/// The column buffer and the channel table of a conv or fully connected layer.
+#[inline(always)]
+pub(crate) fn layer_scratch(s: &mut crate::Scratch) -> (&mut Cols, &mut Table) {
+    #[cfg(all(target_arch = "arm", edgekd_dsp))]
+    return (&mut s.cols, &mut s.layer);
+    #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+    return (&mut s.cols, &mut s.chans);
+}
 
 /// One output channel's bias and requantization, prepared once per layer (per block
 /// of [`BLOCK`] channels) instead of once per output pixel.
@@ -78,6 +96,21 @@ impl Chans {
                 rq: ChannelRq::ZERO,
             }; BLOCK],
         )
+    }
+
+    /// [`Self::prepare`] in the form of the DSP table's `prepare_layer`, which folds the
+    /// output zero point into its requantization and can refuse a layer.
+    #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+    #[inline(always)]
+    pub(crate) fn prepare_layer(
+        &mut self,
+        bias: Option<&[i32]>,
+        rq: &Requant<'_>,
+        _out_zp: i32,
+        c0: usize,
+        n: usize,
+    ) -> Option<&[Chan]> {
+        Some(self.prepare(bias, rq, c0, n))
     }
 
     /// Prepares channels `c0..c0 + n` (`n <= BLOCK`) and returns them. Channels the
@@ -127,7 +160,25 @@ pub(crate) fn matvec(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &
     matvec_portable(col, filter, chans, q, out)
 }
 
+/// [`matvec`] for two columns (unused: see [`PAIR_PIXELS`]).
+#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matvec2(
+    col_a: &[i16],
+    col_b: &[i16],
+    filter: &[i8],
+    chans: &[Chan],
+    q: OutQ,
+    out_a: &mut [i8],
+    out_b: &mut [i8],
+) {
+    matvec(col_a, filter, chans, q, out_a);
+    matvec(col_b, filter, chans, q, out_b);
+}
+
 /// The portable [`matvec`] (natural column order).
+#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 #[inline(always)]
 pub(crate) fn matvec_portable(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &mut [i8]) {
     let k = col.len();

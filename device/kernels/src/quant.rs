@@ -295,6 +295,88 @@ impl ChannelRq {
     }
 }
 
+/// One output channel's requantization plus output zero point in a single rounding
+/// step, for the common case of a dividing shift (`-23 <= shift < 0`) and a
+/// non-negative multiplier: the same bits as
+/// [`multiply_by_quantized_multiplier`]`(x, m, shift) + zero_point`, from one 64-bit sum.
+///
+/// With `v = floor((x * m + 2^30) / 2^31)` (gemmlowp's high multiply; it cannot saturate
+/// for `m >= 0`) and `r = -shift`, TFLite's rounding divide is
+/// `floor((v + 2^(r-1) - [v < 0]) / 2^r)`, and because `floor((floor(a / b) + c) / d)
+/// = floor((a + c * b) / (b * d))` for integers, the whole plus the zero point `z` is
+/// `floor((x * m + 2^30 + 2^(30+r) + z * 2^(31+r) - [v < 0] * 2^31) / 2^(31+r))`.
+/// `[v < 0]` may be replaced by `[x < 0]`: they differ only when `v = 0`, where both give
+/// the same result. So the nudge `2^30 + 2^(30+r) + z * 2^(31+r)` is a per-channel
+/// constant (the sum cannot overflow for `r <= 23`: `|x * m| < 2^62`, the nudge is below
+/// `2^62`), the sign term one more multiply (`SMLAL` of `x >> 31` by `i32::MIN` on
+/// Cortex-M) and the division the high word shifted by `r - 1`.
+#[cfg(any(test, all(target_arch = "arm", edgekd_dsp)))]
+#[derive(Clone, Copy)]
+pub(crate) struct RoundingRq {
+    pub(crate) multiplier: i32,
+    /// `2^30 + 2^(30+r)`, low and high words.
+    pub(crate) nudge_lo: u32,
+    pub(crate) nudge_hi: i32,
+    /// `r - 1`.
+    pub(crate) shift: u32,
+}
+
+#[cfg(any(test, all(target_arch = "arm", edgekd_dsp)))]
+impl RoundingRq {
+    /// Prepares `multiplier * 2^shift / 2^31` plus `zero_point`; `None` unless
+    /// `-23 <= shift < 0`, `multiplier >= 0` and `|zero_point| <= 128`.
+    #[inline(always)]
+    pub(crate) fn new(multiplier: i32, shift: i32, zero_point: i32) -> Option<Self> {
+        if multiplier < 0 || !(-23..0).contains(&shift) || !(-128..=128).contains(&zero_point) {
+            return None;
+        }
+        // In 32-bit halves (64-bit shifts cost a dozen instructions on Cortex-M): with
+        // `1 <= r <= 23`, `2^(30+r)` is bit 31 of the low word (r = 1) or a bit of the
+        // high word, and `z * 2^(31+r)` lies entirely in the high word.
+        let r = shift.unsigned_abs();
+        let (lo_bit, hi_bit) = if r == 1 {
+            (1u32 << 31, 0)
+        } else {
+            (0, 1i32 << (r - 2))
+        };
+        Some(RoundingRq {
+            multiplier,
+            nudge_lo: (1 << 30) | lo_bit,
+            nudge_hi: hi_bit + (zero_point << (r - 1)),
+            shift: r - 1,
+        })
+    }
+
+    /// [`multiply_by_quantized_multiplier`]`(x, multiplier, shift) + zero_point`.
+    #[inline(always)]
+    pub(crate) fn apply(&self, x: i32) -> i32 {
+        #[cfg(all(target_arch = "arm", edgekd_dsp))]
+        {
+            crate::arm::requant_rounding(x, self)
+        }
+        #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+        {
+            self.apply_portable(x)
+        }
+    }
+
+    /// [`Self::apply`] in plain Rust (the definition the Cortex-M version follows).
+    #[cfg_attr(all(target_arch = "arm", edgekd_dsp), allow(dead_code))]
+    #[inline(always)]
+    pub(crate) fn apply_portable(&self, x: i32) -> i32 {
+        let nudge = (i64::from(self.nudge_hi) << 32) | i64::from(self.nudge_lo);
+        let sign = if x < 0 { 1i64 << 31 } else { 0 };
+        let sum = i64::from(x) * i64::from(self.multiplier) + nudge - sign;
+        ((sum >> 32) as i32) >> self.shift
+    }
+
+    /// The requantized, offset and clamped output.
+    #[inline(always)]
+    pub(crate) fn output(&self, acc: i32, lo: i32, hi: i32) -> i8 {
+        clamp_to_i8(self.apply(acc), lo, hi)
+    }
+}
+
 /// Requantizes an accumulator and clamps it the way the TFLite reference
 /// kernels do (`max` with the lower bound first, then `min` with the upper).
 #[inline(always)]
@@ -479,6 +561,89 @@ pub fn mean_params(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounding_rq_equals_multiply_by_quantized_multiplier() {
+        let xs = [
+            i32::MIN,
+            i32::MIN + 1,
+            -(1 << 30) - 1,
+            -(1 << 30),
+            -65537,
+            -32768,
+            -255,
+            -3,
+            -2,
+            -1,
+            0,
+            1,
+            2,
+            3,
+            255,
+            32767,
+            1 << 30,
+            i32::MAX - 1,
+            i32::MAX,
+        ];
+        let ms = [
+            0,
+            1,
+            2,
+            (1 << 30) - 1,
+            1 << 30,
+            (1 << 30) + 1,
+            1_500_000_000,
+            i32::MAX,
+        ];
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for shift in -40..=3 {
+            for &m in &ms {
+                for zp in [-128, -127, -1, 0, 1, 5, 127, 128] {
+                    let Some(rq) = RoundingRq::new(m, shift, zp) else {
+                        assert!(!(-23..0).contains(&shift), "shift {shift} m {m} refused");
+                        continue;
+                    };
+                    let want = |x: i32, m: i32| {
+                        multiply_by_quantized_multiplier(x, m, shift).wrapping_add(zp)
+                    };
+                    for &x in &xs {
+                        assert_eq!(
+                            rq.apply_portable(x),
+                            want(x, m),
+                            "x={x} m={m} shift={shift}"
+                        );
+                    }
+                    for _ in 0..500 {
+                        let r = next();
+                        // Accumulator-sized values most of the time, any i32 sometimes.
+                        let x = if r % 4 == 0 {
+                            r as i32
+                        } else {
+                            (r as i32) >> (r % 20)
+                        };
+                        let m = if m == i32::MAX {
+                            (next() >> 33) as i32
+                        } else {
+                            m
+                        };
+                        let rq = RoundingRq::new(m, shift, zp).unwrap_or(rq);
+                        let got = rq.apply_portable(x);
+                        assert_eq!(got, want(x, rq.multiplier), "x={x} m={m} shift={shift}");
+                    }
+                }
+            }
+        }
+        assert!(RoundingRq::new(-1, -3, 0).is_none());
+        assert!(RoundingRq::new(1 << 30, 0, 0).is_none());
+        assert!(RoundingRq::new(1 << 30, -24, 0).is_none());
+        assert!(RoundingRq::new(1 << 30, -3, 129).is_none());
+    }
 
     #[test]
     fn srdhm_basics() {

@@ -1,6 +1,12 @@
-//! `SMLAD` version of [`crate::matvec`]: two output channels per pass over the column.
+//! `SMLAD` version of [`crate::matvec`]: one column against two output channels per
+//! pass (fully connected, and the last pixel of a convolution), or two columns (two
+//! output pixels) against one channel, so that each weight word is loaded and widened
+//! once for two outputs. Requantization is [`RoundingRq`]: one `SMLAL` pair and a
+//! shift per output instead of TFLite's two rounding steps.
 
-use crate::matvec::{matvec_portable, Chan, OutQ};
+use crate::matvec::{OutQ, BLOCK};
+use crate::quant::RoundingRq;
+use crate::Requant;
 use core::arch::asm;
 
 /// Reorders each full group of four column entries to `x0, x2, x1, x3`: `SXTB16` of a
@@ -164,22 +170,130 @@ unsafe fn dot1(x: *const i16, p0: *const i8, groups: usize, a0: &mut i32) {
     }
 }
 
-/// [`crate::matvec::matvec`] with `SMLAD`; `col` must have been through [`pack`].
+/// Adds `groups` groups of four packed entries of two columns times one filter row to
+/// `a`/`b`: each weight word is loaded and widened once for both columns.
+///
+/// # Safety
+/// `xa` and `xb` must be 4-byte aligned and valid for reading `4 * groups` i16 each;
+/// `w` valid for reading `4 * groups` bytes (any alignment).
+#[inline(always)]
+unsafe fn dot_cols(
+    xa: *const i16,
+    xb: *const i16,
+    w: *const i8,
+    groups: usize,
+    a: &mut i32,
+    b: &mut i32,
+) {
+    if groups == 0 {
+        return;
+    }
+    // SAFETY: reads exactly `4 * groups` entries behind each pointer (LDRD on the
+    // 4-byte aligned columns; ARMv7-M LDR tolerates an unaligned weight row), all
+    // guaranteed readable by the caller; writes only register operands and the flags.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {w1}, [{w}], #4",
+            "sxtb16 {w0}, {w1}",
+            "sxtb16 {w1}, {w1}, ror #8",
+            "ldrd {x0}, {x1}, [{xa}], #8",
+            "smlad {a}, {w0}, {x0}, {a}",
+            "smlad {a}, {w1}, {x1}, {a}",
+            "ldrd {x0}, {x1}, [{xb}], #8",
+            "smlad {b}, {w0}, {x0}, {b}",
+            "smlad {b}, {w1}, {x1}, {b}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            xa = inout(reg) xa => _,
+            xb = inout(reg) xb => _,
+            w = inout(reg) w => _,
+            n = inout(reg) groups => _,
+            a = inout(reg) *a,
+            b = inout(reg) *b,
+            w0 = out(reg) _,
+            w1 = out(reg) _,
+            x0 = out(reg) _,
+            x1 = out(reg) _,
+            options(nostack, readonly),
+        );
+    }
+}
+
+/// One output channel's bias and single-step requantization.
+#[derive(Clone, Copy)]
+pub(crate) struct Chan {
+    bias: i32,
+    rq: RoundingRq,
+}
+
+/// The prepared channels of one block (a 320-byte table on the stack).
+pub(crate) struct Chans([Chan; BLOCK]);
+
+impl Chans {
+    pub(crate) const fn new() -> Self {
+        Chans(
+            [Chan {
+                bias: 0,
+                rq: RoundingRq {
+                    multiplier: 0,
+                    nudge_lo: 0,
+                    nudge_hi: 0,
+                    shift: 0,
+                },
+            }; BLOCK],
+        )
+    }
+
+    /// Prepares channels `c0..c0 + n` (`n <= BLOCK`) with the output zero point folded
+    /// in, or `None` if one of them does not fit [`RoundingRq`] (a shift outside
+    /// `-23..0` or a negative multiplier: the caller then runs the portable reference
+    /// kernel).
+    #[inline(always)]
+    pub(crate) fn prepare_layer(
+        &mut self,
+        bias: Option<&[i32]>,
+        rq: &Requant<'_>,
+        out_zp: i32,
+        c0: usize,
+        n: usize,
+    ) -> Option<&[Chan]> {
+        let table = &mut self.0[..n.min(BLOCK)];
+        let biases = bias.and_then(|b| b.get(c0..)).unwrap_or(&[]);
+        for (j, t) in table.iter_mut().enumerate() {
+            t.bias = biases.get(j).copied().unwrap_or(0);
+        }
+        if let ([m], [s]) = (rq.multiplier, rq.shift) {
+            let one = RoundingRq::new(*m, *s, out_zp)?;
+            for t in table.iter_mut() {
+                t.rq = one;
+            }
+        } else {
+            let ms = rq.multiplier.get(c0..)?.iter();
+            let ss = rq.shift.get(c0..)?.iter();
+            for ((t, &m), &s) in table.iter_mut().zip(ms).zip(ss) {
+                t.rq = RoundingRq::new(m, s, out_zp)?;
+            }
+        }
+        Some(table)
+    }
+}
+
+#[inline(always)]
+fn output(c: &Chan, acc: i32, q: OutQ) -> i8 {
+    c.rq.output(acc, q.lo, q.hi)
+}
+
+/// `out[j] = requant_j(bias_j + col . filter_row_j)` for the prepared channels; `col`
+/// must have been through [`pack`] and start 4-byte aligned (a [`crate::matvec::Cols`]
+/// buffer at an offset that is a multiple of four entries).
 #[inline(always)]
 pub(crate) fn matvec(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &mut [i8]) {
     let k = col.len();
-    if k == 0 || col.as_ptr() as usize % 4 != 0 {
-        // Unpacked order only matters for full groups; with k < 4 nothing was packed.
-        // Misaligned columns do not occur (callers pass a `Cols` buffer), but stay
-        // correct if they ever do: unpack and use the portable loop.
-        if k < 4 {
-            return matvec_portable(col, filter, chans, q, out);
-        }
-        return unpacked_fallback(col, filter, chans, q, out);
+    let n = out.len().min(chans.len());
+    if k == 0 || col.as_ptr() as usize % 4 != 0 || filter.len() < n * k {
+        return matvec_scalar(col, filter, chans, q, out);
     }
-    // Channels that have a filter row, a prepared entry and an output slot (all of
-    // them, for the callers' slices).
-    let n = out.len().min(chans.len()).min(filter.len() / k);
     let groups = k / 4;
     let main = groups * 4;
     let x = col.as_ptr();
@@ -187,9 +301,9 @@ pub(crate) fn matvec(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &
     for _ in 0..n / 2 {
         // SAFETY: each pass reads two filter rows of `k` bytes (`w`, `w + k`), two
         // prepared channels and writes two outputs, then advances by as much; there are
-        // `n / 2` passes and `n` rows, channels and outputs behind the starting
-        // pointers. `x` is 4-byte aligned (checked) with `k >= main` entries, as `dot2`
-        // requires.
+        // `n / 2` passes and at least `n` rows (checked), channels and outputs behind the
+        // starting pointers. `x` is 4-byte aligned (checked) with `k >= main` entries, as
+        // `dot2` requires.
         unsafe {
             let (c0, c1) = (&*c, &*c.add(1));
             let w1 = w.add(k);
@@ -201,8 +315,8 @@ pub(crate) fn matvec(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &
                 a0 = a0.wrapping_add(xv * i32::from(*w.add(i)));
                 a1 = a1.wrapping_add(xv * i32::from(*w1.add(i)));
             }
-            *o = c0.rq.output(a0, q.zero_point, q.lo, q.hi);
-            *o.add(1) = c1.rq.output(a1, q.zero_point, q.lo, q.hi);
+            *o = output(c0, a0, q);
+            *o.add(1) = output(c1, a1, q);
             w = w.add(2 * k);
             c = c.add(2);
             o = o.add(2);
@@ -217,19 +331,84 @@ pub(crate) fn matvec(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &
             for i in main..k {
                 a0 = a0.wrapping_add(i32::from(*x.add(i)) * i32::from(*w.add(i)));
             }
-            *o = c0.rq.output(a0, q.zero_point, q.lo, q.hi);
+            *o = output(c0, a0, q);
         }
     }
 }
 
-/// Undoes [`pack`] into a scratch column and runs the portable loop.
+/// [`matvec`] for two columns (two output pixels) at once: `out_a` from `col_a`,
+/// `out_b` from `col_b`, both packed, of equal length and 4-byte aligned.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matvec2(
+    col_a: &[i16],
+    col_b: &[i16],
+    filter: &[i8],
+    chans: &[Chan],
+    q: OutQ,
+    out_a: &mut [i8],
+    out_b: &mut [i8],
+) {
+    let k = col_a.len();
+    let n = out_a.len().min(out_b.len()).min(chans.len());
+    if k == 0
+        || col_b.len() != k
+        || col_a.as_ptr() as usize % 4 != 0
+        || col_b.as_ptr() as usize % 4 != 0
+        || filter.len() < n * k
+    {
+        matvec_scalar(col_a, filter, chans, q, out_a);
+        return matvec_scalar(col_b, filter, chans, q, out_b);
+    }
+    let groups = k / 4;
+    let main = groups * 4;
+    let (xa, xb) = (col_a.as_ptr(), col_b.as_ptr());
+    for (j, ((c, oa), ob)) in chans
+        .iter()
+        .zip(out_a.iter_mut())
+        .zip(out_b)
+        .take(n)
+        .enumerate()
+    {
+        let (mut a, mut b) = (c.bias, c.bias);
+        // SAFETY: row `j < n` of `k` bytes lies in `filter` (`filter.len() >= n * k`,
+        // checked); both columns hold `k >= 4 * groups` entries and are 4-byte aligned
+        // (checked), as `dot_cols` requires; the tail reads entries `main..k` of each.
+        unsafe {
+            let w = filter.as_ptr().add(j * k);
+            dot_cols(xa, xb, w, groups, &mut a, &mut b);
+            for i in main..k {
+                let wv = i32::from(*w.add(i));
+                a = a.wrapping_add(wv * i32::from(*xa.add(i)));
+                b = b.wrapping_add(wv * i32::from(*xb.add(i)));
+            }
+        }
+        *oa = output(c, a, q);
+        *ob = output(c, b, q);
+    }
+}
+
+/// The same products without `SMLAD`, for a column that is not word-aligned or a
+/// filter shorter than the outputs (neither happens with the kernels' own buffers and
+/// checked slices). Reads the packed order: within each full group of four,
+/// entries 1 and 2 are swapped.
 #[cold]
-fn unpacked_fallback(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &mut [i8]) {
-    let mut buf = crate::matvec::Cols::new();
-    let Some(tmp) = buf.0.get_mut(..col.len()) else {
-        return;
-    };
-    tmp.copy_from_slice(col);
-    pack(tmp);
-    matvec_portable(tmp, filter, chans, q, out);
+fn matvec_scalar(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &mut [i8]) {
+    let k = col.len();
+    let main = k / 4 * 4;
+    for ((o, c), j) in out.iter_mut().zip(chans).zip(0..) {
+        let Some(row) = filter.get(j * k..j * k + k) else {
+            return;
+        };
+        let mut acc = c.bias;
+        for (i, &w) in row.iter().enumerate() {
+            let at = match i % 4 {
+                1 if i < main => i + 1,
+                2 if i < main => i - 1,
+                _ => i,
+            };
+            acc = acc.wrapping_add(i32::from(col[at]) * i32::from(w));
+        }
+        *o = output(c, acc, q);
+    }
 }

@@ -56,3 +56,32 @@ pub(crate) fn requant(x: i32, multiplier: i32, left: u32, right: u32, mask: i32)
     }
     v
 }
+
+/// [`crate::quant::RoundingRq::apply`]: `SMLAL` of `x * multiplier` into the prepared
+/// 64-bit nudge, a second `SMLAL` of `x >> 31` (0 or 1) by `i32::MIN` for the sign
+/// term, and the high word shifted right by `r - 1`.
+#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+#[inline(always)]
+pub(crate) fn requant_rounding(x: i32, rq: &crate::quant::RoundingRq) -> i32 {
+    let v: i32;
+    // SAFETY: register-only arithmetic (no memory access, no flags: SMLAL, LSR with an
+    // immediate and ASR by register without the S suffix leave them alone). `shift`
+    // is at most 30, where ASR by register behaves like Rust's `>>`.
+    unsafe {
+        asm!(
+            "smlal {lo}, {hi}, {x}, {m}",
+            "lsr {t}, {x}, #31",
+            "smlal {lo}, {hi}, {t}, {min}",
+            "asr {hi}, {hi}, {sh}",
+            x = in(reg) x,
+            m = in(reg) rq.multiplier,
+            min = in(reg) i32::MIN,
+            sh = in(reg) rq.shift,
+            lo = inout(reg) rq.nudge_lo => _,
+            hi = inout(reg) rq.nudge_hi => v,
+            t = out(reg) _,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    v
+}
