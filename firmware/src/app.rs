@@ -112,7 +112,7 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
         clock.unit()
     )?;
 
-    let mut interp = match Interpreter::new(model, arena) {
+    let mut interp = match Interpreter::<{ gen::OP_COUNT }>::with_max_ops(model, arena) {
         Ok(i) => i,
         Err(e) => {
             writeln!(out, "error stage=arena reason=\"{e}\"")?;

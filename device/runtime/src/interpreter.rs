@@ -4,6 +4,7 @@ use crate::format::{Model, Op, OpCode, OpParams};
 use crate::Error;
 use core::ops::Range;
 use edgekd_kernels as k;
+use edgekd_kernels::Shape;
 
 /// Static figures of one op, for per-op reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,31 +42,160 @@ impl Profiler for NoProfiler {
     fn end(&mut self, _: usize, _: OpCode) {}
 }
 
+/// Ops an [`Interpreter`] made with [`Interpreter::new`] can hold: 256 with the `std`
+/// feature (host tools, any model), 16 on bare metal, where each slot costs RAM;
+/// firmware sizes the table to its model with [`Interpreter::with_max_ops`].
+#[cfg(feature = "std")]
+pub const DEFAULT_MAX_OPS: usize = 256;
+/// Ops an [`Interpreter`] made with [`Interpreter::new`] can hold: 256 with the `std`
+/// feature (host tools, any model), 16 on bare metal, where each slot costs RAM;
+/// firmware sizes the table to its model with [`Interpreter::with_max_ops`].
+#[cfg(not(feature = "std"))]
+pub const DEFAULT_MAX_OPS: usize = 16;
+
 /// An interpreter: a model plus the arena its activations live in.
 ///
 /// The interpreter never allocates; the arena must hold at least
-/// [`Model::arena_size`] bytes.
-pub struct Interpreter<'m, 'a> {
+/// [`Model::arena_size`] bytes. Every op is decoded once, when the interpreter is made
+/// (tensor records, parameters, requantization slices, arena places), into a table of
+/// up to `MAX_OPS` steps, so [`Interpreter::invoke`] only runs kernels (TFLite Micro's
+/// `Prepare` does the same).
+pub struct Interpreter<'m, 'a, const MAX_OPS: usize = DEFAULT_MAX_OPS> {
     model: Model<'m>,
     arena: &'a mut [i8],
     invocations: u32,
     /// Working memory of the conv / fully connected kernels, zeroed once here rather
     /// than for every layer of every inference.
     scratch: k::Scratch,
+    steps: heapless::Vec<Step<'m>, MAX_OPS>,
+}
+
+/// A slice of the arena.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    len: usize,
+}
+
+impl Span {
+    fn of(range: Range<usize>) -> Self {
+        Span {
+            start: range.start,
+            len: range.len(),
+        }
+    }
+
+    fn range(self) -> Range<usize> {
+        self.start..self.start + self.len
+    }
+}
+
+/// One op decoded for its kernel.
+#[derive(Debug, Clone, Copy)]
+struct Step<'m> {
+    code: OpCode,
+    params: OpParams<'m>,
+    input: Span,
+    /// The second operand of Add.
+    input2: Option<Span>,
+    output: Span,
+    in_shape: Shape,
+    out_shape: Shape,
+    /// Conv and fully connected filters (empty for other ops).
+    weights: &'m [i8],
+    /// The filter shape; fully connected: `n` = out features, `c` = in features.
+    weight_shape: Shape,
+    bias: Option<&'m [i32]>,
+}
+
+impl<'m> Step<'m> {
+    fn decode(model: &Model<'m>, op: &Op<'m>) -> Result<Self, Error> {
+        let out_t = model.tensor(op.output())?;
+        let in_t = model.tensor(op.input(0).ok_or(Error::InvalidValue)?)?;
+        let other = match op.input(1) {
+            Some(t) => Some(model.tensor(t)?),
+            None => None,
+        };
+        let bias = match op.input(2) {
+            Some(t) => Some(model.tensor(t)?.const_i32()?),
+            None => None,
+        };
+        let params = op.params_with(model, &in_t, &out_t, other.as_ref())?;
+        let (mut weights, mut weight_shape, mut input2) = (&[][..], Shape::default(), None);
+        match (&params, other) {
+            (OpParams::Add(_), Some(t)) => input2 = Some(Span::of(t.range())),
+            (OpParams::FullyConnected(..), Some(w)) => {
+                let [out_f, in_f] = match w.dims() {
+                    [o, i] => [*o, *i],
+                    _ => return Err(Error::ShapeMismatch),
+                };
+                weights = w.const_i8()?;
+                weight_shape = Shape {
+                    n: out_f,
+                    h: 1,
+                    w: 1,
+                    c: in_f,
+                };
+            }
+            (OpParams::Conv2d(..) | OpParams::DepthwiseConv2d(..), Some(w)) => {
+                weights = w.const_i8()?;
+                weight_shape = w.shape();
+            }
+            (
+                OpParams::Add(_)
+                | OpParams::FullyConnected(..)
+                | OpParams::Conv2d(..)
+                | OpParams::DepthwiseConv2d(..),
+                None,
+            ) => return Err(Error::InvalidValue),
+            _ => {}
+        }
+        Ok(Step {
+            code: op.code,
+            params,
+            input: Span::of(in_t.range()),
+            input2,
+            output: Span::of(out_t.range()),
+            in_shape: in_t.shape(),
+            out_shape: out_t.shape(),
+            weights,
+            weight_shape,
+            bias,
+        })
+    }
 }
 
 impl<'m, 'a> Interpreter<'m, 'a> {
-    /// Binds a model to an arena.
+    /// Binds a model to an arena, with room for [`DEFAULT_MAX_OPS`] ops.
+    ///
+    /// Errors: [`Error::ArenaTooSmall`]; [`Error::CapacityExceeded`] for a model with
+    /// more ops (use [`Interpreter::with_max_ops`]).
     pub fn new(model: Model<'m>, arena: &'a mut [u8]) -> Result<Self, Error> {
+        Self::with_max_ops(model, arena)
+    }
+}
+
+impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
+    /// Binds a model to an arena with room for `MAX_OPS` ops, and decodes every op.
+    ///
+    /// Errors: [`Error::ArenaTooSmall`]; [`Error::CapacityExceeded`] if the model has
+    /// more than `MAX_OPS` ops.
+    pub fn with_max_ops(model: Model<'m>, arena: &'a mut [u8]) -> Result<Self, Error> {
         let needed = model.arena_size();
         let arena = arena
             .get_mut(..needed)
             .ok_or(Error::ArenaTooSmall { needed })?;
+        let mut steps = heapless::Vec::new();
+        for op in model.ops() {
+            let step = Step::decode(&model, &op?)?;
+            steps.push(step).map_err(|_| Error::CapacityExceeded)?;
+        }
         Ok(Interpreter {
             model,
             arena: bytemuck::cast_slice_mut(arena),
             invocations: 0,
             scratch: k::Scratch::new(),
+            steps,
         })
     }
 
@@ -164,95 +294,71 @@ impl<'m, 'a> Interpreter<'m, 'a> {
 
     /// Runs the model once, calling `profiler` around every op.
     pub fn invoke_profiled(&mut self, profiler: &mut impl Profiler) -> Result<(), Error> {
-        let model = self.model;
-        for (index, op) in model.ops().enumerate() {
-            let op = op?;
-            profiler.begin(index, op.code);
-            self.run_op(&model, &op)?;
-            profiler.end(index, op.code);
+        for index in 0..self.steps.len() {
+            let step = self.steps[index];
+            profiler.begin(index, step.code);
+            self.run_step(&step)?;
+            profiler.end(index, step.code);
             if profiler.wants_outputs() {
-                let range = model.tensor(op.output())?.range();
-                profiler.observe(index, self.arena.get(range).ok_or(Error::OutOfBounds)?);
+                let out = self.arena.get(step.output.range());
+                profiler.observe(index, out.ok_or(Error::OutOfBounds)?);
             }
         }
         self.invocations = self.invocations.wrapping_add(1);
         Ok(())
     }
 
-    fn run_op(&mut self, model: &Model<'m>, op: &Op<'m>) -> Result<(), Error> {
-        let out_t = model.tensor(op.output())?;
-        let in_t = model.tensor(op.input(0).ok_or(Error::InvalidValue)?)?;
-        let other = match op.input(1) {
-            Some(t) => Some(model.tensor(t)?),
-            None => None,
-        };
-        let bias = match op.input(2) {
-            Some(t) => Some(model.tensor(t)?.const_i32()?),
-            None => None,
-        };
-        // Each tensor record is decoded once per op and shared with the parameter decode.
-        let params = op.params_with(model, &in_t, &out_t, other.as_ref())?;
-        if let OpParams::Reshape = params {
-            return self.reshape(in_t.range(), out_t.range());
+    fn run_step(&mut self, step: &Step<'m>) -> Result<(), Error> {
+        if let OpParams::Reshape = step.params {
+            return self.reshape(step.input.range(), step.output.range());
         }
-        let second = match (&params, other) {
-            (OpParams::Add(_), Some(t)) => Some(t.range()),
-            _ => None,
-        };
-        let (input, input2, output) = split_arena(self.arena, in_t.range(), second, out_t.range())?;
-        let (ins, outs) = (in_t.shape(), out_t.shape());
-        let result = match params {
+        let (input, input2, output) = split_arena(
+            self.arena,
+            step.input.range(),
+            step.input2.map(Span::range),
+            step.output.range(),
+        )?;
+        let (ins, outs) = (step.in_shape, step.out_shape);
+        let (w, ws, bias) = (step.weights, step.weight_shape, step.bias);
+        let result = match step.params {
             #[cfg(edgekd_op_fully_connected)]
-            OpParams::FullyConnected(p, rq) => {
-                let w = other.ok_or(Error::InvalidValue)?;
-                let [out_f, in_f] = match w.dims() {
-                    [o, i] => [*o, *i],
-                    _ => return Err(Error::ShapeMismatch),
-                };
-                k::fully_connected_in(
-                    &mut self.scratch,
-                    &p,
-                    rq,
-                    input,
-                    in_f,
-                    w.const_i8()?,
-                    bias,
-                    out_f,
-                    output,
-                )
-            }
+            OpParams::FullyConnected(p, rq) => k::fully_connected_in(
+                &mut self.scratch,
+                &p,
+                rq,
+                input,
+                ws.c,
+                w,
+                bias,
+                ws.n,
+                output,
+            ),
             #[cfg(edgekd_op_conv2d)]
-            OpParams::Conv2d(p, rq) => {
-                let w = other.ok_or(Error::InvalidValue)?;
-                k::conv2d_in(
-                    &mut self.scratch,
-                    &p,
-                    rq,
-                    ins,
-                    input,
-                    w.shape(),
-                    w.const_i8()?,
-                    bias,
-                    outs,
-                    output,
-                )
-            }
+            OpParams::Conv2d(p, rq) => k::conv2d_in(
+                &mut self.scratch,
+                &p,
+                rq,
+                ins,
+                input,
+                ws,
+                w,
+                bias,
+                outs,
+                output,
+            ),
             #[cfg(edgekd_op_depthwise_conv2d)]
-            OpParams::DepthwiseConv2d(p, rq) => {
-                let w = other.ok_or(Error::InvalidValue)?;
-                k::depthwise_conv2d_in(
-                    &mut self.scratch,
-                    &p,
-                    rq,
-                    ins,
-                    input,
-                    w.shape(),
-                    w.const_i8()?,
-                    bias,
-                    outs,
-                    output,
-                )
-            }
+            OpParams::DepthwiseConv2d(p, rq) => k::depthwise_conv2d_in(
+                &mut self.scratch,
+                &p,
+                rq,
+                ins,
+                input,
+                ws,
+                w,
+                bias,
+                outs,
+                output,
+            ),
             #[cfg(edgekd_op_max_pool2d)]
             OpParams::MaxPool2d(p) => k::max_pool2d(&p, ins, input, outs, output),
             #[cfg(edgekd_op_avg_pool2d)]
@@ -266,7 +372,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             OpParams::Reshape => Ok(()),
             // Ops compiled out of this build never parse; this arm keeps the match total.
             #[allow(unreachable_patterns)]
-            _ => return Err(Error::UnsupportedOp(op.code.code())),
+            _ => return Err(Error::UnsupportedOp(step.code.code())),
         };
         result.map_err(|e| match e {
             k::KernelError::UnsupportedParams => Error::UnsupportedParams,

@@ -23,4 +23,4 @@ pub mod writer;
 
 pub use error::Error;
 pub use format::{DType, Model, OpCode, Quant, Tensor};
-pub use interpreter::{Interpreter, OpStats, Profiler};
+pub use interpreter::{Interpreter, OpStats, Profiler, DEFAULT_MAX_OPS};
