@@ -42,12 +42,12 @@ impl Profiler for NoProfiler {
     fn end(&mut self, _: usize, _: OpCode) {}
 }
 
-/// Ops an [`Interpreter`] made with [`Interpreter::new`] can hold: 256 with the `std`
+/// Ops an [`Interpreter`] made with [`Interpreter::new`] can hold: 128 with the `std`
 /// feature (host tools, any model), 16 on bare metal, where each slot costs RAM;
 /// firmware sizes the table to its model with [`Interpreter::with_max_ops`].
 #[cfg(feature = "std")]
-pub const DEFAULT_MAX_OPS: usize = 256;
-/// Ops an [`Interpreter`] made with [`Interpreter::new`] can hold: 256 with the `std`
+pub const DEFAULT_MAX_OPS: usize = 128;
+/// Ops an [`Interpreter`] made with [`Interpreter::new`] can hold: 128 with the `std`
 /// feature (host tools, any model), 16 on bare metal, where each slot costs RAM;
 /// firmware sizes the table to its model with [`Interpreter::with_max_ops`].
 #[cfg(not(feature = "std"))]

@@ -68,6 +68,23 @@ fn arena_too_small_is_an_error_naming_the_size() {
 }
 
 #[test]
+fn op_table_capacity_is_exact_and_checked() {
+    // tiny_cnn has 4 ops: a table of 4 runs it bit-exactly, a table of 3 is refused.
+    let (name, bytes, input, expected) = REFERENCE[0];
+    let buf = aligned(bytes);
+    let model = Model::parse(buf.as_bytes()).unwrap();
+    assert_eq!(model.op_count(), 4, "{name}");
+    let mut arena = vec![0u8; model.arena_size()];
+    let err = Interpreter::<'_, '_, 3>::with_max_ops(model, &mut arena).err();
+    assert_eq!(err, Some(edgekd_runtime::Error::CapacityExceeded));
+    let mut interp = Interpreter::<'_, '_, 4>::with_max_ops(model, &mut arena).unwrap();
+    let ((_, cols, x), (_, ecols, y)) = (npy_i8(input), npy_i8(expected));
+    interp.input_mut(0).unwrap().copy_from_slice(&x[..cols]);
+    interp.invoke().unwrap();
+    assert_eq!(interp.output(0).unwrap(), &y[..ecols]);
+}
+
+#[test]
 fn float_inputs_are_checked() {
     let buf = aligned(REFERENCE[0].1);
     let model = Model::parse(buf.as_bytes()).unwrap();
