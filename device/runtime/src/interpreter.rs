@@ -294,10 +294,9 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
 
     /// Runs the model once, calling `profiler` around every op.
     pub fn invoke_profiled(&mut self, profiler: &mut impl Profiler) -> Result<(), Error> {
-        for index in 0..self.steps.len() {
-            let step = self.steps[index];
+        for (index, step) in self.steps.iter().enumerate() {
             profiler.begin(index, step.code);
-            self.run_step(&step)?;
+            run_step(step, self.arena, &mut self.scratch)?;
             profiler.end(index, step.code);
             if profiler.wants_outputs() {
                 let out = self.arena.get(step.output.range());
@@ -307,88 +306,65 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
         self.invocations = self.invocations.wrapping_add(1);
         Ok(())
     }
+}
 
-    fn run_step(&mut self, step: &Step<'m>) -> Result<(), Error> {
-        if let OpParams::Reshape = step.params {
-            return self.reshape(step.input.range(), step.output.range());
-        }
-        let (input, input2, output) = split_arena(
-            self.arena,
-            step.input.range(),
-            step.input2.map(Span::range),
-            step.output.range(),
-        )?;
-        let (ins, outs) = (step.in_shape, step.out_shape);
-        let (w, ws, bias) = (step.weights, step.weight_shape, step.bias);
-        let result = match step.params {
-            #[cfg(edgekd_op_fully_connected)]
-            OpParams::FullyConnected(p, rq) => k::fully_connected_in(
-                &mut self.scratch,
-                &p,
-                rq,
-                input,
-                ws.c,
-                w,
-                bias,
-                ws.n,
-                output,
-            ),
-            #[cfg(edgekd_op_conv2d)]
-            OpParams::Conv2d(p, rq) => k::conv2d_in(
-                &mut self.scratch,
-                &p,
-                rq,
-                ins,
-                input,
-                ws,
-                w,
-                bias,
-                outs,
-                output,
-            ),
-            #[cfg(edgekd_op_depthwise_conv2d)]
-            OpParams::DepthwiseConv2d(p, rq) => k::depthwise_conv2d_in(
-                &mut self.scratch,
-                &p,
-                rq,
-                ins,
-                input,
-                ws,
-                w,
-                bias,
-                outs,
-                output,
-            ),
-            #[cfg(edgekd_op_max_pool2d)]
-            OpParams::MaxPool2d(p) => k::max_pool2d(&p, ins, input, outs, output),
-            #[cfg(edgekd_op_avg_pool2d)]
-            OpParams::AvgPool2d(p) => k::avg_pool2d(&p, ins, input, outs, output),
-            #[cfg(edgekd_op_global_avg_pool)]
-            OpParams::GlobalAvgPool(p) => k::global_avg_pool(&p, ins, input, output),
-            #[cfg(edgekd_op_add)]
-            OpParams::Add(p) => k::add(&p, input, input2.ok_or(Error::InvalidValue)?, output),
-            #[cfg(edgekd_op_softmax)]
-            OpParams::Softmax(p) => k::softmax(&p, outs.c, input, output),
-            OpParams::Reshape => Ok(()),
-            // Ops compiled out of this build never parse; this arm keeps the match total.
-            #[allow(unreachable_patterns)]
-            _ => return Err(Error::UnsupportedOp(step.code.code())),
-        };
-        result.map_err(|e| match e {
-            k::KernelError::UnsupportedParams => Error::UnsupportedParams,
-            _ => Error::ShapeMismatch,
-        })
+/// Runs one decoded op.
+fn run_step(step: &Step<'_>, arena: &mut [i8], scratch: &mut k::Scratch) -> Result<(), Error> {
+    if let OpParams::Reshape = step.params {
+        return reshape(arena, step.input.range(), step.output.range());
     }
+    let (input, input2, output) = split_arena(
+        arena,
+        step.input.range(),
+        step.input2.map(Span::range),
+        step.output.range(),
+    )?;
+    let (ins, outs) = (step.in_shape, step.out_shape);
+    let (w, ws, bias) = (step.weights, step.weight_shape, step.bias);
+    let result = match step.params {
+        #[cfg(edgekd_op_fully_connected)]
+        OpParams::FullyConnected(p, rq) => {
+            k::fully_connected_in(scratch, &p, rq, input, ws.c, w, bias, ws.n, output)
+        }
+        #[cfg(edgekd_op_conv2d)]
+        OpParams::Conv2d(p, rq) => {
+            k::conv2d_in(scratch, &p, rq, ins, input, ws, w, bias, outs, output)
+        }
+        #[cfg(edgekd_op_depthwise_conv2d)]
+        OpParams::DepthwiseConv2d(p, rq) => {
+            k::depthwise_conv2d_in(scratch, &p, rq, ins, input, ws, w, bias, outs, output)
+        }
+        #[cfg(edgekd_op_max_pool2d)]
+        OpParams::MaxPool2d(p) => k::max_pool2d(&p, ins, input, outs, output),
+        #[cfg(edgekd_op_avg_pool2d)]
+        OpParams::AvgPool2d(p) => k::avg_pool2d(&p, ins, input, outs, output),
+        #[cfg(edgekd_op_global_avg_pool)]
+        OpParams::GlobalAvgPool(p) => k::global_avg_pool(&p, ins, input, output),
+        #[cfg(edgekd_op_add)]
+        OpParams::Add(p) => k::add(&p, input, input2.ok_or(Error::InvalidValue)?, output),
+        #[cfg(edgekd_op_softmax)]
+        OpParams::Softmax(p) => k::softmax(&p, outs.c, input, output),
+        OpParams::Reshape => Ok(()),
+        // Ops compiled out of this build never parse; this arm keeps the match total.
+        #[allow(unreachable_patterns)]
+        _ => return Err(Error::UnsupportedOp(step.code.code())),
+    };
+    result.map_err(|e| match e {
+        k::KernelError::UnsupportedParams => Error::UnsupportedParams,
+        _ => Error::ShapeMismatch,
+    })
+}
 
-    fn reshape(&mut self, from: Range<usize>, to: Range<usize>) -> Result<(), Error> {
-        if from != to {
-            if from.len() != to.len() || to.end > self.arena.len() || from.end > self.arena.len() {
-                return Err(Error::OutOfBounds);
-            }
-            self.arena.copy_within(from, to.start);
+/// Reshape moves no data when the planner gave input and output the same place (it
+/// does whenever it can).
+fn reshape(arena: &mut [i8], from: Range<usize>, to: Range<usize>) -> Result<(), Error> {
+    if from != to {
+        if from.len() != to.len() || to.end > arena.len() || from.end > arena.len() {
+            return Err(Error::OutOfBounds);
         }
-        Ok(())
+        arena.copy_within(from, to.start);
     }
+    Ok(())
 }
 
 type ArenaViews<'s> = (&'s [i8], Option<&'s [i8]>, &'s mut [i8]);
