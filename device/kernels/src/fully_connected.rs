@@ -1,6 +1,6 @@
 //! Fully connected layer (TFLite int8 `FullyConnected`, per-channel capable).
 
-use crate::matvec::{layer_scratch, matvec, widen_pack, OutQ, BLOCK, MAX_COLS};
+use crate::matvec::{fc_row, layer_scratch, matvec, widen_pack, OutQ, BLOCK, FC_ROW, MAX_COLS};
 use crate::quant::requantize;
 use crate::{check_bias, check_requant, dot, FcParams, KernelError, Requant, Scratch};
 
@@ -83,6 +83,16 @@ pub fn fully_connected_in(
     };
     let (cols, table) = layer_scratch(scratch);
     let col = &mut cols.0[..in_features];
+    if FC_ROW {
+        for (x, out) in input
+            .chunks_exact(in_features)
+            .zip(output.chunks_exact_mut(out_features))
+        {
+            widen_pack(col, x, p.input_zero_point);
+            fc_row(col, filter, bias, &rq, q, out);
+        }
+        return Ok(());
+    }
     // Output features in blocks whose bias and requantization are prepared once.
     for c0 in (0..out_features).step_by(BLOCK) {
         let n = BLOCK.min(out_features - c0);

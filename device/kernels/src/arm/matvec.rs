@@ -5,7 +5,7 @@
 //! shift per output instead of TFLite's two rounding steps.
 
 use crate::matvec::{OutQ, BLOCK};
-use crate::quant::RoundingRq;
+use crate::quant::{ChannelRq, RoundingRq};
 use crate::Requant;
 use core::arch::asm;
 
@@ -170,29 +170,31 @@ unsafe fn dot1(x: *const i16, p0: *const i8, groups: usize, a0: &mut i32) {
     }
 }
 
-/// Adds `groups` groups of four packed entries of two columns times one filter row to
-/// `a`/`b`: each weight word is loaded and widened once for both columns.
+/// Adds the first `k` entries of two packed columns times one filter row to `a`/`b`:
+/// whole groups of four with `SMLAD` (each weight word loaded and widened once for both
+/// columns), then the `k % 4` tail entries (natural order) with `SMLABB`, in one asm
+/// block so the tail costs no bounds checks or loop setup of its own.
 ///
 /// # Safety
-/// `xa` and `xb` must be 4-byte aligned and valid for reading `4 * groups` i16 each;
-/// `w` valid for reading `4 * groups` bytes (any alignment).
+/// `xa` and `xb` must be 4-byte aligned and valid for reading `k` i16 each; `w` valid
+/// for reading `k` bytes (any alignment).
 #[inline(always)]
 unsafe fn dot_cols(
     xa: *const i16,
     xb: *const i16,
     w: *const i8,
-    groups: usize,
+    k: usize,
     a: &mut i32,
     b: &mut i32,
 ) {
-    if groups == 0 {
-        return;
-    }
-    // SAFETY: reads exactly `4 * groups` entries behind each pointer (LDRD on the
-    // 4-byte aligned columns; ARMv7-M LDR tolerates an unaligned weight row), all
+    // SAFETY: reads exactly `k` entries behind each pointer (LDRD on the 4-byte aligned
+    // columns for whole groups; ARMv7-M LDR tolerates an unaligned weight row), all
     // guaranteed readable by the caller; writes only register operands and the flags.
     unsafe {
         asm!(
+            // n = k - 4: negative when there is no whole group.
+            "subs {n}, {n}, #4",
+            "bmi 3f",
             "2:",
             "ldr {w1}, [{w}], #4",
             "sxtb16 {w0}, {w1}",
@@ -203,12 +205,25 @@ unsafe fn dot_cols(
             "ldrd {x0}, {x1}, [{xb}], #8",
             "smlad {b}, {w0}, {x0}, {b}",
             "smlad {b}, {w1}, {x1}, {b}",
+            "subs {n}, {n}, #4",
+            "bpl 2b",
+            // n = k % 4 after the groups.
+            "3:",
+            "adds {n}, {n}, #4",
+            "beq 5f",
+            "4:",
+            "ldrsb {w0}, [{w}], #1",
+            "ldrsh {x0}, [{xa}], #2",
+            "ldrsh {x1}, [{xb}], #2",
+            "smlabb {a}, {w0}, {x0}, {a}",
+            "smlabb {b}, {w0}, {x1}, {b}",
             "subs {n}, {n}, #1",
-            "bne 2b",
+            "bne 4b",
+            "5:",
             xa = inout(reg) xa => _,
             xb = inout(reg) xb => _,
             w = inout(reg) w => _,
-            n = inout(reg) groups => _,
+            n = inout(reg) k => _,
             a = inout(reg) *a,
             b = inout(reg) *b,
             w0 = out(reg) _,
@@ -336,6 +351,101 @@ pub(crate) fn matvec(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &
     }
 }
 
+/// One fully connected row: `out[j] = requant_j(bias_j + col . filter_row_j)` for
+/// `j < out.len()`, `col` packed and 4-byte aligned. Each channel is used once per
+/// row, so its [`RoundingRq`] is made on the fly instead of in a table; a channel it
+/// does not cover takes TFLite's two-step requantization ([`ChannelRq`]).
+#[inline(always)]
+pub(crate) fn fc_row(
+    col: &[i16],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    rq: &Requant<'_>,
+    q: OutQ,
+    out: &mut [i8],
+) {
+    let k = col.len();
+    let n = out.len();
+    let per_tensor = rq.multiplier.len() == 1;
+    let chan = |c: usize| -> (i32, i32, i32) {
+        let at = if per_tensor { 0 } else { c };
+        (
+            bias.and_then(|b| b.get(c)).copied().unwrap_or(0),
+            rq.multiplier.get(at).copied().unwrap_or(0),
+            rq.shift.get(at).copied().unwrap_or(0),
+        )
+    };
+    let requant = |acc: i32, m: i32, s: i32| -> i8 {
+        match RoundingRq::new(m, s, q.zero_point) {
+            Some(r) => r.output(acc, q.lo, q.hi),
+            None => ChannelRq::new(m, s).output(acc, q.zero_point, q.lo, q.hi),
+        }
+    };
+    if k == 0 || col.as_ptr() as usize % 4 != 0 || filter.len() < n * k {
+        // Not reached with the kernels' own buffers and checked slices.
+        for (c, o) in out.iter_mut().enumerate() {
+            let (b, m, s) = chan(c);
+            let row = filter.get(c * k..c * k + k).unwrap_or(&[]);
+            *o = requant(packed_dot(col, row, b), m, s);
+        }
+        return;
+    }
+    let groups = k / 4;
+    let main = groups * 4;
+    let x = col.as_ptr();
+    for j in (0..n / 2 * 2).step_by(2) {
+        let ((b0, m0, s0), (b1, m1, s1)) = (chan(j), chan(j + 1));
+        let (mut a0, mut a1) = (b0, b1);
+        // SAFETY: rows `j` and `j + 1 < n` of `k` bytes lie in `filter` (`filter.len() >=
+        // n * k`, checked); `x` is 4-byte aligned (checked) with `k >= main` entries, as
+        // `dot2` requires; the tail reads entries `main..k` of each.
+        unsafe {
+            let w = filter.as_ptr().add(j * k);
+            let w1 = w.add(k);
+            dot2(x, w, w1, groups, &mut a0, &mut a1);
+            for i in main..k {
+                let xv = i32::from(*x.add(i));
+                a0 = a0.wrapping_add(xv * i32::from(*w.add(i)));
+                a1 = a1.wrapping_add(xv * i32::from(*w1.add(i)));
+            }
+        }
+        out[j] = requant(a0, m0, s0);
+        out[j + 1] = requant(a1, m1, s1);
+    }
+    if n % 2 == 1 {
+        let j = n - 1;
+        let (b0, m0, s0) = chan(j);
+        let mut a0 = b0;
+        // SAFETY: row `j < n` lies in `filter` (checked above), `x` as above.
+        unsafe {
+            let w = filter.as_ptr().add(j * k);
+            dot1(x, w, groups, &mut a0);
+            for i in main..k {
+                a0 = a0.wrapping_add(i32::from(*x.add(i)) * i32::from(*w.add(i)));
+            }
+        }
+        out[j] = requant(a0, m0, s0);
+    }
+}
+
+/// `bias + col . row` with `col` in packed order (entries 1 and 2 of each full group of
+/// four swapped).
+#[cold]
+fn packed_dot(col: &[i16], row: &[i8], bias: i32) -> i32 {
+    let main = col.len() / 4 * 4;
+    let mut acc = bias;
+    for (i, &w) in row.iter().enumerate() {
+        let at = match i % 4 {
+            1 if i < main => i + 1,
+            2 if i < main => i - 1,
+            _ => i,
+        };
+        let x = col.get(at).copied().unwrap_or(0);
+        acc = acc.wrapping_add(i32::from(x) * i32::from(w));
+    }
+    acc
+}
+
 /// [`matvec`] for two columns (two output pixels) at once: `out_a` from `col_a`,
 /// `out_b` from `col_b`, both packed, of equal length and 4-byte aligned.
 #[inline(always)]
@@ -360,8 +470,6 @@ pub(crate) fn matvec2(
         matvec_scalar(col_a, filter, chans, q, out_a);
         return matvec_scalar(col_b, filter, chans, q, out_b);
     }
-    let groups = k / 4;
-    let main = groups * 4;
     let (xa, xb) = (col_a.as_ptr(), col_b.as_ptr());
     for (j, ((c, oa), ob)) in chans
         .iter()
@@ -372,17 +480,9 @@ pub(crate) fn matvec2(
     {
         let (mut a, mut b) = (c.bias, c.bias);
         // SAFETY: row `j < n` of `k` bytes lies in `filter` (`filter.len() >= n * k`,
-        // checked); both columns hold `k >= 4 * groups` entries and are 4-byte aligned
-        // (checked), as `dot_cols` requires; the tail reads entries `main..k` of each.
-        unsafe {
-            let w = filter.as_ptr().add(j * k);
-            dot_cols(xa, xb, w, groups, &mut a, &mut b);
-            for i in main..k {
-                let wv = i32::from(*w.add(i));
-                a = a.wrapping_add(wv * i32::from(*xa.add(i)));
-                b = b.wrapping_add(wv * i32::from(*xb.add(i)));
-            }
-        }
+        // checked); both columns hold `k` entries and are 4-byte aligned (checked), as
+        // `dot_cols` requires.
+        unsafe { dot_cols(xa, xb, filter.as_ptr().add(j * k), k, &mut a, &mut b) };
         *oa = output(c, a, q);
         *ob = output(c, b, q);
     }
@@ -395,20 +495,10 @@ pub(crate) fn matvec2(
 #[cold]
 fn matvec_scalar(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &mut [i8]) {
     let k = col.len();
-    let main = k / 4 * 4;
     for ((o, c), j) in out.iter_mut().zip(chans).zip(0..) {
         let Some(row) = filter.get(j * k..j * k + k) else {
             return;
         };
-        let mut acc = c.bias;
-        for (i, &w) in row.iter().enumerate() {
-            let at = match i % 4 {
-                1 if i < main => i + 1,
-                2 if i < main => i - 1,
-                _ => i,
-            };
-            acc = acc.wrapping_add(i32::from(col[at]) * i32::from(w));
-        }
-        *o = output(c, acc, q);
+        *o = output(c, packed_dot(col, row, c.bias), q);
     }
 }
