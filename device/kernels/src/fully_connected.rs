@@ -1,6 +1,8 @@
 //! Fully connected layer (TFLite int8 `FullyConnected`, per-channel capable).
 
-use crate::matvec::{fc_row, layer_scratch, matvec, widen_pack, OutQ, BLOCK, FC_ROW, MAX_COLS};
+#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+use crate::matvec::BLOCK;
+use crate::matvec::{layer_scratch, widen_pack, OutQ, MAX_COLS};
 use crate::quant::requantize;
 use crate::{check_bias, check_requant, dot, FcParams, KernelError, Requant, Scratch};
 
@@ -83,40 +85,31 @@ pub fn fully_connected_in(
     };
     let (cols, table) = layer_scratch(scratch);
     let col = &mut cols.0[..in_features];
-    if FC_ROW {
+    // DSP cores requantize each channel on the fly (it is used once per row).
+    #[cfg(all(target_arch = "arm", edgekd_dsp))]
+    {
+        let _ = table;
         for (x, out) in input
             .chunks_exact(in_features)
             .zip(output.chunks_exact_mut(out_features))
         {
             widen_pack(col, x, p.input_zero_point);
-            fc_row(col, filter, bias, &rq, q, out);
+            crate::arm::matvec::fc_row(col, filter, bias, &rq, q, out);
         }
-        return Ok(());
     }
-    // Output features in blocks whose bias and requantization are prepared once.
+    // Portable: output features in blocks whose bias and requantization are prepared
+    // once.
+    #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
     for c0 in (0..out_features).step_by(BLOCK) {
         let n = BLOCK.min(out_features - c0);
-        let Some(chans) = table.prepare_layer(bias, &rq, q.zero_point, c0, n) else {
-            // Requantization the fast kernel does not cover (see `matvec::Table`).
-            generic(
-                p,
-                &rq,
-                input,
-                in_features,
-                filter,
-                bias,
-                out_features,
-                output,
-            );
-            return Ok(());
-        };
+        let chans = table.prepare(bias, &rq, c0, n);
         let filter = &filter[c0 * in_features..][..n * in_features];
         for (x, out) in input
             .chunks_exact(in_features)
             .zip(output.chunks_exact_mut(out_features))
         {
             widen_pack(col, x, p.input_zero_point);
-            matvec(col, filter, chans, q, &mut out[c0..][..n]);
+            crate::matvec::matvec(col, filter, chans, q, &mut out[c0..][..n]);
         }
     }
     Ok(())

@@ -54,29 +54,12 @@ pub(crate) fn widen_pack(col: &mut [i16], x: &[i8], zp: i32) {
 }
 
 #[cfg(all(target_arch = "arm", edgekd_dsp))]
-pub(crate) use crate::arm::matvec::{fc_row, matvec, matvec2, pack, widen_pack, Chans as Table};
+pub(crate) use crate::arm::matvec::{matvec, matvec2, pack, widen_pack, Chans as Table};
 
 /// The prepared channels conv and fully connected layers use: [`Chans`] in portable
 /// builds, single-step requantization on DSP cores.
 #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 pub(crate) type Table = Chans;
-
-/// Whether fully connected layers run [`fc_row`] (requantization made per channel on
-/// the fly) instead of a prepared table and [`matvec`]: on DSP cores.
-pub(crate) const FC_ROW: bool = cfg!(all(target_arch = "arm", edgekd_dsp));
-
-/// [`fc_row`] of portable builds (unused: see [`FC_ROW`]).
-#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
-#[inline(always)]
-pub(crate) fn fc_row(
-    _col: &[i16],
-    _filter: &[i8],
-    _bias: Option<&[i32]>,
-    _rq: &Requant<'_>,
-    _q: OutQ,
-    _out: &mut [i8],
-) {
-}
 
 /// Whether convolutions run two output pixels per pass ([`matvec2`]); the portable
 /// kernel gains nothing from it, so it keeps one.
