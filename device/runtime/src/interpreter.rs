@@ -109,6 +109,9 @@ struct Step<'m> {
 }
 
 impl<'m> Step<'m> {
+    // Out of line: inlined, its tensor records would share the frame that also holds
+    // the interpreter under construction, raising the firmware's stack high-water mark.
+    #[inline(never)]
     fn decode(model: &Model<'m>, op: &Op<'m>) -> Result<Self, Error> {
         let out_t = model.tensor(op.output())?;
         let in_t = model.tensor(op.input(0).ok_or(Error::InvalidValue)?)?;

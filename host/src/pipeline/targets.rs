@@ -123,8 +123,8 @@ pub struct BoardMemory {
 }
 
 /// RAM the firmware keeps for its stack and statics beyond the arena (the firmware's
-/// build script reserves the same 3 KB for the stack; statics add a few hundred bytes).
-pub const RAM_RESERVE: u64 = 4 * 1024;
+/// build script reserves 8 KB for the stack; statics add a few hundred bytes).
+pub const RAM_RESERVE: u64 = 9 * 1024;
 /// Flash for the firmware's code and golden vectors beyond the model: the measured
 /// runtime + kernels + firmware code at opt-level 3 is about 40 KB.
 pub const FLASH_RESERVE: u64 = 48 * 1024;
