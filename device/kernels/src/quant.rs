@@ -348,6 +348,8 @@ impl RoundingRq {
     }
 
     /// [`multiply_by_quantized_multiplier`]`(x, multiplier, shift) + zero_point`.
+    // Host test builds compile the type for its test only.
+    #[cfg_attr(not(all(target_arch = "arm", edgekd_dsp)), allow(dead_code))]
     #[inline(always)]
     pub(crate) fn apply(&self, x: i32) -> i32 {
         #[cfg(all(target_arch = "arm", edgekd_dsp))]
@@ -371,6 +373,7 @@ impl RoundingRq {
     }
 
     /// The requantized, offset and clamped output.
+    #[cfg_attr(not(all(target_arch = "arm", edgekd_dsp)), allow(dead_code))]
     #[inline(always)]
     pub(crate) fn output(&self, acc: i32, lo: i32, hi: i32) -> i8 {
         clamp_to_i8(self.apply(acc), lo, hi)
