@@ -183,6 +183,9 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
     ///
     /// Errors: [`Error::ArenaTooSmall`]; [`Error::CapacityExceeded`] if the model has
     /// more than `MAX_OPS` ops.
+    // Inlined, the interpreter is built in the caller's frame instead of being moved
+    // there from this one (-0.7 KB of the firmware's stack high-water mark).
+    #[inline(always)]
     pub fn with_max_ops(model: Model<'m>, arena: &'a mut [u8]) -> Result<Self, Error> {
         let needed = model.arena_size();
         let arena = arena
