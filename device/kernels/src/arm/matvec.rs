@@ -186,7 +186,8 @@ unsafe fn dot_cols(
     k: usize,
     a: &mut i32,
     b: &mut i32,
-) {
+) -> *const i8 {
+    let next: *const i8;
     // SAFETY: reads exactly `k` entries behind each pointer (LDRD on the 4-byte aligned
     // columns for whole groups; ARMv7-M LDR tolerates an unaligned weight row), all
     // guaranteed readable by the caller; writes only register operands and the flags.
@@ -222,7 +223,7 @@ unsafe fn dot_cols(
             "5:",
             xa = inout(reg) xa => _,
             xb = inout(reg) xb => _,
-            w = inout(reg) w => _,
+            w = inout(reg) w => next,
             n = inout(reg) k => _,
             a = inout(reg) *a,
             b = inout(reg) *b,
@@ -233,6 +234,7 @@ unsafe fn dot_cols(
             options(nostack, readonly),
         );
     }
+    next
 }
 
 /// One output channel's bias and single-step requantization.
@@ -471,18 +473,14 @@ pub(crate) fn matvec2(
         return matvec_scalar(col_b, filter, chans, q, out_b);
     }
     let (xa, xb) = (col_a.as_ptr(), col_b.as_ptr());
-    for (j, ((c, oa), ob)) in chans
-        .iter()
-        .zip(out_a.iter_mut())
-        .zip(out_b)
-        .take(n)
-        .enumerate()
-    {
+    // The asm leaves `w` at the next row.
+    let mut w = filter.as_ptr();
+    for ((c, oa), ob) in chans.iter().zip(out_a.iter_mut()).zip(out_b).take(n) {
         let (mut a, mut b) = (c.bias, c.bias);
-        // SAFETY: row `j < n` of `k` bytes lies in `filter` (`filter.len() >= n * k`,
-        // checked); both columns hold `k` entries and are 4-byte aligned (checked), as
-        // `dot_cols` requires.
-        unsafe { dot_cols(xa, xb, filter.as_ptr().add(j * k), k, &mut a, &mut b) };
+        // SAFETY: `w` is at row `j < n` (one row per pass) of `k` bytes, inside `filter`
+        // (`filter.len() >= n * k`, checked); both columns hold `k` entries and are
+        // 4-byte aligned (checked), as `dot_cols` requires.
+        w = unsafe { dot_cols(xa, xb, w, k, &mut a, &mut b) };
         *oa = output(c, a, q);
         *ob = output(c, b, q);
     }
