@@ -234,6 +234,16 @@ fn im2col(
     // when a filter row spans the whole input row without dilation.
     let contiguous = dw == 1 && (kh == 1 || (dh == 1 && f_row == in_row));
     let out_c = output_shape.c;
+    // Every window lies wholly inside the input (no padding reaches it): the first and
+    // last windows of both axes are full, so all between are, and with no left padding
+    // and no dilation column `ox`'s window starts at input column `ox * stride_w`.
+    let dense = p.dilation_w == 1
+        && output_shape.h > 0
+        && output_shape.w > 0
+        && ay.window(0) == (0, kh, 0)
+        && ay.window(output_shape.h - 1).1 == kh
+        && ax.window(0) == (0, kw, 0)
+        && ax.window(output_shape.w - 1).1 == kw;
     let (cols, table) = layer_scratch(scratch);
     // The second column starts at a multiple of four entries (8-byte aligned).
     let second = k.div_ceil(4) * 4;
@@ -252,8 +262,8 @@ fn im2col(
         'pixels: for img in input.chunks_exact(in_img).take(input_shape.n) {
             for oy in 0..output_shape.h {
                 let (ky0, ky1, iy0) = ay.window(oy);
+                let row_full = ky0 == 0 && ky1 == kh;
                 for ox in 0..output_shape.w {
-                    let (kx0, kx1, ix0) = ax.window(ox);
                     let Some(out) = out_px.next() else {
                         break 'pixels;
                     };
@@ -264,7 +274,13 @@ fn im2col(
                     } else {
                         &mut first[..k]
                     };
-                    let full = ky0 == 0 && ky1 == kh && kx0 == 0 && kx1 == kw;
+                    // Unpadded layers (every window full) skip the window arithmetic.
+                    let (kx0, kx1, ix0) = if dense {
+                        (0, kw, ox * p.stride_w)
+                    } else {
+                        ax.window(ox)
+                    };
+                    let full = dense || (row_full && kx0 == 0 && kx1 == kw);
                     if full && contiguous {
                         // The whole receptive field is one run of the input (1-D
                         // signals, or kernels as wide as the input): widen and pack in
