@@ -473,16 +473,45 @@ pub(crate) fn matvec2(
         return matvec_scalar(col_b, filter, chans, q, out_b);
     }
     let (xa, xb) = (col_a.as_ptr(), col_b.as_ptr());
+    let chans = &chans[..n];
+    // Layers whose clamp is the whole int8 range (no activation, or ReLU with output
+    // zero point -128, the common case) saturate with one `SSAT` instead of two compares.
+    if q.lo <= -128 && q.hi >= 127 {
+        pair_rows::<true>(xa, xb, k, filter.as_ptr(), chans, q, out_a, out_b);
+    } else {
+        pair_rows::<false>(xa, xb, k, filter.as_ptr(), chans, q, out_a, out_b);
+    }
+}
+
+/// The channel loop of [`matvec2`], whose checks it relies on: `xa`/`xb` 4-byte aligned
+/// with `k` entries each, `w` the first of `chans.len()` rows of `k` readable bytes.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pair_rows<const FULL_RANGE: bool>(
+    xa: *const i16,
+    xb: *const i16,
+    k: usize,
+    w: *const i8,
+    chans: &[Chan],
+    q: OutQ,
+    out_a: &mut [i8],
+    out_b: &mut [i8],
+) {
     // The asm leaves `w` at the next row.
-    let mut w = filter.as_ptr();
-    for ((c, oa), ob) in chans.iter().zip(out_a.iter_mut()).zip(out_b).take(n) {
+    let mut w = w;
+    for ((c, oa), ob) in chans.iter().zip(out_a.iter_mut()).zip(out_b) {
         let (mut a, mut b) = (c.bias, c.bias);
-        // SAFETY: `w` is at row `j < n` (one row per pass) of `k` bytes, inside `filter`
-        // (`filter.len() >= n * k`, checked); both columns hold `k` entries and are
-        // 4-byte aligned (checked), as `dot_cols` requires.
+        // SAFETY: `w` is at row `j < chans.len()` (one row per pass) of `k` readable
+        // bytes and both columns hold `k` entries, 4-byte aligned (checked by
+        // `matvec2`), as `dot_cols` requires.
         w = unsafe { dot_cols(xa, xb, w, k, &mut a, &mut b) };
-        *oa = output(c, a, q);
-        *ob = output(c, b, q);
+        if FULL_RANGE {
+            *oa = crate::arm::requant_rounding_i8(a, &c.rq);
+            *ob = crate::arm::requant_rounding_i8(b, &c.rq);
+        } else {
+            *oa = output(c, a, q);
+            *ob = output(c, b, q);
+        }
     }
 }
 

@@ -85,3 +85,30 @@ pub(crate) fn requant_rounding(x: i32, rq: &crate::quant::RoundingRq) -> i32 {
     }
     v
 }
+
+/// [`requant_rounding`] saturated to int8 (`SSAT`): the output of a layer whose clamp is
+/// the whole int8 range.
+#[cfg(feature = "conv2d")]
+#[inline(always)]
+pub(crate) fn requant_rounding_i8(x: i32, rq: &crate::quant::RoundingRq) -> i8 {
+    let v: i32;
+    // SAFETY: as `requant_rounding`; SSAT sets only the Q flag, which nothing reads.
+    unsafe {
+        asm!(
+            "smlal {lo}, {hi}, {x}, {m}",
+            "lsr {t}, {x}, #31",
+            "smlal {lo}, {hi}, {t}, {min}",
+            "asr {hi}, {hi}, {sh}",
+            "ssat {hi}, #8, {hi}",
+            x = in(reg) x,
+            m = in(reg) rq.multiplier,
+            min = in(reg) i32::MIN,
+            sh = in(reg) rq.shift,
+            lo = inout(reg) rq.nudge_lo => _,
+            hi = inout(reg) rq.nudge_hi => v,
+            t = out(reg) _,
+            options(pure, nomem, nostack),
+        );
+    }
+    v as i8
+}
