@@ -92,21 +92,11 @@ pub(crate) fn requant_rounding(x: i32, rq: &crate::quant::RoundingRq) -> i32 {
 #[inline(always)]
 pub(crate) fn requant_rounding_i8(x: i32, rq: &crate::quant::RoundingRq) -> i8 {
     let v: i32;
-    // SAFETY: as `requant_rounding`; SSAT sets only the Q flag, which nothing reads.
+    // SAFETY: register-only arithmetic; SSAT sets only the Q flag, which nothing reads.
     unsafe {
         asm!(
-            "smlal {lo}, {hi}, {x}, {m}",
-            "lsr {t}, {x}, #31",
-            "smlal {lo}, {hi}, {t}, {min}",
-            "asr {hi}, {hi}, {sh}",
-            "ssat {hi}, #8, {hi}",
-            x = in(reg) x,
-            m = in(reg) rq.multiplier,
-            min = in(reg) i32::MIN,
-            sh = in(reg) rq.shift,
-            lo = inout(reg) rq.nudge_lo => _,
-            hi = inout(reg) rq.nudge_hi => v,
-            t = out(reg) _,
+            "ssat {v}, #8, {v}",
+            v = inout(reg) requant_rounding(x, rq) => v,
             options(pure, nomem, nostack),
         );
     }
