@@ -62,4 +62,5 @@ tract-bench MODEL="models/reference/ds_cnn.ekd" TARGET="host":
 firmware-lint:
     cd firmware && cargo fmt --check
     cd firmware && cargo clippy --release -- -D warnings
+    cd firmware && EDGEKD_OPS=conv2d,fully-connected EDGEKD_FALLBACK=0 cargo clippy --release -- -D warnings
     cd firmware && cargo clippy --release --no-default-features --features microbit --target thumbv6m-none-eabi -- -D warnings

@@ -117,6 +117,7 @@ fn run() -> Result<(), String> {
         "EDGEKD_INPUT",
         "EDGEKD_EXPECTED",
         "EDGEKD_OPS",
+        "EDGEKD_FALLBACK",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -149,6 +150,7 @@ fn run() -> Result<(), String> {
     })?;
     let facts = model_facts(&bytes).map_err(|e| format!("{}: {e}", model_path.display()))?;
     check_ops(&facts, &model_path)?;
+    check_fallback(&facts, &model_path)?;
     let inputs = read_i8_npy(&input_path)?;
     let expected = read_i8_npy(&expected_path)?;
     if inputs.cols != facts.input_len {
@@ -243,6 +245,27 @@ fn check_ops(facts: &ModelFacts, model_path: &Path) -> Result<(), String> {
     ))
 }
 
+/// `EDGEKD_FALLBACK=0` compiles the kernels' slow fallbacks out
+/// (`device/kernels/build.rs`): refuse it for a model with a layer that takes one, and
+/// for the self-test, which exercises them.
+fn check_fallback(facts: &ModelFacts, model_path: &Path) -> Result<(), String> {
+    if env::var("EDGEKD_FALLBACK").as_deref() != Ok("0") {
+        return Ok(());
+    }
+    if env::var_os("CARGO_FEATURE_SELFTEST").is_some() {
+        return Err("the self-test compares the kernels' fallbacks too: unset EDGEKD_FALLBACK".into());
+    }
+    if facts.needs_fallback {
+        return Err(format!(
+            "the model {} has a layer that runs a kernel's fallback (a column over 256 \
+             entries or a requantization shift outside -23..0), but EDGEKD_FALLBACK=0 \
+             compiles the fallbacks out; unset it",
+            model_path.display()
+        ));
+    }
+    Ok(())
+}
+
 fn select_board() -> Result<&'static Board, String> {
     let chosen: Vec<&Board> = BOARDS
         .iter()
@@ -300,6 +323,8 @@ struct ModelFacts {
     ops: usize,
     /// The op kinds the model uses, as runtime feature names (`conv2d`, ...).
     ops_used: Vec<String>,
+    /// Whether an op takes its kernel's slow fallback (`Op::needs_fallback`).
+    needs_fallback: bool,
     input_len: usize,
     output_len: usize,
 }
@@ -323,9 +348,11 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
             model.output_count()
         ));
     }
-    let mut ops_used: Vec<String> = Vec::new();
+    let (mut ops_used, mut needs_fallback): (Vec<String>, bool) = (Vec::new(), false);
     for op in model.ops() {
-        let name = op.map_err(|e| e.to_string())?.code.feature().to_string();
+        let op = op.map_err(|e| e.to_string())?;
+        needs_fallback |= op.needs_fallback(&model).map_err(|e| e.to_string())?;
+        let name = op.code.feature().to_string();
         if !ops_used.contains(&name) {
             ops_used.push(name);
         }
@@ -334,6 +361,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         arena: model.arena_size(),
         ops: model.op_count(),
         ops_used,
+        needs_fallback,
         input_len: tensor_len(model.input(0))?,
         output_len: tensor_len(model.output(0))?,
     })

@@ -5,10 +5,13 @@
 //! the target instead: every ARMv7E-M core (`thumbv7em-*`: M4, M7) has the extension;
 //! ARMv8-M Mainline (`thumbv8m.main-*`) has it only for the cores that implement it
 //! (M33, M35P, M55, M85), named with `-C target-cpu` or `-C target-feature=+dsp`.
+//!
+//! Also reads `EDGEKD_FALLBACK` (see [`fallback_knob`]).
 
 use std::env;
 
 fn main() {
+    fallback_knob();
     println!("cargo::rustc-check-cfg=cfg(edgekd_dsp)");
     println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     let target = env::var("TARGET").unwrap_or_default();
@@ -46,5 +49,21 @@ fn main() {
     };
     if dsp {
         println!("cargo::rustc-cfg=edgekd_dsp");
+    }
+}
+
+/// `EDGEKD_FALLBACK=0` compiles out the slow fallback paths of conv and fully
+/// connected (`cfg(edgekd_no_fallback)`): firmware whose model never takes them (see
+/// `conv2d_needs_fallback`; `edgekd bench` and the firmware's build script check) saves
+/// their code. Like `EDGEKD_OPS`, it only applies to bare-metal targets, so a stray
+/// variable in a shell cannot change the host tools.
+fn fallback_knob() {
+    println!("cargo::rustc-check-cfg=cfg(edgekd_no_fallback)");
+    println!("cargo::rerun-if-env-changed=EDGEKD_FALLBACK");
+    let bare_metal = env::var("TARGET").unwrap_or_default().contains("-none");
+    match env::var("EDGEKD_FALLBACK").as_deref() {
+        Ok("0") if bare_metal => println!("cargo::rustc-cfg=edgekd_no_fallback"),
+        Ok("0" | "1") | Err(_) => {}
+        Ok(other) => println!("cargo::error=EDGEKD_FALLBACK must be 0 or 1, not `{other}`"),
     }
 }

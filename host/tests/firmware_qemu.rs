@@ -113,6 +113,9 @@ fn check_model(target: &str, name: &str) -> serde_json::Value {
     }
     assert_eq!(report["bit_exact"], true);
     assert_eq!(report["mismatches"], 0);
+    // Every layer of the reference models fits the kernels' fast paths, so the
+    // firmware is built without their fallbacks.
+    assert_eq!(report["fallback_kernels"], false, "{target} {name}");
 
     // The counts are exact instruction counts: the clock check is exact, the same
     // inference costs the same on every sample, and the ops plus the interpreter add up.
@@ -268,4 +271,72 @@ fn model_too_big_for_the_board_fails_the_build() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("does not fit board microbit"), "{stderr}");
     assert!(stderr.contains("16384 bytes"), "{stderr}");
+}
+
+/// A fully connected layer with more than 256 inputs runs the kernel's fallback: the
+/// firmware keeps it (and matches the host bit for bit through it), and a build told to
+/// leave the fallbacks out (`EDGEKD_FALLBACK=0`) is refused with a message.
+#[test]
+fn long_fully_connected_keeps_the_fallback() {
+    use edgekd_runtime::writer::{Activation, ModelBuilder, OpSpec, QuantSpec};
+    require_tools(&["thumbv7em-none-eabihf"]);
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let (n, out) = (300, 4);
+    let mut b = ModelBuilder::new("long_fc");
+    let x = b.activation(&[1, n], 0.05, -3);
+    let weights = (0..out * n)
+        .map(|i| ((i * 37 % 255) as i32 - 127) as i8)
+        .collect();
+    let w = b.weights(
+        &[out, n],
+        weights,
+        QuantSpec::PerChannel {
+            scales: vec![0.002, 0.003, 0.001, 0.004],
+            axis: 0,
+        },
+    );
+    let y = b.activation(&[1, out], 0.25, 5);
+    b.op(OpSpec::FullyConnected {
+        input: x,
+        weights: w,
+        bias: None,
+        output: y,
+        activation: Activation::None,
+    })
+    .inputs(&[x])
+    .outputs(&[y]);
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("long_fc.ekd");
+    std::fs::write(&model, b.finish().unwrap()).unwrap();
+
+    let out = bench("qemu-m4", &model, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["fallback_kernels"], true);
+    assert_eq!(report["bit_exact"], true);
+
+    let fw = repo().join("firmware");
+    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&fw)
+        .args(["build", "--release"])
+        .env("CARGO_TARGET_DIR", fw.join("target"))
+        .env("EDGEKD_MODEL", &model)
+        .env("EDGEKD_FALLBACK", "0")
+        .env_remove("RUSTFLAGS")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(
+        !build.status.success(),
+        "the build ignored EDGEKD_FALLBACK=0"
+    );
+    assert!(
+        stderr.contains("runs a kernel's fallback") && stderr.contains("long_fc.ekd"),
+        "{stderr}"
+    );
 }

@@ -4,7 +4,7 @@ use crate::matvec::{
     layer_scratch, matvec, matvec2, pack, widen, widen_pack, OutQ, BLOCK, MAX_COLS, PAIR_PIXELS,
 };
 
-use crate::quant::requantize;
+use crate::quant::{requantize, single_step_fits};
 use crate::{
     check_bias, check_len, check_requant, dot, Axis, ConvParams, KernelError, Requant, Scratch,
     Shape,
@@ -97,6 +97,11 @@ pub fn conv2d_in(
             return Ok(());
         }
     }
+    // Builds whose model has no such layer leave the reference out (code size; see
+    // `conv2d_needs_fallback`).
+    #[cfg(edgekd_no_fallback)]
+    return Err(KernelError::UnsupportedParams);
+    #[cfg(not(edgekd_no_fallback))]
     generic(
         p,
         &rq,
@@ -110,6 +115,22 @@ pub fn conv2d_in(
         output_shape,
         output,
     )
+}
+
+/// Whether [`conv2d_in`] would run the reference kernel for a layer (its slow
+/// fallback) on some build: when a pixel's column has more than 256 entries
+/// (`columns` = kernel height x width x input channels), or, on DSP cores, when a
+/// channel's requantization does not fit the single-step form (a shift outside
+/// `-23..0` or a negative multiplier). Firmware whose model has no such layer is built
+/// with `EDGEKD_FALLBACK=0`, which compiles the fallback out (such a layer would then
+/// fail with [`KernelError::UnsupportedParams`]).
+pub fn conv2d_needs_fallback(columns: usize, rq: Requant<'_>, output_zero_point: i32) -> bool {
+    columns > MAX_COLS
+        || rq
+            .multiplier
+            .iter()
+            .zip(rq.shift)
+            .any(|(&m, &s)| !single_step_fits(m, s, output_zero_point))
 }
 
 /// The portable reference [`conv2d`]: same contract and bits, no im2col, no

@@ -65,18 +65,25 @@ pub fn fully_connected_in(
     if output.is_empty() {
         return Ok(());
     }
-    if in_features > MAX_COLS {
-        generic(
-            p,
-            &rq,
-            input,
-            in_features,
-            filter,
-            bias,
-            out_features,
-            output,
-        );
-        return Ok(());
+    if fully_connected_needs_fallback(in_features) {
+        // Builds whose model has no such layer leave the reference out (code size;
+        // see `fully_connected_needs_fallback`).
+        #[cfg(edgekd_no_fallback)]
+        return Err(KernelError::UnsupportedParams);
+        #[cfg(not(edgekd_no_fallback))]
+        {
+            generic(
+                p,
+                &rq,
+                input,
+                in_features,
+                filter,
+                bias,
+                out_features,
+                output,
+            );
+            return Ok(());
+        }
     }
     let q = OutQ {
         zero_point: p.output_zero_point,
@@ -113,6 +120,13 @@ pub fn fully_connected_in(
         }
     }
     Ok(())
+}
+
+/// Whether [`fully_connected_in`] would run the reference kernel for a layer (its
+/// slow fallback): when it has more than 256 input features. Firmware whose model has
+/// no such layer is built with `EDGEKD_FALLBACK=0`, which compiles the fallback out.
+pub fn fully_connected_needs_fallback(in_features: usize) -> bool {
+    in_features > MAX_COLS
 }
 
 /// The portable reference [`fully_connected`]: same contract and bits, no

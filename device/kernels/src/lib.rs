@@ -72,11 +72,11 @@ mod softmax;
 #[cfg(feature = "add")]
 pub use add::add;
 #[cfg(feature = "conv2d")]
-pub use conv::{conv2d, conv2d_in};
+pub use conv::{conv2d, conv2d_in, conv2d_needs_fallback};
 #[cfg(feature = "depthwise-conv2d")]
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_in};
 #[cfg(feature = "fully-connected")]
-pub use fully_connected::{fully_connected, fully_connected_in};
+pub use fully_connected::{fully_connected, fully_connected_in, fully_connected_needs_fallback};
 #[cfg(feature = "mean")]
 pub use mean::global_avg_pool;
 #[cfg(feature = "pool")]

@@ -295,6 +295,13 @@ impl ChannelRq {
     }
 }
 
+/// Whether [`RoundingRq`] (the DSP kernels' single-step requantization) takes this
+/// channel: `-23 <= shift < 0`, `multiplier >= 0` and `|zero_point| <= 128`. Compiled on
+/// every target so host tools can tell which layers a DSP build serves on its fast path.
+pub(crate) fn single_step_fits(multiplier: i32, shift: i32, zero_point: i32) -> bool {
+    multiplier >= 0 && (-23..0).contains(&shift) && (-128..=128).contains(&zero_point)
+}
+
 /// One output channel's requantization plus output zero point in a single rounding
 /// step, for the common case of a dividing shift (`-23 <= shift < 0`) and a
 /// non-negative multiplier: the same bits as
@@ -327,7 +334,7 @@ impl RoundingRq {
     /// `-23 <= shift < 0`, `multiplier >= 0` and `|zero_point| <= 128`.
     #[inline(always)]
     pub(crate) fn new(multiplier: i32, shift: i32, zero_point: i32) -> Option<Self> {
-        if multiplier < 0 || !(-23..0).contains(&shift) || !(-128..=128).contains(&zero_point) {
+        if !single_step_fits(multiplier, shift, zero_point) {
             return None;
         }
         // In 32-bit halves (64-bit shifts cost a dozen instructions on Cortex-M): with

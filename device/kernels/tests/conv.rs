@@ -471,3 +471,27 @@ fn depthwise_random_vs_references() {
     let e = run_random(true, 2, 400);
     eprintln!("depthwise_conv2d: max |int8 - f64 reference| = {e} LSB");
 }
+
+/// The layers `conv2d_needs_fallback` / `fully_connected_needs_fallback` name are
+/// exactly those outside the fast paths: columns up to 256 and, for conv, dividing
+/// shifts `-23..=-1` with non-negative multipliers.
+#[test]
+fn fallback_predicates_name_the_slow_layers() {
+    use edgekd_kernels::{conv2d_needs_fallback, fully_connected_needs_fallback};
+    fn rq<'a>(multiplier: &'a [i32], shift: &'a [i32]) -> Requant<'a> {
+        Requant { multiplier, shift }
+    }
+    const M: i32 = 1 << 30;
+    assert!(!conv2d_needs_fallback(256, rq(&[M], &[-1]), -128));
+    assert!(conv2d_needs_fallback(257, rq(&[M], &[-1]), -128));
+    assert!(!conv2d_needs_fallback(9, rq(&[M, M], &[-1, -23]), 127));
+    for s in [0, 1, -24, -31] {
+        assert!(
+            conv2d_needs_fallback(9, rq(&[M, M], &[-3, s]), 0),
+            "shift {s}"
+        );
+    }
+    assert!(conv2d_needs_fallback(9, rq(&[M, -M], &[-3, -3]), 0));
+    assert!(!fully_connected_needs_fallback(256));
+    assert!(fully_connected_needs_fallback(257));
+}

@@ -47,6 +47,10 @@ fn shipped_models_declare_what_their_ops_need() {
         let buf = aligned(bytes);
         let model = Model::parse(buf.as_bytes()).unwrap();
         assert_eq!(model.macs(), macs, "{name}");
+        // Every layer fits the kernels' fast paths (firmware leaves the fallbacks out).
+        for op in model.ops() {
+            assert!(!op.unwrap().needs_fallback(&model).unwrap(), "{name}");
+        }
         let meta = model.metadata().unwrap();
         assert_eq!(meta.name, *name);
         assert_eq!(meta.labels.len(), 10);

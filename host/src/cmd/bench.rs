@@ -319,6 +319,8 @@ impl FirmwareDir {
             .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", opt_level)
             // Only the model's op kinds are compiled into the runtime (code size).
             .env("EDGEKD_OPS", golden.ops.join(","))
+            // ... and the kernels' slow fallbacks only if a layer takes them.
+            .env("EDGEKD_FALLBACK", if golden.fallback { "1" } else { "0" })
             // RUSTFLAGS would replace the firmware's own (and drop -Tlink.x).
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -377,6 +379,9 @@ pub(crate) struct Golden {
     /// (`conv2d,fully-connected`): the firmware is built with only these
     /// (`EDGEKD_OPS`, see `device/runtime/build.rs`).
     pub ops: Vec<String>,
+    /// Whether a layer takes a kernel's slow fallback, which the firmware then keeps
+    /// (`EDGEKD_FALLBACK`, see `device/kernels/build.rs`).
+    pub fallback: bool,
 }
 
 impl Golden {
@@ -391,9 +396,11 @@ impl Golden {
             None if sibling.is_file() => io::read_i8_matrix(&sibling)?,
             None => synthetic_inputs(model)?,
         };
-        let mut ops: Vec<String> = Vec::new();
+        let (mut ops, mut fallback): (Vec<String>, bool) = (Vec::new(), false);
         for op in model.ops() {
-            let name = op?.code.feature().to_string();
+            let op = op?;
+            fallback |= op.needs_fallback(&model)?;
+            let name = op.code.feature().to_string();
             if !ops.contains(&name) {
                 ops.push(name);
             }
@@ -405,6 +412,7 @@ impl Golden {
             inputs,
             expected,
             ops,
+            fallback,
         };
         std::fs::write(golden.input_path(), io::npy_bytes(&golden.inputs)?)?;
         std::fs::write(golden.expected_path(), io::npy_bytes(&golden.expected)?)?;
@@ -812,6 +820,8 @@ pub struct Report {
     pub outputs: Vec<Vec<i8>>,
     /// The op kinds compiled into the firmware's runtime (the model's; `EDGEKD_OPS`).
     pub compiled_ops: Vec<String>,
+    /// Whether the kernels' slow fallbacks are compiled in (a layer needs them).
+    pub fallback_kernels: bool,
 }
 
 impl Report {
@@ -864,6 +874,7 @@ impl Report {
             classes: run.classes.clone(),
             outputs: run.outputs.clone(),
             compiled_ops: golden.ops.clone(),
+            fallback_kernels: golden.fallback,
         })
     }
 
@@ -924,8 +935,13 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "runtime ops compiled in: {}",
-            self.compiled_ops.join(", ")
+            "runtime ops compiled in: {} (fallback kernels {})",
+            self.compiled_ops.join(", "),
+            if self.fallback_kernels {
+                "in: a layer needs them"
+            } else {
+                "left out"
+            }
         );
         let _ = writeln!(
             s,

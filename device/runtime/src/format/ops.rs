@@ -510,6 +510,27 @@ impl<'a> Op<'a> {
         Ok(())
     }
 
+    /// Whether this op runs its kernel's slow fallback on some build (a convolution
+    /// column over 256 entries, a requantization the DSP kernels' single-step form does
+    /// not take, a fully connected layer over 256 inputs; see
+    /// `edgekd_kernels::conv2d_needs_fallback`). Firmware for a model where no op does
+    /// is built with `EDGEKD_FALLBACK=0`, which leaves the fallbacks out (code size).
+    pub fn needs_fallback(&self, model: &Model<'a>) -> Result<bool, Error> {
+        Ok(match self.params(model)? {
+            #[cfg(edgekd_op_conv2d)]
+            OpParams::Conv2d(p, rq) => {
+                let w = self.tensor(model, 1)?.shape();
+                edgekd_kernels::conv2d_needs_fallback(w.h * w.w * w.c, rq, p.output_zero_point)
+            }
+            #[cfg(edgekd_op_fully_connected)]
+            OpParams::FullyConnected(..) => {
+                let in_features = *self.tensor(model, 1)?.dims().get(1).unwrap_or(&0);
+                edgekd_kernels::fully_connected_needs_fallback(in_features)
+            }
+            _ => false,
+        })
+    }
+
     /// Multiply-accumulates of one run of this op (0 for ops without MACs).
     pub fn macs(&self, model: &Model<'a>) -> Result<u64, Error> {
         let out = self.output_tensor(model)?;
