@@ -121,6 +121,7 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
     };
 
     let mut mismatches = 0usize;
+    let mut invoke_stack = 0;
     let mut total = 0u64;
     let (mut min, mut max) = (u64::MAX, 0u64);
     let mut timer = OpTimer {
@@ -135,11 +136,17 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
 
         // The inference alone, without per-op hooks, is the headline number.
         let written = interp.input_mut(0).map(|i| i.copy_from_slice(input));
+        // The first inference also measures the stack `invoke` needs (the harness's
+        // printing goes deeper, so the high-water mark overstates the model's need).
+        let sp = (s == 0).then(crate::stack::paint_below_caller);
         let _ = busy.set_high();
         let t0 = timer.clock.ticks();
         let result = written.and_then(|()| interp.invoke());
         let t1 = timer.clock.ticks();
         let _ = busy.set_low();
+        if let Some(sp) = sp {
+            invoke_stack = crate::stack::used_below(sp);
+        }
         if let Err(e) = result {
             writeln!(out, "error stage=invoke sample={s} reason=\"{e}\"")?;
             return Ok(Verdict::Fail);
@@ -178,6 +185,13 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
         writeln!(out)?;
     }
 
+    // RAM beside the arena: the interpreter (decoded ops and the kernels' scratch, in
+    // this frame) and the stack one inference needs below it.
+    writeln!(
+        out,
+        "footprint interpreter={} invoke_stack={invoke_stack}",
+        core::mem::size_of_val(&interp)
+    )?;
     let samples = gen::SAMPLES as u64;
     writeln!(
         out,

@@ -41,3 +41,42 @@ pub fn high_water() -> usize {
     }
     top - addr
 }
+
+/// Repaints the free stack below the caller (from the lowest stack address up to just
+/// below this function's frame) and returns the caller's stack pointer, so that
+/// [`used_below`] afterwards tells how deep the calls made in between went: the stack
+/// an inference needs, apart from the harness's printing. Interrupts are masked while
+/// painting, since a handler would push its frame into the region being painted.
+#[inline(never)]
+pub fn paint_below_caller() -> usize {
+    cortex_m::interrupt::free(|_| {
+        let sp = cortex_m::register::msp::read() as usize;
+        let (bottom, _) = bounds();
+        // This closure's frame is above `sp`; everything below it is free.
+        let mut addr = bottom;
+        while addr + 4 <= sp {
+            // SAFETY: `addr` is word-aligned and between the stack's lowest address and
+            // the current stack pointer: free stack no live frame occupies (interrupts
+            // are masked, so no handler can push one meanwhile).
+            unsafe { core::ptr::write_volatile(addr as *mut u32, PAINT) };
+            addr += 4;
+        }
+        sp
+    })
+}
+
+/// Bytes of stack used below `sp` (from [`paint_below_caller`]) since it was painted.
+pub fn used_below(sp: usize) -> usize {
+    let (bottom, _) = bounds();
+    let mut addr = bottom;
+    while addr < sp {
+        // SAFETY: as in `high_water`: an aligned volatile read of this program's stack
+        // region, below the live frames.
+        let word = unsafe { core::ptr::read_volatile(addr as *const u32) };
+        if word != PAINT {
+            break;
+        }
+        addr += 4;
+    }
+    sp - addr
+}

@@ -584,6 +584,8 @@ pub(crate) struct FirmwareRun {
     mismatches: usize,
     pass: bool,
     stack: usize,
+    interpreter_bytes: usize,
+    invoke_stack: usize,
     calibration: String,
 }
 
@@ -617,6 +619,8 @@ impl FirmwareRun {
             mismatches: 0,
             pass: false,
             stack: 0,
+            interpreter_bytes: 0,
+            invoke_stack: 0,
             calibration: String::new(),
         };
         let mut saw_result = false;
@@ -666,6 +670,10 @@ impl FirmwareRun {
                     run.mismatches = get(&f, "mismatches", line)?;
                 }
                 "stack" => run.stack = get(&f, "used", line)?,
+                "footprint" => {
+                    run.interpreter_bytes = get(&f, "interpreter", line)?;
+                    run.invoke_stack = get(&f, "invoke_stack", line)?;
+                }
                 _ => {}
             }
         }
@@ -810,8 +818,12 @@ pub struct Report {
     pub static_ram_bytes: u64,
     /// Arena bytes.
     pub arena_bytes: usize,
-    /// Stack high-water mark.
+    /// Stack high-water mark (of the whole firmware, its printing included).
     pub stack_bytes: usize,
+    /// Bytes of the interpreter value (decoded ops, the kernels' scratch).
+    pub interpreter_bytes: usize,
+    /// Stack one `invoke` needs below its caller.
+    pub invoke_stack_bytes: usize,
     /// The 100-instruction check of the clock (`100/100` when exact).
     pub clock_calibration: String,
     /// Predicted class per sample.
@@ -870,6 +882,8 @@ impl Report {
             static_ram_bytes: sizes.get(".data") + sizes.get(".bss"),
             arena_bytes: run.arena,
             stack_bytes: run.stack,
+            interpreter_bytes: run.interpreter_bytes,
+            invoke_stack_bytes: run.invoke_stack,
             clock_calibration: run.calibration.clone(),
             classes: run.classes.clone(),
             outputs: run.outputs.clone(),
@@ -947,6 +961,14 @@ impl Report {
             s,
             "static RAM (.data+.bss): {} bytes (arena {}); stack high-water {} bytes",
             self.static_ram_bytes, self.arena_bytes, self.stack_bytes
+        );
+        let _ = writeln!(
+            s,
+            "inference RAM: arena {} + interpreter {} + invoke stack {} = {} bytes",
+            self.arena_bytes,
+            self.interpreter_bytes,
+            self.invoke_stack_bytes,
+            self.arena_bytes + self.interpreter_bytes + self.invoke_stack_bytes
         );
         let _ = writeln!(s, "clock check: {} {}", self.clock_calibration, self.unit);
         s
