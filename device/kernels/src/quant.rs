@@ -302,6 +302,33 @@ pub(crate) fn single_step_fits(multiplier: i32, shift: i32, zero_point: i32) -> 
     multiplier >= 0 && (-23..0).contains(&shift) && (-128..=128).contains(&zero_point)
 }
 
+/// Whether [`rounding_shift`] takes a channel: `-23 <= shift <= -2`, `multiplier >= 0`.
+#[cfg_attr(not(all(target_arch = "arm", edgekd_dsp)), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn rounding_shift_fits(multiplier: i32, shift: i32) -> bool {
+    multiplier >= 0 && (-23..=-2).contains(&shift)
+}
+
+/// [`multiply_by_quantized_multiplier`] for the channels [`rounding_shift_fits`] takes,
+/// with no per-channel preparation (fully connected layers use each channel once per
+/// row, so preparing a [`RoundingRq`] would cost more than it saves).
+///
+/// With `r = -shift`, [`RoundingRq`]'s single rounding step without its per-channel
+/// terms is `P = x * m + 2^30 - [x < 0] * 2^31`, and the result is
+/// `floor((P + 2^(30+r)) / 2^(31+r))`. For `r >= 2`, `2^(30+r)` is a multiple of `2^32`,
+/// so the low word of `P` cannot carry into the sum: with `h = P >> 32`, the result is
+/// `floor((h + 2^(r-2)) / 2^(r-1)) = ((h >> (r-2)) + 1) >> 1`. On Cortex-M that is two
+/// `SMLAL`s and three register operations ([`crate::arm::requant_rounding_shift`]).
+// The definition the Cortex-M asm follows; only the tests call it.
+#[cfg_attr(not(test), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn rounding_shift(x: i32, multiplier: i32, shift: i32) -> i32 {
+    let sign = if x < 0 { 1i64 << 31 } else { 0 };
+    let p = i64::from(x) * i64::from(multiplier) + (1 << 30) - sign;
+    let h = (p >> 32) as i32;
+    ((h >> (-shift - 2)) + 1) >> 1
+}
+
 /// One output channel's requantization plus output zero point in a single rounding
 /// step, for the common case of a dividing shift (`-23 <= shift < 0`) and a
 /// non-negative multiplier: the same bits as
@@ -653,6 +680,76 @@ mod tests {
         assert!(RoundingRq::new(1 << 30, 0, 0).is_none());
         assert!(RoundingRq::new(1 << 30, -24, 0).is_none());
         assert!(RoundingRq::new(1 << 30, -3, 129).is_none());
+    }
+
+    #[test]
+    fn rounding_shift_equals_multiply_by_quantized_multiplier() {
+        let edges = [
+            i32::MIN,
+            i32::MIN + 1,
+            -(1 << 30),
+            -65537,
+            -256,
+            -2,
+            -1,
+            0,
+            1,
+            2,
+            255,
+            32767,
+            1 << 30,
+            i32::MAX - 1,
+            i32::MAX,
+        ];
+        let mut seed = 0x0fed_cba9_8765_4321u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for shift in -40..=3 {
+            for m in [
+                0,
+                1,
+                (1 << 30) - 1,
+                1 << 30,
+                1_500_000_000,
+                i32::MAX,
+                -1,
+                i32::MIN,
+            ] {
+                if !rounding_shift_fits(m, shift) {
+                    assert!(m < 0 || !(-23..=-2).contains(&shift), "m {m} shift {shift}");
+                    continue;
+                }
+                let want = |x: i32, m: i32| multiply_by_quantized_multiplier(x, m, shift);
+                for &x in &edges {
+                    assert_eq!(
+                        rounding_shift(x, m, shift),
+                        want(x, m),
+                        "x={x} m={m} s={shift}"
+                    );
+                }
+                for _ in 0..2000 {
+                    let r = next();
+                    let x = if r % 4 == 0 {
+                        r as i32
+                    } else {
+                        (r as i32) >> (r % 20)
+                    };
+                    let m = (next() >> 33) as i32;
+                    assert_eq!(
+                        rounding_shift(x, m, shift),
+                        want(x, m),
+                        "x={x} m={m} s={shift}"
+                    );
+                }
+            }
+        }
+        assert!(!rounding_shift_fits(1 << 30, -1));
+        assert!(!rounding_shift_fits(1 << 30, -24));
+        assert!(rounding_shift_fits(0, -23) && rounding_shift_fits(i32::MAX, -2));
     }
 
     #[test]
