@@ -6,12 +6,13 @@
 //! ARMv8-M Mainline (`thumbv8m.main-*`) has it only for the cores that implement it
 //! (M33, M35P, M55, M85), named with `-C target-cpu` or `-C target-feature=+dsp`.
 //!
-//! Also reads `EDGEKD_FALLBACK` (see [`fallback_knob`]).
+//! Also reads `EDGEKD_FALLBACK` (see [`fallback_knob`]) and the opt-level ([`size_knob`]).
 
 use std::env;
 
 fn main() {
     fallback_knob();
+    size_knob();
     println!("cargo::rustc-check-cfg=cfg(edgekd_dsp)");
     println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     let target = env::var("TARGET").unwrap_or_default();
@@ -65,5 +66,15 @@ fn fallback_knob() {
         Ok("0") if bare_metal => println!("cargo::rustc-cfg=edgekd_no_fallback"),
         Ok("0" | "1") | Err(_) => {}
         Ok(other) => println!("cargo::error=EDGEKD_FALLBACK must be 0 or 1, not `{other}`"),
+    }
+}
+
+/// Builds optimized for size (`opt-level` "s" or "z") get `cfg(edgekd_size_opt)`: the
+/// kernels then keep one copy of the fully connected row loop, which they otherwise
+/// specialize for layers clamped to the whole int8 range (saturating with `SSAT`).
+fn size_knob() {
+    println!("cargo::rustc-check-cfg=cfg(edgekd_size_opt)");
+    if matches!(env::var("OPT_LEVEL").as_deref(), Ok("s" | "z")) {
+        println!("cargo::rustc-cfg=edgekd_size_opt");
     }
 }

@@ -122,14 +122,21 @@ pub(crate) fn requant_rounding_shift(x: i32, multiplier: i32, k: u32) -> i32 {
 #[cfg(feature = "conv2d")]
 #[inline(always)]
 pub(crate) fn requant_rounding_i8(x: i32, rq: &crate::quant::RoundingRq) -> i8 {
-    let v: i32;
+    saturate_i8(requant_rounding(x, rq))
+}
+
+/// `v` clamped to `-128..=127` in one `SSAT`.
+#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+#[inline(always)]
+pub(crate) fn saturate_i8(v: i32) -> i8 {
+    let s: i32;
     // SAFETY: register-only arithmetic; SSAT sets only the Q flag, which nothing reads.
     unsafe {
         asm!(
             "ssat {v}, #8, {v}",
-            v = inout(reg) requant_rounding(x, rq) => v,
+            v = inout(reg) v => s,
             options(pure, nomem, nostack),
         );
     }
-    v as i8
+    s as i8
 }
