@@ -1,7 +1,8 @@
 //! 2-D convolution (TFLite `ConvPerChannel`, int8).
 
 use crate::matvec::{
-    layer_scratch, matvec, matvec2, pack, widen, widen_pack, OutQ, BLOCK, MAX_COLS, PAIR_PIXELS,
+    layer_scratch, matvec, matvec2, pack, widen, widen_pack, OutQ, BLOCK, MAX_COLS, PAIR_OFFSET,
+    PAIR_PIXELS,
 };
 
 use crate::quant::{requantize, single_step_fits};
@@ -266,9 +267,9 @@ fn im2col(
         && ax.window(0) == (0, kw, 0)
         && ax.window(output_shape.w - 1).1 == kw;
     let (cols, table) = layer_scratch(scratch);
-    // The second column starts at a multiple of four entries (8-byte aligned).
-    let second = k.div_ceil(4) * 4;
-    let pair = PAIR_PIXELS && second + k <= MAX_COLS;
+    // The second column of a pair starts at a fixed place (see `PAIR_OFFSET`).
+    let second = PAIR_OFFSET;
+    let pair = PAIR_PIXELS && k <= PAIR_OFFSET;
     // Output channels in blocks whose bias and requantization are prepared once; models
     // with at most `BLOCK` output channels (all the reference ones) make one pass.
     for c0 in (0..out_c).step_by(BLOCK) {
@@ -289,7 +290,7 @@ fn im2col(
                         break 'pixels;
                     };
                     let out = &mut out[c0..][..n];
-                    let (first, rest) = cols.0.split_at_mut(second.min(MAX_COLS));
+                    let (first, rest) = cols.0.split_at_mut(if pair { second } else { MAX_COLS });
                     let col = if waiting.is_some() {
                         &mut rest[..k]
                     } else {

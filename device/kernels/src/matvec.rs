@@ -65,6 +65,12 @@ pub(crate) type Table = Chans;
 /// kernel gains nothing from it, so it keeps one.
 pub(crate) const PAIR_PIXELS: bool = cfg!(all(target_arch = "arm", edgekd_dsp));
 
+/// Where the second pixel's column starts in [`Cols`] when convolutions pair pixels: a
+/// fixed offset (half the buffer, 256 bytes) lets the DSP kernel address both columns
+/// from one pointer (`LDR` with an immediate offset), which frees the register a second
+/// pointer would take. Paired layers therefore need `k <= PAIR_OFFSET`.
+pub(crate) const PAIR_OFFSET: usize = MAX_COLS / 2;
+
 /// The column buffer and the channel table of a conv or fully connected layer.
 #[inline(always)]
 pub(crate) fn layer_scratch(s: &mut crate::Scratch) -> (&mut Cols, &mut Table) {
