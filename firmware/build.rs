@@ -253,7 +253,9 @@ fn check_fallback(facts: &ModelFacts, model_path: &Path) -> Result<(), String> {
         return Ok(());
     }
     if env::var_os("CARGO_FEATURE_SELFTEST").is_some() {
-        return Err("the self-test compares the kernels' fallbacks too: unset EDGEKD_FALLBACK".into());
+        return Err(
+            "the self-test compares the kernels' fallbacks too: unset EDGEKD_FALLBACK".into(),
+        );
     }
     if facts.needs_fallback {
         return Err(format!(
