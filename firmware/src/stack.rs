@@ -26,20 +26,7 @@ pub fn size() -> usize {
 
 /// Most bytes of stack used since reset.
 pub fn high_water() -> usize {
-    let (bottom, top) = bounds();
-    let mut addr = bottom;
-    while addr < top {
-        // SAFETY: `addr` is word-aligned (link.x asserts both bounds are) and inside the
-        // stack region, which is RAM this program owns; a volatile read of it has no side
-        // effects. Words below the current SP are not live data, only the paint pattern
-        // or what deeper calls left behind, which is exactly what is being inspected.
-        let word = unsafe { core::ptr::read_volatile(addr as *const u32) };
-        if word != PAINT {
-            break;
-        }
-        addr += 4;
-    }
-    top - addr
+    used_below(bounds().1)
 }
 
 /// Repaints the free stack below the caller (from the lowest stack address up to just
@@ -65,13 +52,17 @@ pub fn paint_below_caller() -> usize {
     })
 }
 
-/// Bytes of stack used below `sp` (from [`paint_below_caller`]) since it was painted.
+/// Bytes of stack used below `sp` (from [`paint_below_caller`], or the top of the stack
+/// for everything since reset): the distance from `sp` down to the deepest word that no
+/// longer holds the paint pattern.
 pub fn used_below(sp: usize) -> usize {
     let (bottom, _) = bounds();
     let mut addr = bottom;
     while addr < sp {
-        // SAFETY: as in `high_water`: an aligned volatile read of this program's stack
-        // region, below the live frames.
+        // SAFETY: `addr` is word-aligned (link.x asserts both bounds are) and inside the
+        // stack region, which is RAM this program owns; a volatile read of it has no side
+        // effects. Words below the current SP are not live data, only the paint pattern
+        // or what deeper calls left behind, which is exactly what is being inspected.
         let word = unsafe { core::ptr::read_volatile(addr as *const u32) };
         if word != PAINT {
             break;

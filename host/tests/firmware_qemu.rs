@@ -224,24 +224,19 @@ fn firmware_fails_on_a_wrong_expected_output() {
     assert!(stdout.contains("result FAIL mismatches=1"), "{stdout}");
 }
 
-/// A model whose arena cannot fit the board's RAM fails the build with a clear message.
-#[test]
-fn model_too_big_for_the_board_fails_the_build() {
+/// A model of one fully connected layer (`n` inputs, `weights.len() / n` outputs with
+/// one weight scale each, no bias), written to `dir/<name>.ekd`.
+fn one_fc_model(dir: &Path, name: &str, n: usize, weights: Vec<i8>, scales: Vec<f32>) -> PathBuf {
     use edgekd_runtime::writer::{Activation, ModelBuilder, OpSpec, QuantSpec};
-    require_tools(&["thumbv6m-none-eabi"]);
-    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
-    let n = 16_000;
-    let mut b = ModelBuilder::new("too_big");
-    let x = b.activation(&[1, n], 0.02, 0);
+    let out = weights.len() / n;
+    let mut b = ModelBuilder::new(name);
+    let x = b.activation(&[1, n], 0.05, -3);
     let w = b.weights(
-        &[1, n],
-        vec![1; n],
-        QuantSpec::PerChannel {
-            scales: vec![0.01],
-            axis: 0,
-        },
+        &[out, n],
+        weights,
+        QuantSpec::PerChannel { scales, axis: 0 },
     );
-    let y = b.activation(&[1, 1], 0.5, 0);
+    let y = b.activation(&[1, out], 0.25, 5);
     b.op(OpSpec::FullyConnected {
         input: x,
         weights: w,
@@ -251,9 +246,19 @@ fn model_too_big_for_the_board_fails_the_build() {
     })
     .inputs(&[x])
     .outputs(&[y]);
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("too_big.ekd");
+    let model = dir.join(format!("{name}.ekd"));
     std::fs::write(&model, b.finish().unwrap()).unwrap();
+    model
+}
+
+/// A model whose arena cannot fit the board's RAM fails the build with a clear message.
+#[test]
+fn model_too_big_for_the_board_fails_the_build() {
+    require_tools(&["thumbv6m-none-eabi"]);
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let n = 16_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let model = one_fc_model(tmp.path(), "too_big", n, vec![1; n], vec![0.01]);
     let input = edgekd::io::Matrix {
         rows: 1,
         cols: n,
@@ -278,36 +283,15 @@ fn model_too_big_for_the_board_fails_the_build() {
 /// leave the fallbacks out (`EDGEKD_FALLBACK=0`) is refused with a message.
 #[test]
 fn long_fully_connected_keeps_the_fallback() {
-    use edgekd_runtime::writer::{Activation, ModelBuilder, OpSpec, QuantSpec};
     require_tools(&["thumbv7em-none-eabihf"]);
     let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
     let (n, out) = (300, 4);
-    let mut b = ModelBuilder::new("long_fc");
-    let x = b.activation(&[1, n], 0.05, -3);
     let weights = (0..out * n)
         .map(|i| ((i * 37 % 255) as i32 - 127) as i8)
         .collect();
-    let w = b.weights(
-        &[out, n],
-        weights,
-        QuantSpec::PerChannel {
-            scales: vec![0.002, 0.003, 0.001, 0.004],
-            axis: 0,
-        },
-    );
-    let y = b.activation(&[1, out], 0.25, 5);
-    b.op(OpSpec::FullyConnected {
-        input: x,
-        weights: w,
-        bias: None,
-        output: y,
-        activation: Activation::None,
-    })
-    .inputs(&[x])
-    .outputs(&[y]);
     let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("long_fc.ekd");
-    std::fs::write(&model, b.finish().unwrap()).unwrap();
+    let scales = vec![0.002, 0.003, 0.001, 0.004];
+    let model = one_fc_model(tmp.path(), "long_fc", n, weights, scales);
 
     let out = bench("qemu-m4", &model, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -599,29 +599,51 @@ pub fn mean_params(
 mod tests {
     use super::*;
 
+    /// Accumulator edge values for the requantization tests.
+    const EDGE_ACCS: [i32; 19] = [
+        i32::MIN,
+        i32::MIN + 1,
+        -(1 << 30) - 1,
+        -(1 << 30),
+        -65537,
+        -32768,
+        -255,
+        -3,
+        -2,
+        -1,
+        0,
+        1,
+        2,
+        3,
+        255,
+        32767,
+        1 << 30,
+        i32::MAX - 1,
+        i32::MAX,
+    ];
+
+    /// A seeded xorshift generator.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
+    /// Accumulator-sized values most of the time, any i32 sometimes.
+    fn random_acc(r: u64) -> i32 {
+        if r % 4 == 0 {
+            r as i32
+        } else {
+            (r as i32) >> (r % 20)
+        }
+    }
+
     #[test]
     fn rounding_rq_equals_multiply_by_quantized_multiplier() {
-        let xs = [
-            i32::MIN,
-            i32::MIN + 1,
-            -(1 << 30) - 1,
-            -(1 << 30),
-            -65537,
-            -32768,
-            -255,
-            -3,
-            -2,
-            -1,
-            0,
-            1,
-            2,
-            3,
-            255,
-            32767,
-            1 << 30,
-            i32::MAX - 1,
-            i32::MAX,
-        ];
+        let xs = EDGE_ACCS;
         let ms = [
             0,
             1,
@@ -632,13 +654,7 @@ mod tests {
             1_500_000_000,
             i32::MAX,
         ];
-        let mut seed = 0x1234_5678_9abc_def0u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x1234_5678_9abc_def0);
         for shift in -40..=3 {
             for &m in &ms {
                 for zp in [-128, -127, -1, 0, 1, 5, 127, 128] {
@@ -657,13 +673,7 @@ mod tests {
                         );
                     }
                     for _ in 0..500 {
-                        let r = next();
-                        // Accumulator-sized values most of the time, any i32 sometimes.
-                        let x = if r % 4 == 0 {
-                            r as i32
-                        } else {
-                            (r as i32) >> (r % 20)
-                        };
+                        let x = random_acc(next());
                         let m = if m == i32::MAX {
                             (next() >> 33) as i32
                         } else {
@@ -684,30 +694,7 @@ mod tests {
 
     #[test]
     fn rounding_shift_equals_multiply_by_quantized_multiplier() {
-        let edges = [
-            i32::MIN,
-            i32::MIN + 1,
-            -(1 << 30),
-            -65537,
-            -256,
-            -2,
-            -1,
-            0,
-            1,
-            2,
-            255,
-            32767,
-            1 << 30,
-            i32::MAX - 1,
-            i32::MAX,
-        ];
-        let mut seed = 0x0fed_cba9_8765_4321u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x0fed_cba9_8765_4321);
         for shift in -40..=3 {
             for m in [
                 0,
@@ -724,7 +711,7 @@ mod tests {
                     continue;
                 }
                 let want = |x: i32, m: i32| multiply_by_quantized_multiplier(x, m, shift);
-                for &x in &edges {
+                for &x in &EDGE_ACCS {
                     assert_eq!(
                         rounding_shift(x, m, shift),
                         want(x, m),
@@ -732,12 +719,7 @@ mod tests {
                     );
                 }
                 for _ in 0..2000 {
-                    let r = next();
-                    let x = if r % 4 == 0 {
-                        r as i32
-                    } else {
-                        (r as i32) >> (r % 20)
-                    };
+                    let x = random_acc(next());
                     let m = (next() >> 33) as i32;
                     assert_eq!(
                         rounding_shift(x, m, shift),
