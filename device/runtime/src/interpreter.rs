@@ -68,6 +68,10 @@ pub struct Interpreter<'m, 'a, const MAX_OPS: usize = DEFAULT_MAX_OPS> {
     /// than for every layer of every inference.
     scratch: k::Scratch,
     steps: heapless::Vec<Step<'m>, MAX_OPS>,
+    /// Arena places of input 0 and output 0, decoded once (a firmware loop reads them
+    /// every inference); other inputs and outputs are decoded when asked for.
+    input0: Option<Span>,
+    output0: Option<Span>,
 }
 
 /// A slice of the arena.
@@ -196,12 +200,16 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
             let step = Step::decode(&model, &op?)?;
             steps.push(step).map_err(|_| Error::CapacityExceeded)?;
         }
+        let input0 = model.input(0).ok().map(|t| Span::of(t.range()));
+        let output0 = model.output(0).ok().map(|t| Span::of(t.range()));
         Ok(Interpreter {
             model,
             arena: bytemuck::cast_slice_mut(arena),
             invocations: 0,
             scratch: k::Scratch::new(),
             steps,
+            input0,
+            output0,
         })
     }
 
@@ -227,7 +235,10 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
 
     /// Input `i` as int8, to be filled in place.
     pub fn input_mut(&mut self, i: usize) -> Result<&mut [i8], Error> {
-        let range = self.model.input(i)?.range();
+        let range = match (i, self.input0) {
+            (0, Some(span)) => span.range(),
+            _ => self.model.input(i)?.range(),
+        };
         self.arena.get_mut(range).ok_or(Error::OutOfBounds)
     }
 
@@ -260,7 +271,10 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
 
     /// Output `i` as int8.
     pub fn output(&self, i: usize) -> Result<&[i8], Error> {
-        let range = self.model.output(i)?.range();
+        let range = match (i, self.output0) {
+            (0, Some(span)) => span.range(),
+            _ => self.model.output(i)?.range(),
+        };
         self.arena.get(range).ok_or(Error::OutOfBounds)
     }
 
