@@ -13,6 +13,7 @@ use std::env;
 fn main() {
     fallback_knob();
     size_knob();
+    depthwise_knob();
     println!("cargo::rustc-check-cfg=cfg(edgekd_dsp)");
     println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     let target = env::var("TARGET").unwrap_or_default();
@@ -76,5 +77,25 @@ fn size_knob() {
     println!("cargo::rustc-check-cfg=cfg(edgekd_size_opt)");
     if matches!(env::var("OPT_LEVEL").as_deref(), Ok("s" | "z")) {
         println!("cargo::rustc-cfg=edgekd_size_opt");
+    }
+}
+
+/// `cfg(edgekd_depthwise)`: the depthwise kernel, and the channel table in `Scratch`
+/// only it uses on DSP cores (256 bytes of every interpreter's RAM), are compiled when
+/// the `depthwise-conv2d` feature is on, unless a bare-metal build's `EDGEKD_OPS` (the
+/// list `edgekd-runtime` narrows its ops by) leaves depthwise out. The self-test, which
+/// checks every kernel, keeps it.
+fn depthwise_knob() {
+    println!("cargo::rustc-check-cfg=cfg(edgekd_depthwise)");
+    println!("cargo::rerun-if-env-changed=EDGEKD_OPS");
+    let feature = env::var_os("CARGO_FEATURE_DEPTHWISE_CONV2D").is_some();
+    let selftest = env::var_os("CARGO_FEATURE_SELFTEST").is_some();
+    let bare_metal = env::var("TARGET").unwrap_or_default().contains("-none");
+    let listed = match env::var("EDGEKD_OPS") {
+        Ok(list) if bare_metal => list.split(',').any(|op| op.trim() == "depthwise-conv2d"),
+        _ => true,
+    };
+    if feature && (listed || selftest) {
+        println!("cargo::rustc-cfg=edgekd_depthwise");
     }
 }

@@ -30,7 +30,7 @@
 #![cfg_attr(
     not(all(
         feature = "conv2d",
-        feature = "depthwise-conv2d",
+        edgekd_depthwise,
         feature = "fully-connected",
         feature = "pool",
         feature = "mean",
@@ -49,15 +49,11 @@ mod add;
 mod arm;
 #[cfg(feature = "conv2d")]
 mod conv;
-#[cfg(feature = "depthwise-conv2d")]
+#[cfg(edgekd_depthwise)]
 mod depthwise;
 #[cfg(feature = "fully-connected")]
 mod fully_connected;
-#[cfg(any(
-    feature = "conv2d",
-    feature = "fully-connected",
-    feature = "depthwise-conv2d"
-))]
+#[cfg(any(feature = "conv2d", feature = "fully-connected", edgekd_depthwise))]
 mod matvec;
 #[cfg(feature = "mean")]
 mod mean;
@@ -73,7 +69,7 @@ mod softmax;
 pub use add::add;
 #[cfg(feature = "conv2d")]
 pub use conv::{conv2d, conv2d_in, conv2d_needs_fallback};
-#[cfg(feature = "depthwise-conv2d")]
+#[cfg(edgekd_depthwise)]
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_in};
 #[cfg(feature = "fully-connected")]
 pub use fully_connected::{fully_connected, fully_connected_in, fully_connected_needs_fallback};
@@ -92,7 +88,7 @@ pub mod reference {
     pub use crate::add::add_reference as add;
     #[cfg(feature = "conv2d")]
     pub use crate::conv::conv2d_reference as conv2d;
-    #[cfg(feature = "depthwise-conv2d")]
+    #[cfg(edgekd_depthwise)]
     pub use crate::depthwise::depthwise_conv2d_reference as depthwise_conv2d;
     #[cfg(feature = "fully-connected")]
     pub use crate::fully_connected::fully_connected_reference as fully_connected;
@@ -101,8 +97,11 @@ pub mod reference {
 }
 
 /// Working memory of the im2col [`conv2d`], [`fully_connected`] and (DSP)
-/// [`depthwise_conv2d`] kernels: an input column and a block of prepared per-channel
-/// requantization parameters (768 bytes). Those make a fresh one per call; a caller
+/// [`depthwise_conv2d`] kernels: an input column (512 bytes) and a block of prepared
+/// per-channel requantization parameters (on DSP cores a 320-byte table for conv and a
+/// 256-byte one for depthwise, the latter only when the depthwise kernel is compiled
+/// in, see `build.rs`; 256 bytes shared by all three elsewhere). Those make a fresh one
+/// per call; a caller
 /// running many layers (the interpreter) keeps one and passes it to `conv2d_in`,
 /// `fully_connected_in` or `depthwise_conv2d_in`, which saves zeroing it for every
 /// layer. What it holds between calls does not matter.
@@ -110,7 +109,7 @@ pub struct Scratch {
     #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
     pub(crate) cols: matvec::Cols,
     #[cfg(any(
-        feature = "depthwise-conv2d",
+        edgekd_depthwise,
         all(
             any(feature = "conv2d", feature = "fully-connected"),
             not(all(target_arch = "arm", edgekd_dsp))
@@ -132,7 +131,7 @@ impl Scratch {
             #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
             cols: matvec::Cols::new(),
             #[cfg(any(
-                feature = "depthwise-conv2d",
+                edgekd_depthwise,
                 all(
                     any(feature = "conv2d", feature = "fully-connected"),
                     not(all(target_arch = "arm", edgekd_dsp))

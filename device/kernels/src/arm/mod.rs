@@ -8,7 +8,7 @@
 //! only the order of (wrapping) additions differs, which cannot change the result.
 //! The firmware's `selftest` feature checks that in QEMU on random shapes and data.
 
-#[cfg(feature = "depthwise-conv2d")]
+#[cfg(edgekd_depthwise)]
 pub(crate) mod depthwise;
 #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
 pub(crate) mod matvec;
