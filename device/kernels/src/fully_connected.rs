@@ -101,7 +101,7 @@ pub fn fully_connected_in(
             .zip(output.chunks_exact_mut(out_features))
         {
             widen_pack(col, x, p.input_zero_point);
-            crate::arm::matvec::fc_row(col, filter, bias, &rq, q, out);
+            crate::arm::fully_connected::fc_row(col, filter, bias, &rq, q, out);
         }
     }
     // Portable: output features in blocks whose bias and requantization are prepared

@@ -309,24 +309,29 @@ pub(crate) fn rounding_shift_fits(multiplier: i32, shift: i32) -> bool {
     multiplier >= 0 && (-23..=-2).contains(&shift)
 }
 
-/// [`multiply_by_quantized_multiplier`] for the channels [`rounding_shift_fits`] takes,
-/// with no per-channel preparation (fully connected layers use each channel once per
-/// row, so preparing a [`RoundingRq`] would cost more than it saves).
+/// [`multiply_by_quantized_multiplier`]`(x, m, shift) + zero_point` for the channels
+/// [`rounding_shift_fits`] takes, with no per-channel preparation (fully connected
+/// layers use each channel once per row, so preparing a [`RoundingRq`] would cost more
+/// than it saves).
 ///
 /// With `r = -shift`, [`RoundingRq`]'s single rounding step without its per-channel
 /// terms is `P = x * m + 2^30 - [x < 0] * 2^31`, and the result is
 /// `floor((P + 2^(30+r)) / 2^(31+r))`. For `r >= 2`, `2^(30+r)` is a multiple of `2^32`,
 /// so the low word of `P` cannot carry into the sum: with `h = P >> 32`, the result is
-/// `floor((h + 2^(r-2)) / 2^(r-1)) = ((h >> (r-2)) + 1) >> 1`. On Cortex-M that is two
-/// `SMLAL`s and three register operations ([`crate::arm::requant_rounding_shift`]).
+/// `floor((h + 2^(r-2)) / 2^(r-1))`, and adding the zero point inside the floor,
+/// `floor((h + (2 * zp + 1) * 2^(r-2)) / 2^(r-1))`. On Cortex-M the term
+/// `(2 * zp + 1) << (r - 2)` (below `2^29` in magnitude: it cannot overflow the high
+/// word) is the high word `SMLAL` accumulates into, so an output is two `SMLAL`s and
+/// one shift ([`crate::arm::fully_connected`]).
 // The definition the Cortex-M asm follows; only the tests call it.
 #[cfg_attr(not(test), allow(dead_code))]
 #[inline(always)]
-pub(crate) fn rounding_shift(x: i32, multiplier: i32, shift: i32) -> i32 {
+pub(crate) fn rounding_shift(x: i32, multiplier: i32, shift: i32, zero_point: i32) -> i32 {
+    let r = -shift;
     let sign = if x < 0 { 1i64 << 31 } else { 0 };
-    let p = i64::from(x) * i64::from(multiplier) + (1 << 30) - sign;
-    let h = (p >> 32) as i32;
-    ((h >> (-shift - 2)) + 1) >> 1
+    let high = ((2 * zero_point + 1) << (r - 2)) as i64;
+    let p = i64::from(x) * i64::from(multiplier) + (1 << 30) - sign + (high << 32);
+    ((p >> 32) as i32) >> (r - 1)
 }
 
 /// One output channel's requantization plus output zero point in a single rounding
@@ -710,22 +715,24 @@ mod tests {
                     assert!(m < 0 || !(-23..=-2).contains(&shift), "m {m} shift {shift}");
                     continue;
                 }
-                let want = |x: i32, m: i32| multiply_by_quantized_multiplier(x, m, shift);
-                for &x in &EDGE_ACCS {
-                    assert_eq!(
-                        rounding_shift(x, m, shift),
-                        want(x, m),
-                        "x={x} m={m} s={shift}"
-                    );
-                }
-                for _ in 0..2000 {
-                    let x = random_acc(next());
-                    let m = (next() >> 33) as i32;
-                    assert_eq!(
-                        rounding_shift(x, m, shift),
-                        want(x, m),
-                        "x={x} m={m} s={shift}"
-                    );
+                for zp in [-128, -1, 0, 3, 127] {
+                    let want = |x: i32, m: i32| multiply_by_quantized_multiplier(x, m, shift) + zp;
+                    for &x in &EDGE_ACCS {
+                        assert_eq!(
+                            rounding_shift(x, m, shift, zp),
+                            want(x, m),
+                            "x={x} m={m} s={shift} zp={zp}"
+                        );
+                    }
+                    for _ in 0..500 {
+                        let x = random_acc(next());
+                        let m = (next() >> 33) as i32;
+                        assert_eq!(
+                            rounding_shift(x, m, shift, zp),
+                            want(x, m),
+                            "x={x} m={m} s={shift} zp={zp}"
+                        );
+                    }
                 }
             }
         }

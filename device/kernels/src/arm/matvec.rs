@@ -5,7 +5,7 @@
 //! shift per output instead of TFLite's two rounding steps.
 
 use crate::matvec::{OutQ, BLOCK, PAIR_OFFSET};
-use crate::quant::{clamp_to_i8, rounding_shift_fits, ChannelRq, RoundingRq};
+use crate::quant::RoundingRq;
 use crate::Requant;
 use core::arch::asm;
 
@@ -78,7 +78,7 @@ macro_rules! group2 {
 /// `x` must be 4-byte aligned and valid for reading `4 * groups` i16; `p0` and `p1`
 /// valid for reading `4 * groups` bytes each (any alignment).
 #[inline(always)]
-unsafe fn dot2(
+pub(super) unsafe fn dot2(
     x: *const i16,
     p0: *const i8,
     p1: *const i8,
@@ -139,7 +139,7 @@ unsafe fn dot2(
 /// # Safety
 /// As [`dot2`], for one row.
 #[inline(always)]
-unsafe fn dot1(x: *const i16, p0: *const i8, groups: usize, a0: &mut i32) {
+pub(super) unsafe fn dot1(x: *const i16, p0: *const i8, groups: usize, a0: &mut i32) {
     if groups == 0 {
         return;
     }
@@ -377,15 +377,6 @@ impl Chans {
     }
 }
 
-/// Whether a fully connected layer takes the row loop specialized for a clamp to the
-/// whole int8 range; never in builds optimized for size, which keep one copy (the
-/// second costs 1.1 KB for 5 % of the mlp's instructions; convolutions keep both
-/// copies: 0.25 KB for 7 % of tiny_cnn's).
-#[inline(always)]
-fn full_range(q: OutQ) -> bool {
-    !cfg!(edgekd_size_opt) && q.lo <= -128 && q.hi >= 127
-}
-
 #[inline(always)]
 fn output(c: &Chan, acc: i32, q: OutQ) -> i8 {
     c.rq.output(acc, q.lo, q.hi)
@@ -443,155 +434,10 @@ pub(crate) fn matvec(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &
     }
 }
 
-/// One fully connected row: `out[j] = requant_j(bias_j + col . filter_row_j)` for
-/// `j < out.len()`, `col` packed and 4-byte aligned. Each channel is used once per
-/// row, so it is requantized straight from its multiplier and shift
-/// ([`crate::quant::rounding_shift`], no prepared table); a channel that form does not
-/// take runs TFLite's two-step requantization ([`ChannelRq`]).
-#[inline(always)]
-pub(crate) fn fc_row(
-    col: &[i16],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    rq: &Requant<'_>,
-    q: OutQ,
-    out: &mut [i8],
-) {
-    if full_range(q) {
-        fc_row_clamped::<true>(col, filter, bias, rq, q, out);
-    } else {
-        fc_row_clamped::<false>(col, filter, bias, rq, q, out);
-    }
-}
-
-/// [`fc_row`] for a layer whose clamp is (`FULL_RANGE`) or is not the whole int8 range.
-// Out of line: inlined into the interpreter's dispatch, its loop state spilled to the
-// stack (mlp on the M4: 5,862 -> 5,591 instructions). Measured and not kept: walking
-// the parameters with pointers (+18), all accumulators of a block first and then all
-// outputs (+286).
-#[inline(never)]
-fn fc_row_clamped<const FULL_RANGE: bool>(
-    col: &[i16],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    rq: &Requant<'_>,
-    q: OutQ,
-    out: &mut [i8],
-) {
-    let k = col.len();
-    let n = out.len();
-    // Per-tensor parameters are read with stride 0; a missing bias from a one-entry zero.
-    let step = usize::from(rq.multiplier.len() != 1);
-    let zero = [0i32];
-    let (biases, bias_step) = match bias {
-        Some(b) => (b, 1),
-        None => (&zero[..], 0),
-    };
-    let last = n.saturating_sub(1);
-    let params_ok = rq.multiplier.len() > last * step
-        && rq.shift.len() > last * step
-        && biases.len() > last * bias_step;
-    if n == 0 || !params_ok || k == 0 || col.as_ptr() as usize % 4 != 0 || filter.len() < n * k {
-        // Not reached with the kernels' own buffers and checked slices.
-        return fc_row_scalar(col, filter, bias, rq, q, out);
-    }
-    let (mp, sp, bp) = (rq.multiplier.as_ptr(), rq.shift.as_ptr(), biases.as_ptr());
-    let chan = |c: usize| {
-        // SAFETY: called for channels `c < n` only, reading entry `c * step`
-        // (`c * bias_step`), at most `last * step` (`last * bias_step`), which the
-        // lengths checked above cover.
-        unsafe { (*bp.add(c * bias_step), *mp.add(c * step), *sp.add(c * step)) }
-    };
-    let groups = k / 4;
-    let main = groups * 4;
-    let x = col.as_ptr();
-    let o = out.as_mut_ptr();
-    for j in (0..n / 2 * 2).step_by(2) {
-        let ((b0, m0, s0), (b1, m1, s1)) = (chan(j), chan(j + 1));
-        let (mut a0, mut a1) = (b0, b1);
-        // SAFETY: rows `j` and `j + 1 < n` of `k` bytes lie in `filter` (`filter.len() >=
-        // n * k`, checked); `x` is 4-byte aligned (checked) with `k >= main` entries, as
-        // `dot2` requires; the tail reads entries `main..k` of each; outputs `j` and
-        // `j + 1 < n` lie in `out`.
-        unsafe {
-            let w = filter.as_ptr().add(j * k);
-            let w1 = w.add(k);
-            dot2(x, w, w1, groups, &mut a0, &mut a1);
-            for i in main..k {
-                let xv = i32::from(*x.add(i));
-                a0 = a0.wrapping_add(xv * i32::from(*w.add(i)));
-                a1 = a1.wrapping_add(xv * i32::from(*w1.add(i)));
-            }
-            *o.add(j) = fc_output::<FULL_RANGE>(a0, m0, s0, q);
-            *o.add(j + 1) = fc_output::<FULL_RANGE>(a1, m1, s1, q);
-        }
-    }
-    if n % 2 == 1 {
-        let j = n - 1;
-        let (b0, m0, s0) = chan(j);
-        let mut a0 = b0;
-        // SAFETY: row `j < n` lies in `filter` (checked above), `x` as above.
-        unsafe {
-            let w = filter.as_ptr().add(j * k);
-            dot1(x, w, groups, &mut a0);
-            for i in main..k {
-                a0 = a0.wrapping_add(i32::from(*x.add(i)) * i32::from(*w.add(i)));
-            }
-        }
-        out[j] = fc_output::<FULL_RANGE>(a0, m0, s0, q);
-    }
-}
-
-/// One fully connected output from its accumulator and its channel's parameters.
-#[inline(always)]
-fn fc_output<const FULL_RANGE: bool>(acc: i32, m: i32, s: i32, q: OutQ) -> i8 {
-    if rounding_shift_fits(m, s) {
-        let v = super::requant_rounding_shift(acc, m, (-s - 2) as u32);
-        let v = v.wrapping_add(q.zero_point);
-        if FULL_RANGE {
-            super::saturate_i8(v)
-        } else {
-            clamp_to_i8(v, q.lo, q.hi)
-        }
-    } else {
-        fc_output_two_step(acc, m, s, q)
-    }
-}
-
-/// [`fc_output`] for the channels [`rounding_shift_fits`] refuses (kept out of line:
-/// its registers would crowd the common path).
-#[cold]
-#[inline(never)]
-fn fc_output_two_step(acc: i32, m: i32, s: i32, q: OutQ) -> i8 {
-    ChannelRq::new(m, s).output(acc, q.zero_point, q.lo, q.hi)
-}
-
-/// [`fc_row`] without its preconditions (never taken with the kernels' own buffers).
-#[cold]
-fn fc_row_scalar(
-    col: &[i16],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    rq: &Requant<'_>,
-    q: OutQ,
-    out: &mut [i8],
-) {
-    let k = col.len();
-    let per_tensor = rq.multiplier.len() == 1;
-    for (c, o) in out.iter_mut().enumerate() {
-        let at = if per_tensor { 0 } else { c };
-        let b = bias.and_then(|b| b.get(c)).copied().unwrap_or(0);
-        let m = rq.multiplier.get(at).copied().unwrap_or(0);
-        let s = rq.shift.get(at).copied().unwrap_or(0);
-        let row = filter.get(c * k..c * k + k).unwrap_or(&[]);
-        *o = fc_output::<false>(packed_dot(col, row, b), m, s, q);
-    }
-}
-
 /// `bias + col . row` with `col` in packed order (entries 1 and 2 of each full group of
 /// four swapped).
 #[cold]
-fn packed_dot(col: &[i16], row: &[i8], bias: i32) -> i32 {
+pub(super) fn packed_dot(col: &[i16], row: &[i8], bias: i32) -> i32 {
     let main = col.len() / 4 * 4;
     let mut acc = bias;
     for (i, &w) in row.iter().enumerate() {

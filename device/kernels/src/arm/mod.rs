@@ -10,6 +10,8 @@
 
 #[cfg(edgekd_depthwise)]
 pub(crate) mod depthwise;
+#[cfg(feature = "fully-connected")]
+pub(crate) mod fully_connected;
 #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
 pub(crate) mod matvec;
 #[cfg(feature = "pool")]
@@ -86,37 +88,6 @@ pub(crate) fn requant_rounding(x: i32, rq: &crate::quant::RoundingRq) -> i32 {
     v
 }
 
-/// [`crate::quant::rounding_shift`]: `SMLAL` of `x * multiplier` into `2^30`, the sign
-/// term as in [`requant_rounding`], then the high word shifted right by `r - 2`, plus
-/// one, shifted right by one more (`k = r - 2`).
-#[cfg(feature = "fully-connected")]
-#[inline(always)]
-pub(crate) fn requant_rounding_shift(x: i32, multiplier: i32, k: u32) -> i32 {
-    let v: i32;
-    // SAFETY: register-only arithmetic (no memory access, no flags: SMLAL, ADD and the
-    // shifts without the S suffix leave them alone). `k` is at most 21, where ASR by
-    // register behaves like Rust's `>>`.
-    unsafe {
-        asm!(
-            "smlal {lo}, {hi}, {x}, {m}",
-            "lsr {t}, {x}, #31",
-            "smlal {lo}, {hi}, {t}, {min}",
-            "asr {hi}, {hi}, {k}",
-            "add {hi}, {hi}, #1",
-            "asr {hi}, {hi}, #1",
-            x = in(reg) x,
-            m = in(reg) multiplier,
-            min = in(reg) i32::MIN,
-            k = in(reg) k,
-            lo = inout(reg) 1u32 << 30 => _,
-            hi = inout(reg) 0i32 => v,
-            t = out(reg) _,
-            options(pure, nomem, nostack, preserves_flags),
-        );
-    }
-    v
-}
-
 /// [`requant_rounding`] saturated to int8 (`SSAT`): the output of a layer whose clamp is
 /// the whole int8 range.
 #[cfg(feature = "conv2d")]
@@ -126,7 +97,7 @@ pub(crate) fn requant_rounding_i8(x: i32, rq: &crate::quant::RoundingRq) -> i8 {
 }
 
 /// `v` clamped to `-128..=127` in one `SSAT`.
-#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+#[cfg(feature = "conv2d")]
 #[inline(always)]
 pub(crate) fn saturate_i8(v: i32) -> i8 {
     let s: i32;

@@ -1,0 +1,483 @@
+//! Fully connected rows on DSP cores: four filter rows per pass against one packed
+//! column ([`dot4`]: each column word loaded once for four rows, 1.375 instructions per
+//! MAC), the accumulators of up to [`CHUNK`] rows kept in a small stack buffer, then
+//! requantized in one `asm` loop per chunk with [`crate::quant::rounding_shift`]'s form
+//! (the zero point folded into the high word `SMLAL` accumulates into: two `SMLAL`s,
+//! one shift and `SSAT` per output, no prepared table).
+
+use super::matvec::{dot1, dot2};
+use crate::matvec::OutQ;
+use crate::quant::{clamp_to_i8, rounding_shift_fits, ChannelRq};
+use crate::Requant;
+use core::arch::asm;
+
+/// Rows accumulated before one requantization pass (a 128-byte buffer on the stack).
+const CHUNK: usize = 32;
+
+/// One group of four column entries (`xa`, `xb`, packed) against the filter row word
+/// at `$addr`, into the accumulator named `$acc`.
+macro_rules! row_group {
+    ($acc:literal, $addr:literal) => {
+        concat!(
+            "ldr {v}, ",
+            $addr,
+            "\n",
+            "sxtb16 {t}, {v}\n",
+            "smlad {",
+            $acc,
+            "}, {t}, {xa}, {",
+            $acc,
+            "}\n",
+            "sxtb16 {t}, {v}, ror #8\n",
+            "smlad {",
+            $acc,
+            "}, {t}, {xb}, {",
+            $acc,
+            "}\n",
+        )
+    };
+}
+
+/// One group of four column entries against four rows: rows 1 and 0 through `w0`
+/// (`[w0, k]`, then `[w0], #4`), rows 3 and 2 through `w2`.
+macro_rules! group4 {
+    () => {
+        concat!(
+            "ldrd {xa}, {xb}, [{x}], #8\n",
+            row_group!("a1", "[{w0}, {k}]"),
+            row_group!("a0", "[{w0}], #4"),
+            row_group!("a3", "[{w2}, {k}]"),
+            row_group!("a2", "[{w2}], #4"),
+        )
+    };
+}
+
+/// `acc[i] = init[i] + col . row_i` for `4 * blocks` consecutive filter rows of `k`
+/// bytes from `w`, four rows per pass over `groups` groups of four packed column
+/// entries; `init` moves `init_step` bytes per block (16 for a bias, 0 to read the
+/// same four zeros). One asm block for all of it: the 13 registers run the four-row
+/// loop and the block state waits on the stack.
+///
+/// # Safety
+/// `x` must be 4-byte aligned and valid for reading `4 * groups` i16, `groups >= 1`
+/// and `k >= 4 * groups`; `w` valid for reading `4 * blocks` rows of `k` bytes (any
+/// alignment); `init` for reading `4 * blocks` i32 (or four, with `init_step` 0) and
+/// `acc` for writing `4 * blocks` i32; `blocks >= 1`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dot4_blocks(
+    x: *const i16,
+    w: *const i8,
+    k: usize,
+    groups: usize,
+    blocks: usize,
+    init: *const i32,
+    init_step: usize,
+    acc: *mut i32,
+) {
+    // SAFETY: per block, reads four i32 at `init`, exactly `4 * groups` entries behind
+    // `x` (LDRD on the 4-byte aligned column) and `4 * groups` bytes of each of four
+    // rows (ARMv7-M LDR tolerates unaligned rows), and writes four i32 at `acc`, all
+    // guaranteed by the caller; `w + 2k` stays inside the rows, and the next block's
+    // rows start `2k - 4 * groups` bytes after where `w + 2k` stopped. The 28 bytes of
+    // stack it takes are given back before the block ends; otherwise only register
+    // operands and the flags (LSRS, SUBS) change.
+    unsafe {
+        asm!(
+            // [sp]: acc, [sp, #4]: init, [sp, #8]: blocks left, [sp, #12]: groups,
+            // [sp, #16]: init step, [sp, #20]: row skip, [sp, #24]: column start.
+            "sub sp, sp, #28",
+            "str {a0}, [sp]",
+            "str {a1}, [sp, #4]",
+            "str {a2}, [sp, #8]",
+            "str {a3}, [sp, #12]",
+            "str {xa}, [sp, #16]",
+            "str {xb}, [sp, #20]",
+            "str {x}, [sp, #24]",
+            "1:",
+            "ldr {t}, [sp, #4]",
+            "ldr {a0}, [{t}]",
+            "ldr {a1}, [{t}, #4]",
+            "ldr {a2}, [{t}, #8]",
+            "ldr {a3}, [{t}, #12]",
+            "ldr {v}, [sp, #16]",
+            "add {t}, {t}, {v}",
+            "str {t}, [sp, #4]",
+            "add {w2}, {w0}, {k}, lsl #1",
+            "ldr {xa}, [sp, #12]",
+            // An odd group first, then pairs of groups (the group leaves LSRS's Z flag
+            // alone: LDR, SXTB16 and SMLAD set no N/Z/C flags).
+            "lsrs {n}, {xa}, #1",
+            "bcc 3f",
+            group4!(),
+            "3:",
+            "beq 5f",
+            "4:",
+            group4!(),
+            group4!(),
+            "subs {n}, {n}, #1",
+            "bne 4b",
+            "5:",
+            "ldr {t}, [sp]",
+            "str {a0}, [{t}], #4",
+            "str {a1}, [{t}], #4",
+            "str {a2}, [{t}], #4",
+            "str {a3}, [{t}], #4",
+            "str {t}, [sp]",
+            "ldr {x}, [sp, #24]",
+            "ldr {v}, [sp, #20]",
+            "add {w0}, {w2}, {v}",
+            "ldr {v}, [sp, #8]",
+            "subs {v}, {v}, #1",
+            "str {v}, [sp, #8]",
+            "bne 1b",
+            "add sp, sp, #28",
+            x = inout(reg) x => _,
+            w0 = inout(reg) w => _,
+            k = in(reg) k,
+            a0 = inout(reg) acc => _,
+            a1 = inout(reg) init => _,
+            a2 = inout(reg) blocks => _,
+            a3 = inout(reg) groups => _,
+            xa = inout(reg) init_step => _,
+            xb = inout(reg) 2 * k - 4 * groups => _,
+            w2 = out(reg) _,
+            n = out(reg) _,
+            v = out(reg) _,
+            t = out(reg) _,
+        );
+    }
+}
+
+/// `out[i] = SSAT8(requant(acc[i]))` for `i < n` with one multiplier and shift
+/// (`rounding_shift_fits`, checked by the caller), the output zero point `zp` folded in.
+///
+/// # Safety
+/// `acc` valid for reading and `out` for writing `n >= 1` entries.
+#[inline(always)]
+unsafe fn requant_per_tensor(
+    acc: *const i32,
+    n: usize,
+    multiplier: i32,
+    shift: i32,
+    zp: i32,
+    out: *mut i8,
+) {
+    let r = -shift;
+    // SAFETY: reads `n` accumulators and writes `n` outputs (the caller's guarantee);
+    // `r - 1` is 1..=22 (`rounding_shift_fits`), where ASR by register behaves like
+    // Rust's `>>`, and `(2 * zp + 1) << (r - 2)` fits an i32 (|2 * zp + 1| <= 255).
+    // Writes only the outputs, register operands and the flags.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {a}, [{acc}], #4",
+            "mov {lo}, #0x40000000",
+            "mov {hi}, {high}",
+            "smlal {lo}, {hi}, {a}, {m}",
+            "lsr {a}, {a}, #31",
+            "smlal {lo}, {hi}, {a}, {min}",
+            "asr {hi}, {hi}, {r}",
+            "ssat {hi}, #8, {hi}",
+            "strb {hi}, [{out}], #1",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            acc = inout(reg) acc => _,
+            out = inout(reg) out => _,
+            n = inout(reg) n => _,
+            m = in(reg) multiplier,
+            high = in(reg) (2 * zp + 1) << (r - 2),
+            r = in(reg) r - 1,
+            min = in(reg) i32::MIN,
+            a = out(reg) _,
+            lo = out(reg) _,
+            hi = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+/// [`requant_per_tensor`] with a multiplier and shift per output, read from `m` and
+/// `s`. Stops before the first channel [`rounding_shift_fits`] refuses and returns how
+/// many outputs it wrote.
+///
+/// # Safety
+/// `acc`, `m` and `s` valid for reading and `out` for writing `n >= 1` entries.
+#[inline(always)]
+unsafe fn requant_per_channel(
+    acc: *const i32,
+    n: usize,
+    m: *const i32,
+    s: *const i32,
+    zp: i32,
+    out: *mut i8,
+) -> usize {
+    let left: usize;
+    // SAFETY: reads `n` accumulators, multipliers and shifts and writes `n` outputs at
+    // most (the caller's guarantee). A channel is only computed after its
+    // `r - 2 = -shift - 2` passed the unsigned compare with 21 (with the multiplier's
+    // sign spread into it, so a negative multiplier fails too), which bounds the
+    // register shifts as in `requant_per_tensor`. Writes only the outputs, register
+    // operands and the flags.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {j}, [{s}], #4",
+            "ldr {mv}, [{m}], #4",
+            // j = r - 2; fits when 0 <= j <= 21 and the multiplier is not negative.
+            "mvn {j}, {j}",
+            "subs {j}, {j}, #1",
+            "orr {lo}, {j}, {mv}, asr #31",
+            "cmp {lo}, #21",
+            "bhi 3f",
+            "ldr {a}, [{acc}], #4",
+            "lsl {hi}, {zp1}, {j}",
+            "mov {lo}, #0x40000000",
+            "smlal {lo}, {hi}, {a}, {mv}",
+            "lsr {a}, {a}, #31",
+            "smlal {lo}, {hi}, {a}, {min}",
+            "add {j}, {j}, #1",
+            "asr {hi}, {hi}, {j}",
+            "ssat {hi}, #8, {hi}",
+            "strb {hi}, [{out}], #1",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "3:",
+            acc = inout(reg) acc => _,
+            out = inout(reg) out => _,
+            m = inout(reg) m => _,
+            s = inout(reg) s => _,
+            n = inout(reg) n => left,
+            zp1 = in(reg) 2 * zp + 1,
+            min = in(reg) i32::MIN,
+            mv = out(reg) _,
+            j = out(reg) _,
+            a = out(reg) _,
+            lo = out(reg) _,
+            hi = out(reg) _,
+            options(nostack),
+        );
+    }
+    n - left
+}
+
+/// One fully connected row: `out[j] = requant_j(bias_j + col . filter_row_j)` for
+/// `j < out.len()`, `col` packed and 4-byte aligned. Channels that
+/// [`rounding_shift_fits`] refuses take TFLite's two-step requantization
+/// ([`ChannelRq`]); a clamp narrower than int8 is applied after `SSAT`. Written with
+/// raw pointers after one check of all lengths: the common path is the two asm loops
+/// per chunk of rows, the rest is out of line.
+// Out of line: inlined into the interpreter's dispatch, its loop state spills.
+#[inline(never)]
+pub(crate) fn fc_row(
+    col: &[i16],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    rq: &Requant<'_>,
+    q: OutQ,
+    out: &mut [i8],
+) {
+    let k = col.len();
+    let n = out.len();
+    let per_tensor = rq.multiplier.len() == 1 && rq.shift.len() == 1;
+    let params_ok = per_tensor || (rq.multiplier.len() >= n && rq.shift.len() >= n);
+    let bias_ok = bias.is_none_or(|b| b.len() >= n);
+    if !params_ok || !bias_ok || k == 0 || col.as_ptr() as usize % 4 != 0 || filter.len() < n * k
+    {
+        // Not reached with the kernels' own buffers and checked slices.
+        return fc_row_scalar(col, filter, bias, rq, q, out);
+    }
+    let groups = k / 4;
+    let x = col.as_ptr();
+    // A missing bias reads four zeros for every block.
+    static ZEROS: [i32; 4] = [0; 4];
+    let (mut init, init_step) = match bias {
+        Some(b) => (b.as_ptr(), 1),
+        None => (ZEROS.as_ptr(), 0),
+    };
+    let mut acc = core::mem::MaybeUninit::<[i32; CHUNK]>::uninit();
+    let a = acc.as_mut_ptr().cast::<i32>();
+    let (mut w, mut o) = (filter.as_ptr(), out.as_mut_ptr());
+    let mut c0 = 0;
+    while c0 < n {
+        let len = CHUNK.min(n - c0);
+        let blocks = if groups > 0 { len / 4 } else { 0 };
+        // SAFETY: channels `c0..c0 + len < n`: `w` is at row `c0` of `n` rows of `k`
+        // bytes (`filter.len() >= n * k`), `o` at output `c0`, `init` at bias `c0` (or
+        // `ZEROS`, step 0), the parameters hold `n` entries (or one, per tensor); `x` is
+        // 4-byte aligned with `k >= 4 * groups` entries; `a` has `CHUNK >= len`
+        // entries, the first `len` written (blocks, then the rest) before they are read.
+        unsafe {
+            if blocks > 0 {
+                dot4_blocks(x, w, k, groups, blocks, init, init_step * 16, a);
+            }
+            if blocks * 4 < len {
+                let done = blocks * 4;
+                rest_rows(
+                    x,
+                    w.add(done * k),
+                    k,
+                    len - done,
+                    init.add(done * init_step),
+                    init_step,
+                    a.add(done),
+                );
+            }
+            if k % 4 != 0 {
+                add_tail(&col[groups * 4..], w, k, len, a);
+            }
+            if per_tensor && rounding_shift_fits(rq.multiplier[0], rq.shift[0]) {
+                requant_per_tensor(a, len, rq.multiplier[0], rq.shift[0], q.zero_point, o);
+            } else {
+                let (m, s) = (rq.multiplier.as_ptr(), rq.shift.as_ptr());
+                let done = if per_tensor {
+                    0
+                } else {
+                    requant_per_channel(a, len, m.add(c0), s.add(c0), q.zero_point, o)
+                };
+                if done < len {
+                    requant_rest(a, len, done, rq, c0, q.zero_point, o);
+                }
+            }
+            if q.lo > -128 || q.hi < 127 {
+                clamp(o, len, q);
+            }
+            w = w.add(len * k);
+            o = o.add(len);
+            init = init.add(len * init_step);
+        }
+        c0 += len;
+    }
+}
+
+/// The rows of a chunk that do not fill a block of four (and every row when the column
+/// has fewer than four entries): accumulators from `init`, then two rows at a time.
+///
+/// # Safety
+/// As in [`fc_row`]: `rows` rows of `k` bytes at `w`, their `init` entries (step
+/// `init_step`: 1 or 0) and `acc` entries; `x` 4-byte aligned with `k` entries.
+#[inline(never)]
+unsafe fn rest_rows(
+    x: *const i16,
+    w: *const i8,
+    k: usize,
+    rows: usize,
+    init: *const i32,
+    init_step: usize,
+    acc: *mut i32,
+) {
+    let groups = k / 4;
+    // SAFETY: the caller's guarantees, row by row.
+    unsafe {
+        for j in 0..rows {
+            *acc.add(j) = *init.add(j * init_step);
+        }
+        if groups == 0 {
+            return;
+        }
+        let mut j = 0;
+        while j + 2 <= rows {
+            dot2(x, w.add(j * k), w.add((j + 1) * k), groups, &mut *acc.add(j), &mut *acc.add(j + 1));
+            j += 2;
+        }
+        if j < rows {
+            dot1(x, w.add(j * k), groups, &mut *acc.add(j));
+        }
+    }
+}
+
+/// Adds the `k % 4` tail entries (natural order, `tail`) of `rows` rows to `acc`.
+///
+/// # Safety
+/// `rows` rows of `k` bytes at `w`, `acc` valid for `rows` entries.
+#[cold]
+unsafe fn add_tail(tail: &[i16], w: *const i8, k: usize, rows: usize, acc: *mut i32) {
+    let main = k - tail.len();
+    // SAFETY: the caller's guarantees; entries `main..k` of each row.
+    unsafe {
+        for j in 0..rows {
+            let a = &mut *acc.add(j);
+            for (i, &xv) in tail.iter().enumerate() {
+                *a = a.wrapping_add(i32::from(xv) * i32::from(*w.add(j * k + main + i)));
+            }
+        }
+    }
+}
+
+/// The outputs `done..len` of a chunk once a channel did not fit the asm loop: that
+/// channel by TFLite's two-step form, the rest through the asm loop again.
+///
+/// # Safety
+/// As in [`fc_row`] for the chunk at channel `c0`.
+#[cold]
+#[inline(never)]
+unsafe fn requant_rest(
+    acc: *const i32,
+    len: usize,
+    mut done: usize,
+    rq: &Requant<'_>,
+    c0: usize,
+    zp: i32,
+    out: *mut i8,
+) {
+    let per_tensor = rq.multiplier.len() == 1;
+    // SAFETY: the caller's guarantees; `done < len` before every access.
+    unsafe {
+        while done < len {
+            let c = if per_tensor { 0 } else { c0 + done };
+            let (m, s) = (rq.multiplier[c], rq.shift[c]);
+            *out.add(done) = two_step(*acc.add(done), m, s, zp);
+            done += 1;
+            if !per_tensor && done < len {
+                let (mp, sp) = (rq.multiplier.as_ptr(), rq.shift.as_ptr());
+                let (a, o) = (acc.add(done), out.add(done));
+                done += requant_per_channel(a, len - done, mp.add(c0 + done), sp.add(c0 + done), zp, o);
+            }
+        }
+    }
+}
+
+/// Applies a clamp narrower than int8 to `n` outputs.
+///
+/// # Safety
+/// `out` valid for `n` entries.
+#[cold]
+unsafe fn clamp(out: *mut i8, n: usize, q: OutQ) {
+    // SAFETY: the caller's guarantee.
+    let out = unsafe { core::slice::from_raw_parts_mut(out, n) };
+    for o in out {
+        *o = clamp_to_i8(i32::from(*o), q.lo, q.hi);
+    }
+}
+
+/// One output by TFLite's two-step requantization, saturated to int8 (the channels
+/// [`rounding_shift_fits`] refuses; out of line, their registers would crowd the
+/// common path).
+#[cold]
+#[inline(never)]
+fn two_step(acc: i32, m: i32, s: i32, zp: i32) -> i8 {
+    ChannelRq::new(m, s).output(acc, zp, -128, 127)
+}
+
+/// [`fc_row`] without its preconditions (never taken with the kernels' own buffers).
+#[cold]
+fn fc_row_scalar(
+    col: &[i16],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    rq: &Requant<'_>,
+    q: OutQ,
+    out: &mut [i8],
+) {
+    let k = col.len();
+    let per_tensor = rq.multiplier.len() == 1;
+    for (c, o) in out.iter_mut().enumerate() {
+        let at = if per_tensor { 0 } else { c };
+        let b = bias.and_then(|b| b.get(c)).copied().unwrap_or(0);
+        let m = rq.multiplier.get(at).copied().unwrap_or(0);
+        let s = rq.shift.get(at).copied().unwrap_or(0);
+        let row = filter.get(c * k..c * k + k).unwrap_or(&[]);
+        let acc = super::matvec::packed_dot(col, row, b);
+        *o = ChannelRq::new(m, s).output(acc, q.zero_point, q.lo, q.hi);
+    }
+}
