@@ -349,8 +349,10 @@ pub(crate) fn rounding_shift(x: i32, multiplier: i32, shift: i32, zero_point: i3
 /// constant (the sum cannot overflow for `r <= 23`: `|x * m| < 2^62`, the nudge is below
 /// `2^62`), the sign term one more multiply (`SMLAL` of `x >> 31` by `i32::MIN` on
 /// Cortex-M) and the division the high word shifted by `r - 1`.
+// `repr(C)`: the conv channel loop's asm reads the fields at fixed offsets.
 #[cfg(any(test, all(target_arch = "arm", edgekd_dsp)))]
 #[derive(Clone, Copy)]
+#[repr(C)]
 pub(crate) struct RoundingRq {
     pub(crate) multiplier: i32,
     /// `2^30 + 2^(30+r)`, low and high words.

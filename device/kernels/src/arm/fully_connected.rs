@@ -282,8 +282,7 @@ pub(crate) fn fc_row(
     let per_tensor = rq.multiplier.len() == 1 && rq.shift.len() == 1;
     let params_ok = per_tensor || (rq.multiplier.len() >= n && rq.shift.len() >= n);
     let bias_ok = bias.is_none_or(|b| b.len() >= n);
-    if !params_ok || !bias_ok || k == 0 || col.as_ptr() as usize % 4 != 0 || filter.len() < n * k
-    {
+    if !params_ok || !bias_ok || k == 0 || col.as_ptr() as usize % 4 != 0 || filter.len() < n * k {
         // Not reached with the kernels' own buffers and checked slices.
         return fc_row_scalar(col, filter, bias, rq, q, out);
     }
@@ -377,7 +376,14 @@ unsafe fn rest_rows(
         }
         let mut j = 0;
         while j + 2 <= rows {
-            dot2(x, w.add(j * k), w.add((j + 1) * k), groups, &mut *acc.add(j), &mut *acc.add(j + 1));
+            dot2(
+                x,
+                w.add(j * k),
+                w.add((j + 1) * k),
+                groups,
+                &mut *acc.add(j),
+                &mut *acc.add(j + 1),
+            );
             j += 2;
         }
         if j < rows {
@@ -431,7 +437,8 @@ unsafe fn requant_rest(
             if !per_tensor && done < len {
                 let (mp, sp) = (rq.multiplier.as_ptr(), rq.shift.as_ptr());
                 let (a, o) = (acc.add(done), out.add(done));
-                done += requant_per_channel(a, len - done, mp.add(c0 + done), sp.add(c0 + done), zp, o);
+                done +=
+                    requant_per_channel(a, len - done, mp.add(c0 + done), sp.add(c0 + done), zp, o);
             }
         }
     }

@@ -237,6 +237,33 @@ unsafe fn dot_cols(
     next
 }
 
+/// One group of four column entries of pixels a (`[xa]`) and b (`[xa, #256]`) against
+/// two filter rows (`[w, k]` and `[w], #4`), into `a0`, `b0`, `a1`, `b1`.
+macro_rules! group_2x2 {
+    () => {
+        concat!(
+            "ldr {v0}, [{w}, {k}]\n",
+            "ldr {u0}, [{w}], #4\n",
+            "sxtb16 {v1}, {v0}, ror #8\n",
+            "sxtb16 {v0}, {v0}\n",
+            "sxtb16 {u1}, {u0}, ror #8\n",
+            "sxtb16 {u0}, {u0}\n",
+            "ldr {x}, [{xa}, #256]\n",
+            "smlad {b0}, {u0}, {x}, {b0}\n",
+            "smlad {b1}, {v0}, {x}, {b1}\n",
+            "ldr {x}, [{xa}, #260]\n",
+            "smlad {b0}, {u1}, {x}, {b0}\n",
+            "smlad {b1}, {v1}, {x}, {b1}\n",
+            "ldr {x}, [{xa}, #4]\n",
+            "smlad {a0}, {u1}, {x}, {a0}\n",
+            "smlad {a1}, {v1}, {x}, {a1}\n",
+            "ldr {x}, [{xa}], #8\n",
+            "smlad {a0}, {u0}, {x}, {a0}\n",
+            "smlad {a1}, {v0}, {x}, {a1}\n",
+        )
+    };
+}
+
 /// Adds the first `k` entries of two packed columns (`x` and `x + PAIR_OFFSET`, pixels
 /// `a` and `b`) times two filter rows (`w` and `w + k`, channels 0 and 1) to the four
 /// accumulators `acc = [a0, b0, a1, b1]`: per group of four entries, both weight words
@@ -263,24 +290,7 @@ unsafe fn dot_2x2(x: *const i16, w: *const i8, k: usize, acc: &mut [i32; 4]) {
             "subs {n}, {n}, #4",
             "bmi 3f",
             "2:",
-            "ldr {v0}, [{w}, {k}]",
-            "ldr {u0}, [{w}], #4",
-            "sxtb16 {v1}, {v0}, ror #8",
-            "sxtb16 {v0}, {v0}",
-            "sxtb16 {u1}, {u0}, ror #8",
-            "sxtb16 {u0}, {u0}",
-            "ldr {x}, [{xa}, #256]",
-            "smlad {b0}, {u0}, {x}, {b0}",
-            "smlad {b1}, {v0}, {x}, {b1}",
-            "ldr {x}, [{xa}, #260]",
-            "smlad {b0}, {u1}, {x}, {b0}",
-            "smlad {b1}, {v1}, {x}, {b1}",
-            "ldr {x}, [{xa}, #4]",
-            "smlad {a0}, {u1}, {x}, {a0}",
-            "smlad {a1}, {v1}, {x}, {a1}",
-            "ldr {x}, [{xa}], #8",
-            "smlad {a0}, {u0}, {x}, {a0}",
-            "smlad {a1}, {v0}, {x}, {a1}",
+            group_2x2!(),
             "subs {n}, {n}, #4",
             "bpl 2b",
             // n = k % 4 after the groups.
@@ -318,8 +328,10 @@ unsafe fn dot_2x2(x: *const i16, w: *const i8, k: usize, acc: &mut [i32; 4]) {
     *acc = [a0, b0, a1, b1];
 }
 
-/// One output channel's bias and single-step requantization.
+/// One output channel's bias and single-step requantization (`repr(C)`: [`pair_rows_i8`]
+/// reads bias, multiplier, nudge and shift at byte offsets 0, 4, 8/12 and 16).
 #[derive(Clone, Copy)]
+#[repr(C)]
 pub(crate) struct Chan {
     bias: i32,
     rq: RoundingRq,
@@ -481,20 +493,186 @@ pub(crate) fn matvec2(
     // Layers whose clamp is the whole int8 range (no activation, or ReLU with output
     // zero point -128, the common case) saturate with one `SSAT` instead of two compares.
     if q.lo <= -128 && q.hi >= 127 {
-        pair_rows::<true>(xa, xb, k, filter.as_ptr(), chans, q, out_a, out_b);
+        let pairs = n / 2;
+        if pairs > 0 {
+            // SAFETY: `xa` is 4-byte aligned with `k` entries at `xa` and `xa +
+            // PAIR_OFFSET` (checked above); `filter` holds `n * k` bytes (checked);
+            // `chans`, `out_a` and `out_b` hold `n >= 2 * pairs` entries.
+            unsafe {
+                pair_rows_i8(
+                    xa,
+                    k,
+                    filter.as_ptr(),
+                    chans.as_ptr(),
+                    out_a.as_mut_ptr(),
+                    out_b.as_mut_ptr(),
+                    pairs,
+                );
+            }
+        }
+        if n % 2 == 1 {
+            let j = n - 1;
+            let (c, w) = (&chans[j], filter[j * k..].as_ptr());
+            let (mut a, mut b) = (c.bias, c.bias);
+            // SAFETY: `w` is the last row, of `k` readable bytes; the columns as above.
+            unsafe { dot_cols(xa, xb, w, k, &mut a, &mut b) };
+            out_a[j] = crate::arm::requant_rounding_i8(a, &c.rq);
+            out_b[j] = crate::arm::requant_rounding_i8(b, &c.rq);
+        }
     } else {
-        pair_rows::<false>(xa, xb, k, filter.as_ptr(), chans, q, out_a, out_b);
+        pair_rows(xa, xb, k, filter.as_ptr(), chans, q, out_a, out_b);
     }
 }
 
-/// The channel loop of [`matvec2`], whose checks it relies on: `xa` 4-byte aligned with
-/// `k` entries at `xa` and at `xa + PAIR_OFFSET` (`xb`), `w` the first of
-/// `chans.len()` rows of `k` readable bytes. Channels go two at a time
-/// ([`dot_2x2`]); an odd last one takes [`dot_cols`].
-// Inlined: out of line, tiny_cnn took 19,736 instructions instead of 18,765.
+/// Requantizes accumulator `$acc` with the channel parameters in `u0` (multiplier),
+/// `v0`/`v1` (nudge) and `n` (shift) into `$acc` as int8 (`SSAT`): the sign term
+/// `-2^31 * [acc < 0]` is added to the nudge with `ADDS`/`ADC` of the sign mask.
+macro_rules! requant_acc {
+    ($acc:literal) => {
+        concat!(
+            "asr {xa}, {",
+            $acc,
+            "}, #31\n",
+            "adds {u1}, {v0}, {xa}, lsl #31\n",
+            "adc {xa}, {v1}, {xa}\n",
+            "smlal {u1}, {xa}, {",
+            $acc,
+            "}, {u0}\n",
+            "asr {",
+            $acc,
+            "}, {xa}, {n}\n",
+            "ssat {",
+            $acc,
+            "}, #8, {",
+            $acc,
+            "}\n",
+        )
+    };
+}
+
+/// The channel-pair loop of [`matvec2`] for layers clamped to the whole int8 range,
+/// in one asm block: per pass, two channels' biases, the four accumulators of two
+/// pixels ([`dot_2x2`]'s loop), their single-step requantization from the prepared
+/// [`Chan`]s and the four stores; the loop state waits on the stack (the MAC loop
+/// takes all 13 registers).
+///
+/// # Safety
+/// `xa` must be 4-byte aligned with `k` readable entries at `xa` and at
+/// `xa + PAIR_OFFSET`; `w` the first of `2 * pairs` rows of `k` readable bytes;
+/// `chans` valid for reading and `out_a`, `out_b` for writing `2 * pairs` entries;
+/// `pairs >= 1`. Every `Chan`'s shift is at most 22 (as [`RoundingRq::new`] makes them).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+unsafe fn pair_rows_i8(
+    xa: *const i16,
+    k: usize,
+    w: *const i8,
+    chans: *const Chan,
+    out_a: *mut i8,
+    out_b: *mut i8,
+    pairs: usize,
+) {
+    // SAFETY: per pass, reads two `Chan`s (20 bytes each, 4-byte aligned for LDRD),
+    // `k` entries of both columns and `k` bytes of two rows, and writes two outputs of
+    // each pixel, all within what the caller guarantees; `w` moves two rows per pass.
+    // ASR by a register of at most 22 behaves like Rust's `>>`. The 20 bytes of stack
+    // it takes are given back before the block ends; otherwise only register operands
+    // and the flags change.
+    unsafe {
+        asm!(
+            // [sp]: chans, [sp, #4]: out_a, [sp, #8]: out_b - out_a, [sp, #12]: passes
+            // left, [sp, #16]: column start.
+            "sub sp, sp, #20",
+            "str {a0}, [sp]",
+            "str {a1}, [sp, #4]",
+            "sub {b0}, {b0}, {a1}",
+            "str {b0}, [sp, #8]",
+            "str {b1}, [sp, #12]",
+            "str {xa}, [sp, #16]",
+            "1:",
+            "ldr {x}, [sp]",
+            "ldr {a0}, [{x}]",
+            "ldr {a1}, [{x}, #20]",
+            "mov {b0}, {a0}",
+            "mov {b1}, {a1}",
+            "ldr {xa}, [sp, #16]",
+            // n = k - 4: negative when there is no whole group.
+            "subs {n}, {k}, #4",
+            "bmi 3f",
+            "2:",
+            group_2x2!(),
+            "subs {n}, {n}, #4",
+            "bpl 2b",
+            // n = k % 4 after the groups.
+            "3:",
+            "adds {n}, {n}, #4",
+            "beq 5f",
+            "4:",
+            "ldrsb {v0}, [{w}, {k}]",
+            "ldrsb {u0}, [{w}], #1",
+            "ldrsh {x}, [{xa}, #256]",
+            "smlabb {b0}, {u0}, {x}, {b0}",
+            "smlabb {b1}, {v0}, {x}, {b1}",
+            "ldrsh {x}, [{xa}], #2",
+            "smlabb {a0}, {u0}, {x}, {a0}",
+            "smlabb {a1}, {v0}, {x}, {a1}",
+            "subs {n}, {n}, #1",
+            "bne 4b",
+            "5:",
+            // The next pass starts two rows on (this one walked one row).
+            "add {w}, {w}, {k}",
+            "ldr {x}, [sp]",
+            "ldr {u0}, [{x}, #4]",
+            "ldrd {v0}, {v1}, [{x}, #8]",
+            "ldr {n}, [{x}, #16]",
+            requant_acc!("a0"),
+            requant_acc!("b0"),
+            "ldr {u0}, [{x}, #24]",
+            "ldrd {v0}, {v1}, [{x}, #28]",
+            "ldr {n}, [{x}, #36]",
+            requant_acc!("a1"),
+            requant_acc!("b1"),
+            "add {x}, {x}, #40",
+            "str {x}, [sp]",
+            "ldr {x}, [sp, #4]",
+            "ldr {xa}, [sp, #8]",
+            "add {xa}, {xa}, {x}",
+            "strb {a0}, [{x}]",
+            "strb {a1}, [{x}, #1]",
+            "strb {b0}, [{xa}]",
+            "strb {b1}, [{xa}, #1]",
+            "add {x}, {x}, #2",
+            "str {x}, [sp, #4]",
+            "ldr {n}, [sp, #12]",
+            "subs {n}, {n}, #1",
+            "str {n}, [sp, #12]",
+            "bne 1b",
+            "add sp, sp, #20",
+            xa = inout(reg) xa => _,
+            w = inout(reg) w => _,
+            k = in(reg) k,
+            a0 = inout(reg) chans => _,
+            a1 = inout(reg) out_a => _,
+            b0 = inout(reg) out_b => _,
+            b1 = inout(reg) pairs => _,
+            n = out(reg) _,
+            u0 = out(reg) _,
+            u1 = out(reg) _,
+            v0 = out(reg) _,
+            v1 = out(reg) _,
+            x = out(reg) _,
+        );
+    }
+}
+
+/// The channel loop of [`matvec2`] for a clamp narrower than int8 (whole-range layers
+/// take [`pair_rows_i8`]), whose checks it relies on: `xa` 4-byte aligned with `k`
+/// entries at `xa` and at `xa + PAIR_OFFSET` (`xb`), `w` the first of `chans.len()`
+/// rows of `k` readable bytes. Channels go two at a time ([`dot_2x2`]); an odd last one
+/// takes [`dot_cols`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn pair_rows<const FULL_RANGE: bool>(
+fn pair_rows(
     xa: *const i16,
     xb: *const i16,
     k: usize,
@@ -504,13 +682,7 @@ fn pair_rows<const FULL_RANGE: bool>(
     out_a: &mut [i8],
     out_b: &mut [i8],
 ) {
-    let out = |c: &Chan, acc: i32| {
-        if FULL_RANGE {
-            crate::arm::requant_rounding_i8(acc, &c.rq)
-        } else {
-            output(c, acc, q)
-        }
-    };
+    let out = |c: &Chan, acc: i32| output(c, acc, q);
     let mut w = w;
     let mut pairs = chans.chunks_exact(2);
     let mut oa = out_a.chunks_exact_mut(2);
