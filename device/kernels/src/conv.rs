@@ -1,8 +1,8 @@
 //! 2-D convolution (TFLite `ConvPerChannel`, int8).
 
 use crate::matvec::{
-    layer_scratch, matvec, matvec2, pack, widen, widen_pack, OutQ, BLOCK, MAX_COLS, PAIR_OFFSET,
-    PAIR_PIXELS,
+    layer_scratch, matvec, matvec2, pack, widen, widen_pack, Cols, OutQ, TableChan, BLOCK,
+    MAX_COLS, PAIR_OFFSET, PAIR_PIXELS,
 };
 
 use crate::quant::{requantize, single_step_fits};
@@ -278,6 +278,26 @@ fn im2col(
             return false;
         };
         let filter = &filter[c0 * k..][..n * k];
+        // Builds optimized for size keep only the general loop (this one is a second
+        // copy of the pair kernel: 2.5 KB for 3 % of tiny_cnn's instructions).
+        if !cfg!(edgekd_size_opt) && pair && dense && contiguous {
+            dense_pairs(
+                cols,
+                chans,
+                q,
+                zp,
+                input_shape,
+                input,
+                output_shape,
+                output,
+                p.stride_h * in_row,
+                p.stride_w * in_c,
+                k,
+                c0,
+                filter,
+            );
+            continue;
+        }
         // A pixel whose column waits in the first slot for a partner.
         let mut waiting: Option<&mut [i8]> = None;
         let mut out_px = output.chunks_exact_mut(out_c);
@@ -351,6 +371,62 @@ fn im2col(
         }
     }
     true
+}
+
+/// [`im2col`]'s pixel loop for paired layers whose every receptive field is one run of
+/// the input (`dense` and `contiguous`: 1-D signals, kernels as wide as the input):
+/// pixel `(oy, ox)`'s column starts at `oy * step_y + ox * step_x`, so the loop is
+/// one widening per pixel and one [`matvec2`] per pair, without the window
+/// arithmetic of the general loop.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dense_pairs(
+    cols: &mut Cols,
+    chans: &[TableChan],
+    q: OutQ,
+    zp: i32,
+    input_shape: Shape,
+    input: &[i8],
+    output_shape: Shape,
+    output: &mut [i8],
+    step_y: usize,
+    step_x: usize,
+    k: usize,
+    c0: usize,
+    filter: &[i8],
+) {
+    let n = chans.len();
+    let in_img = input_shape.h * input_shape.w * input_shape.c;
+    let (first, rest) = cols.0.split_at_mut(PAIR_OFFSET);
+    let (col_a, col_b) = (&mut first[..k], &mut rest[..k]);
+    let mut waiting: Option<&mut [i8]> = None;
+    let mut out_px = output.chunks_exact_mut(output_shape.c);
+    for img in input.chunks_exact(in_img).take(input_shape.n) {
+        for oy in 0..output_shape.h {
+            let row = oy * step_y;
+            for ox in 0..output_shape.w {
+                let (Some(out), Some(x)) = (out_px.next(), img.get(row + ox * step_x..)) else {
+                    return;
+                };
+                let (Some(out), Some(x)) = (out.get_mut(c0..c0 + n), x.get(..k)) else {
+                    return;
+                };
+                match waiting.take() {
+                    None => {
+                        widen_pack(col_a, x, zp);
+                        waiting = Some(out);
+                    }
+                    Some(prev) => {
+                        widen_pack(col_b, x, zp);
+                        matvec2(col_a, col_b, filter, chans, q, prev, out);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(prev) = waiting {
+        matvec(col_a, filter, chans, q, prev);
+    }
 }
 
 /// Direct convolution for any column length (the reference).
