@@ -21,36 +21,43 @@ pub(crate) fn pack(col: &mut [i16]) {
 }
 
 /// `x - zp` widened straight into packed order: `SXTB16` of an input word gives lanes
-/// `(x0, x2)` and, rotated by 8, `(x1, x3)`; `SSUB16` subtracts the zero point from both.
+/// `(x0, x2)` and, rotated by 8, `(x1, x3)`; `SSUB16` subtracts the zero point from both,
+/// `STRD` stores the group (the column must be 4-byte aligned, as the kernels' buffers
+/// are; an unaligned one takes the portable loop).
 #[inline(always)]
 pub(crate) fn widen_pack(col: &mut [i16], x: &[i8], zp: i32) {
-    let zp2 = (zp as u32 & 0xffff) | ((zp as u32) << 16);
-    let mut dst = col.chunks_exact_mut(4);
-    let mut src = x.chunks_exact(4);
-    for (d, s) in (&mut dst).zip(&mut src) {
-        let w = u32::from_le_bytes([s[0] as u8, s[1] as u8, s[2] as u8, s[3] as u8]);
-        let (even, odd): (u32, u32);
-        // SAFETY: register-only arithmetic; |x - zp| <= 255 fits each 16-bit lane
-        // exactly. SSUB16 sets only the GE flags, which nothing reads.
+    let n = col.len().min(x.len());
+    let groups = if col.as_ptr() as usize % 4 == 0 { n / 4 } else { 0 };
+    if groups > 0 {
+        let zp2 = (zp as u32 & 0xffff) | ((zp as u32) << 16);
+        // SAFETY: reads `4 * groups <= x.len()` bytes (ARMv7-M LDR tolerates an
+        // unaligned input) and writes `4 * groups <= col.len()` entries of the 4-byte
+        // aligned column (checked), as STRD requires; |x - zp| <= 255 fits each 16-bit
+        // lane exactly. Writes only the column, register operands and the flags.
         unsafe {
             asm!(
+                "2:",
+                "ldr {w}, [{src}], #4",
                 "sxtb16 {e}, {w}",
                 "sxtb16 {o}, {w}, ror #8",
                 "ssub16 {e}, {e}, {zp2}",
                 "ssub16 {o}, {o}, {zp2}",
-                w = in(reg) w,
+                "strd {e}, {o}, [{dst}], #8",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                src = inout(reg) x.as_ptr() => _,
+                dst = inout(reg) col.as_mut_ptr() => _,
+                n = inout(reg) groups => _,
                 zp2 = in(reg) zp2,
-                e = out(reg) even,
-                o = out(reg) odd,
-                options(pure, nomem, nostack),
+                w = out(reg) _,
+                e = out(reg) _,
+                o = out(reg) _,
+                options(nostack),
             );
         }
-        d[0] = even as i16;
-        d[1] = (even >> 16) as i16;
-        d[2] = odd as i16;
-        d[3] = (odd >> 16) as i16;
     }
-    crate::matvec::widen(dst.into_remainder(), src.remainder(), zp);
+    let done = groups * 4;
+    crate::matvec::widen(&mut col[done..n], &x[done..n], zp);
 }
 
 /// One group of four column entries against two filter rows.
