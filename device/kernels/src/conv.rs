@@ -1,8 +1,8 @@
 //! 2-D convolution (TFLite `ConvPerChannel`, int8).
 
 use crate::matvec::{
-    layer_scratch, matvec, matvec2, pack, widen, widen_pack, Cols, OutQ, TableChan, BLOCK,
-    MAX_COLS, PAIR_OFFSET, PAIR_PIXELS,
+    layer_scratch, matvec, matvec2, pack, widen, widen_pack, OutQ, BLOCK, MAX_COLS, PAIR_OFFSET,
+    PAIR_PIXELS,
 };
 
 use crate::quant::{requantize, single_step_fits};
@@ -280,6 +280,7 @@ fn im2col(
         let filter = &filter[c0 * k..][..n * k];
         // Builds optimized for size keep only the general loop (this one is a second
         // copy of the pair kernel: 2.5 KB for 3 % of tiny_cnn's instructions).
+        #[cfg(all(target_arch = "arm", edgekd_dsp))]
         if !cfg!(edgekd_size_opt) && pair && dense && contiguous {
             dense_pairs(
                 cols,
@@ -378,11 +379,12 @@ fn im2col(
 /// pixel `(oy, ox)`'s column starts at `oy * step_y + ox * step_x`, so the loop is
 /// one widening per pixel and one [`matvec2`] per pair, without the window
 /// arithmetic of the general loop.
+#[cfg(all(target_arch = "arm", edgekd_dsp))]
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn dense_pairs(
-    cols: &mut Cols,
-    chans: &[TableChan],
+    cols: &mut crate::matvec::Cols,
+    chans: &[crate::arm::matvec::Chan],
     q: OutQ,
     zp: i32,
     input_shape: Shape,
@@ -399,6 +401,12 @@ fn dense_pairs(
     let in_img = input_shape.h * input_shape.w * input_shape.c;
     let (first, rest) = cols.0.split_at_mut(PAIR_OFFSET);
     let (col_a, col_b) = (&mut first[..k], &mut rest[..k]);
+    let Some(filter) = filter.get(..n * k) else {
+        return;
+    };
+    // Whole-range layers with an even number of channels go straight to the asm
+    // channel loop (the checks `matvec2` makes per pair hold for the whole layer).
+    let direct = q.lo <= -128 && q.hi >= 127 && n % 2 == 0 && n > 0 && k <= PAIR_OFFSET;
     let mut waiting: Option<&mut [i8]> = None;
     let mut out_px = output.chunks_exact_mut(output_shape.c);
     for img in input.chunks_exact(in_img).take(input_shape.n) {
@@ -418,7 +426,27 @@ fn dense_pairs(
                     }
                     Some(prev) => {
                         widen_pack(col_b, x, zp);
-                        matvec2(col_a, col_b, filter, chans, q, prev, out);
+                        if direct {
+                            // SAFETY: `col_a` starts the 8-byte aligned buffer and
+                            // `col_b` is `PAIR_OFFSET` entries on, both `k <=
+                            // PAIR_OFFSET` long (the caller pairs only such layers);
+                            // `filter` holds `n * k` bytes, `chans`, `prev` and `out`
+                            // `n = 2 * (n / 2)` entries; the table's shifts come from
+                            // `RoundingRq::new` (at most 22).
+                            unsafe {
+                                crate::arm::matvec::pair_rows_i8(
+                                    col_a.as_ptr(),
+                                    k,
+                                    filter.as_ptr(),
+                                    chans.as_ptr(),
+                                    prev.as_mut_ptr(),
+                                    out.as_mut_ptr(),
+                                    n / 2,
+                                );
+                            }
+                        } else {
+                            matvec2(col_a, col_b, filter, chans, q, prev, out);
+                        }
                     }
                 }
             }

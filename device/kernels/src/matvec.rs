@@ -54,18 +54,12 @@ pub(crate) fn widen_pack(col: &mut [i16], x: &[i8], zp: i32) {
 }
 
 #[cfg(all(target_arch = "arm", edgekd_dsp))]
-pub(crate) use crate::arm::matvec::{
-    matvec, matvec2, pack, widen_pack, Chan as TableChan, Chans as Table,
-};
+pub(crate) use crate::arm::matvec::{matvec, matvec2, pack, widen_pack, Chans as Table};
 
 /// The prepared channels conv and fully connected layers use: [`Chans`] in portable
 /// builds, single-step requantization on DSP cores.
 #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 pub(crate) type Table = Chans;
-
-/// One entry of [`Table`].
-#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
-pub(crate) type TableChan = Chan;
 
 /// Whether convolutions run two output pixels per pass ([`matvec2`]); the portable
 /// kernel gains nothing from it, so it keeps one.

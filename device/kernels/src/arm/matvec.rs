@@ -27,7 +27,11 @@ pub(crate) fn pack(col: &mut [i16]) {
 #[inline(always)]
 pub(crate) fn widen_pack(col: &mut [i16], x: &[i8], zp: i32) {
     let n = col.len().min(x.len());
-    let groups = if col.as_ptr() as usize % 4 == 0 { n / 4 } else { 0 };
+    let groups = if col.as_ptr() as usize % 4 == 0 {
+        n / 4
+    } else {
+        0
+    };
     if groups > 0 {
         let zp2 = (zp as u32 & 0xffff) | ((zp as u32) << 16);
         // SAFETY: reads `4 * groups <= x.len()` bytes (ARMv7-M LDR tolerates an
@@ -570,7 +574,7 @@ macro_rules! requant_acc {
 /// `pairs >= 1`. Every `Chan`'s shift is at most 22 (as [`RoundingRq::new`] makes them).
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
-unsafe fn pair_rows_i8(
+pub(crate) unsafe fn pair_rows_i8(
     xa: *const i16,
     k: usize,
     w: *const i8,
