@@ -1,9 +1,11 @@
 //! Fully connected layer (TFLite int8 `FullyConnected`, per-channel capable).
 
 #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+use crate::matvec::OutQ;
+#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 use crate::matvec::BLOCK;
-use crate::matvec::{layer_scratch, widen_pack, OutQ, MAX_COLS};
-use crate::quant::requantize;
+use crate::matvec::{layer_scratch, widen_pack, MAX_COLS};
+use crate::quant::{requantize, rounding_shift_fits};
 use crate::{check_bias, check_requant, dot, FcParams, KernelError, Requant, Scratch};
 
 /// int8 fully connected layer: `output[b][o] = requant(sum_i (x[b][i] - input_zp) * w[o][i] + bias[o])`.
@@ -52,74 +54,176 @@ pub fn fully_connected_in(
     out_features: usize,
     output: &mut [i8],
 ) -> Result<(), KernelError> {
-    check(
+    let layer = FcLayer::new(
         p,
-        &rq,
-        input,
+        rq,
         in_features,
         filter,
         bias,
         out_features,
-        output,
+        input.len(),
+        output.len(),
     )?;
-    if output.is_empty() {
-        return Ok(());
+    layer.run(scratch, input, output)
+}
+
+/// A fully connected layer checked once, as TFLite Micro's `Prepare` does: every
+/// length and the requantization's form are settled by [`FcLayer::new`], so
+/// [`FcLayer::run`] (once per inference) only compares the two activation lengths.
+#[derive(Debug, Clone, Copy)]
+pub struct FcLayer<'a> {
+    pub(crate) p: FcParams,
+    pub(crate) rq: Requant<'a>,
+    /// `[out_features][in_features]`, exactly.
+    pub(crate) filter: &'a [i8],
+    /// `out_features` entries when present.
+    pub(crate) bias: Option<&'a [i32]>,
+    /// At least 1.
+    pub(crate) in_features: usize,
+    pub(crate) out_features: usize,
+    input_len: usize,
+    output_len: usize,
+    /// Read by the DSP rows; the portable blocks prepare each channel's form.
+    #[cfg_attr(not(all(target_arch = "arm", edgekd_dsp)), allow(dead_code))]
+    pub(crate) form: RqForm,
+}
+
+/// How a layer's outputs are requantized: `rq` holds one entry or `out_features`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RqForm {
+    /// One multiplier and shift, in [`crate::quant::rounding_shift`]'s single-step form.
+    OneFits,
+    /// One per output feature, every one in the single-step form.
+    AllFit,
+    /// Some channel needs TFLite's two-step form.
+    Mixed,
+}
+
+impl<'a> FcLayer<'a> {
+    /// Checks a layer for inputs of `input_len` values (a whole number of rows of
+    /// `in_features`) and outputs of `output_len`; the arguments are those of
+    /// [`fully_connected`].
+    ///
+    /// Errors: as [`fully_connected`]'s.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        p: &FcParams,
+        rq: Requant<'a>,
+        in_features: usize,
+        filter: &'a [i8],
+        bias: Option<&'a [i32]>,
+        out_features: usize,
+        input_len: usize,
+        output_len: usize,
+    ) -> Result<Self, KernelError> {
+        check(
+            &rq,
+            input_len,
+            in_features,
+            filter,
+            bias,
+            out_features,
+            output_len,
+        )?;
+        let fits = |(&m, &s): (&i32, &i32)| rounding_shift_fits(m, s);
+        let all_fit = rq.multiplier.iter().zip(rq.shift).all(fits);
+        let form = match (all_fit, rq.multiplier.len()) {
+            (false, _) => RqForm::Mixed,
+            (true, 1) => RqForm::OneFits,
+            (true, _) => RqForm::AllFit,
+        };
+        Ok(FcLayer {
+            p: *p,
+            rq,
+            filter,
+            bias,
+            in_features,
+            out_features,
+            input_len,
+            output_len,
+            form,
+        })
     }
-    if fully_connected_needs_fallback(in_features) {
-        // Builds whose model has no such layer leave the reference out (code size;
-        // see `fully_connected_needs_fallback`).
-        #[cfg(edgekd_no_fallback)]
-        return Err(KernelError::UnsupportedParams);
-        #[cfg(not(edgekd_no_fallback))]
-        {
-            generic(
-                p,
-                &rq,
-                input,
-                in_features,
-                filter,
-                bias,
-                out_features,
-                output,
-            );
+
+    /// Runs the layer: `input` and `output` must have the lengths given to
+    /// [`FcLayer::new`].
+    ///
+    /// Errors: [`KernelError::ShapeMismatch`] for other lengths;
+    /// [`KernelError::UnsupportedParams`] from builds without the fallback kernels
+    /// (`EDGEKD_FALLBACK=0`) for a layer that needs them
+    /// ([`fully_connected_needs_fallback`]).
+    pub fn run(
+        &self,
+        scratch: &mut Scratch,
+        input: &[i8],
+        output: &mut [i8],
+    ) -> Result<(), KernelError> {
+        if input.len() != self.input_len || output.len() != self.output_len {
+            return Err(KernelError::ShapeMismatch);
+        }
+        if output.is_empty() {
             return Ok(());
         }
-    }
-    let q = OutQ {
-        zero_point: p.output_zero_point,
-        lo: i32::from(p.clamp.min),
-        hi: i32::from(p.clamp.max),
-    };
-    let (cols, table) = layer_scratch(scratch);
-    let col = &mut cols.0[..in_features];
-    // DSP cores requantize each channel on the fly (it is used once per row).
-    #[cfg(all(target_arch = "arm", edgekd_dsp))]
-    {
-        let _ = table;
-        for (x, out) in input
-            .chunks_exact(in_features)
-            .zip(output.chunks_exact_mut(out_features))
-        {
-            widen_pack(col, x, p.input_zero_point);
-            crate::arm::fully_connected::fc_row(col, filter, bias, &rq, q, out);
+        let (in_features, out_features) = (self.in_features, self.out_features);
+        if fully_connected_needs_fallback(in_features) {
+            // Builds whose model has no such layer leave the reference out (code size;
+            // see `fully_connected_needs_fallback`).
+            #[cfg(edgekd_no_fallback)]
+            return Err(KernelError::UnsupportedParams);
+            #[cfg(not(edgekd_no_fallback))]
+            {
+                generic(
+                    &self.p,
+                    &self.rq,
+                    input,
+                    in_features,
+                    self.filter,
+                    self.bias,
+                    out_features,
+                    output,
+                );
+                return Ok(());
+            }
         }
-    }
-    // Portable: output features in blocks whose bias and requantization are prepared
-    // once.
-    #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
-    for c0 in (0..out_features).step_by(BLOCK) {
-        let n = BLOCK.min(out_features - c0);
-        let chans = table.prepare(bias, &rq, c0, n);
-        let filter = &filter[c0 * in_features..][..n * in_features];
-        for (x, out) in input
-            .chunks_exact(in_features)
-            .zip(output.chunks_exact_mut(out_features))
+        let p = &self.p;
+        let (cols, table) = layer_scratch(scratch);
+        let col = &mut cols.0[..in_features];
+        // DSP cores requantize each channel on the fly (it is used once per row).
+        #[cfg(all(target_arch = "arm", edgekd_dsp))]
         {
-            widen_pack(col, x, p.input_zero_point);
-            crate::matvec::matvec(col, filter, chans, q, &mut out[c0..][..n]);
+            let _ = table;
+            for (x, out) in input
+                .chunks_exact(in_features)
+                .zip(output.chunks_exact_mut(out_features))
+            {
+                widen_pack(col, x, p.input_zero_point);
+                crate::arm::fully_connected::fc_row(col, self, out);
+            }
         }
+        // Portable: output features in blocks whose bias and requantization are prepared
+        // once.
+        #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+        {
+            let q = OutQ {
+                zero_point: p.output_zero_point,
+                lo: i32::from(p.clamp.min),
+                hi: i32::from(p.clamp.max),
+            };
+            for c0 in (0..out_features).step_by(BLOCK) {
+                let n = BLOCK.min(out_features - c0);
+                let chans = table.prepare(self.bias, &self.rq, c0, n);
+                let filter = &self.filter[c0 * in_features..][..n * in_features];
+                for (x, out) in input
+                    .chunks_exact(in_features)
+                    .zip(output.chunks_exact_mut(out_features))
+                {
+                    widen_pack(col, x, p.input_zero_point);
+                    crate::matvec::matvec(col, filter, chans, q, &mut out[c0..][..n]);
+                }
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Whether [`fully_connected_in`] would run the reference kernel for a layer (its
@@ -143,14 +247,13 @@ pub fn fully_connected_reference(
     output: &mut [i8],
 ) -> Result<(), KernelError> {
     check(
-        p,
         &rq,
-        input,
+        input.len(),
         in_features,
         filter,
         bias,
         out_features,
-        output,
+        output.len(),
     )?;
     generic(
         p,
@@ -165,23 +268,21 @@ pub fn fully_connected_reference(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn check(
-    _p: &FcParams,
     rq: &Requant<'_>,
-    input: &[i8],
+    input_len: usize,
     in_features: usize,
     filter: &[i8],
     bias: Option<&[i32]>,
     out_features: usize,
-    output: &[i8],
+    output_len: usize,
 ) -> Result<(), KernelError> {
     if in_features == 0 {
         return Err(KernelError::UnsupportedParams);
     }
-    if input.len() % in_features != 0
+    if input_len % in_features != 0
         || out_features.checked_mul(in_features) != Some(filter.len())
-        || (input.len() / in_features).checked_mul(out_features) != Some(output.len())
+        || (input_len / in_features).checked_mul(out_features) != Some(output_len)
     {
         return Err(KernelError::ShapeMismatch);
     }

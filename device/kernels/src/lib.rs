@@ -72,7 +72,9 @@ pub use conv::{conv2d, conv2d_in, conv2d_needs_fallback};
 #[cfg(edgekd_depthwise)]
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_in};
 #[cfg(feature = "fully-connected")]
-pub use fully_connected::{fully_connected, fully_connected_in, fully_connected_needs_fallback};
+pub use fully_connected::{
+    fully_connected, fully_connected_in, fully_connected_needs_fallback, FcLayer,
+};
 #[cfg(feature = "mean")]
 pub use mean::global_avg_pool;
 #[cfg(feature = "pool")]

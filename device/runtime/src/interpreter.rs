@@ -98,16 +98,31 @@ impl Span {
 #[derive(Debug, Clone, Copy)]
 struct Step<'m> {
     code: OpCode,
-    params: OpParams<'m>,
     input: Span,
     /// The second operand of Add.
     input2: Option<Span>,
     output: Span,
+    kernel: Kernel<'m>,
+}
+
+/// What an op's kernel needs besides the arena.
+#[derive(Debug, Clone, Copy)]
+enum Kernel<'m> {
+    /// A fully connected layer, checked once here rather than on every call.
+    #[cfg(edgekd_op_fully_connected)]
+    FullyConnected(k::FcLayer<'m>),
+    /// Any other op: its kernel checks parameters and shapes when called.
+    Other(Operands<'m>),
+}
+
+/// Parameters, shapes and constant operands of an op whose kernel checks them itself.
+#[derive(Debug, Clone, Copy)]
+struct Operands<'m> {
+    params: OpParams<'m>,
     in_shape: Shape,
     out_shape: Shape,
-    /// Conv and fully connected filters (empty for other ops).
+    /// Conv filters (empty for other ops).
     weights: &'m [i8],
-    /// The filter shape; fully connected: `n` = out features, `c` = in features.
     weight_shape: Shape,
     bias: Option<&'m [i32]>,
 }
@@ -128,21 +143,26 @@ impl<'m> Step<'m> {
             None => None,
         };
         let params = op.params_with(model, &in_t, &out_t, other.as_ref())?;
+        let (input, output) = (Span::of(in_t.range()), Span::of(out_t.range()));
         let (mut weights, mut weight_shape, mut input2) = (&[][..], Shape::default(), None);
         match (&params, other) {
             (OpParams::Add(_), Some(t)) => input2 = Some(Span::of(t.range())),
-            (OpParams::FullyConnected(..), Some(w)) => {
+            #[cfg(edgekd_op_fully_connected)]
+            (OpParams::FullyConnected(p, rq), Some(w)) => {
                 let [out_f, in_f] = match w.dims() {
                     [o, i] => [*o, *i],
                     _ => return Err(Error::ShapeMismatch),
                 };
-                weights = w.const_i8()?;
-                weight_shape = Shape {
-                    n: out_f,
-                    h: 1,
-                    w: 1,
-                    c: in_f,
-                };
+                let (filter, (n_in, n_out)) = (w.const_i8()?, (input.len, output.len));
+                let layer = k::FcLayer::new(p, *rq, in_f, filter, bias, out_f, n_in, n_out)
+                    .map_err(kernel_error)?;
+                return Ok(Step {
+                    code: op.code,
+                    input,
+                    input2,
+                    output,
+                    kernel: Kernel::FullyConnected(layer),
+                });
             }
             (OpParams::Conv2d(..) | OpParams::DepthwiseConv2d(..), Some(w)) => {
                 weights = w.const_i8()?;
@@ -153,21 +173,23 @@ impl<'m> Step<'m> {
                 | OpParams::FullyConnected(..)
                 | OpParams::Conv2d(..)
                 | OpParams::DepthwiseConv2d(..),
-                None,
+                _,
             ) => return Err(Error::InvalidValue),
             _ => {}
         }
         Ok(Step {
             code: op.code,
-            params,
-            input: Span::of(in_t.range()),
+            input,
             input2,
-            output: Span::of(out_t.range()),
-            in_shape: in_t.shape(),
-            out_shape: out_t.shape(),
-            weights,
-            weight_shape,
-            bias,
+            output,
+            kernel: Kernel::Other(Operands {
+                params,
+                in_shape: in_t.shape(),
+                out_shape: out_t.shape(),
+                weights,
+                weight_shape,
+                bias,
+            }),
         })
     }
 }
@@ -330,7 +352,16 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
 
 /// Runs one decoded op.
 fn run_step(step: &Step<'_>, arena: &mut [i8], scratch: &mut k::Scratch) -> Result<(), Error> {
-    if let OpParams::Reshape = step.params {
+    let ops = match &step.kernel {
+        Kernel::Other(ops) => ops,
+        #[cfg(edgekd_op_fully_connected)]
+        Kernel::FullyConnected(layer) => {
+            let (input, _, output) =
+                split_arena(arena, step.input.range(), None, step.output.range())?;
+            return layer.run(scratch, input, output).map_err(kernel_error);
+        }
+    };
+    if let OpParams::Reshape = ops.params {
         return reshape(arena, step.input.range(), step.output.range());
     }
     let (input, input2, output) = split_arena(
@@ -339,13 +370,9 @@ fn run_step(step: &Step<'_>, arena: &mut [i8], scratch: &mut k::Scratch) -> Resu
         step.input2.map(Span::range),
         step.output.range(),
     )?;
-    let (ins, outs) = (step.in_shape, step.out_shape);
-    let (w, ws, bias) = (step.weights, step.weight_shape, step.bias);
-    let result = match step.params {
-        #[cfg(edgekd_op_fully_connected)]
-        OpParams::FullyConnected(p, rq) => {
-            k::fully_connected_in(scratch, &p, rq, input, ws.c, w, bias, ws.n, output)
-        }
+    let (ins, outs) = (ops.in_shape, ops.out_shape);
+    let (w, ws, bias) = (ops.weights, ops.weight_shape, ops.bias);
+    let result = match ops.params {
         #[cfg(edgekd_op_conv2d)]
         OpParams::Conv2d(p, rq) => {
             k::conv2d_in(scratch, &p, rq, ins, input, ws, w, bias, outs, output)
@@ -365,14 +392,20 @@ fn run_step(step: &Step<'_>, arena: &mut [i8], scratch: &mut k::Scratch) -> Resu
         #[cfg(edgekd_op_softmax)]
         OpParams::Softmax(p) => k::softmax(&p, outs.c, input, output),
         OpParams::Reshape => Ok(()),
-        // Ops compiled out of this build never parse; this arm keeps the match total.
+        // Fully connected layers are decoded into `Kernel::FullyConnected`; ops compiled
+        // out of this build never parse. This arm keeps the match total.
         #[allow(unreachable_patterns)]
         _ => return Err(Error::UnsupportedOp(step.code.code())),
     };
-    result.map_err(|e| match e {
+    result.map_err(kernel_error)
+}
+
+/// The runtime's error for a kernel's.
+fn kernel_error(e: k::KernelError) -> Error {
+    match e {
         k::KernelError::UnsupportedParams => Error::UnsupportedParams,
         _ => Error::ShapeMismatch,
-    })
+    }
 }
 
 /// Reshape moves no data when the planner gave input and output the same place (it

@@ -6,9 +6,9 @@
 //! one shift and `SSAT` per output, no prepared table).
 
 use super::matvec::{dot1, dot2};
-use crate::matvec::OutQ;
-use crate::quant::{clamp_to_i8, rounding_shift_fits, ChannelRq};
-use crate::Requant;
+use crate::fully_connected::{FcLayer, RqForm};
+use crate::quant::{rounding_shift, rounding_shift_fits, ChannelRq};
+use crate::{Clamp, Requant};
 use core::arch::asm;
 
 /// Rows accumulated before one requantization pass (a 128-byte buffer on the stack).
@@ -198,11 +198,12 @@ unsafe fn requant_per_tensor(
 }
 
 /// [`requant_per_tensor`] with a multiplier and shift per output, read from `m` and
-/// `s`. Stops before the first channel [`rounding_shift_fits`] refuses and returns how
-/// many outputs it wrote.
+/// `s`, every one of them in the single-step form (`rounding_shift_fits`, checked by
+/// [`crate::FcLayer::new`]).
 ///
 /// # Safety
-/// `acc`, `m` and `s` valid for reading and `out` for writing `n >= 1` entries.
+/// `acc`, `m` and `s` valid for reading and `out` for writing `n >= 1` entries; every
+/// `(m, s)` passes `rounding_shift_fits`.
 #[inline(always)]
 unsafe fn requant_per_channel(
     acc: *const i32,
@@ -211,45 +212,36 @@ unsafe fn requant_per_channel(
     s: *const i32,
     zp: i32,
     out: *mut i8,
-) -> usize {
-    let left: usize;
-    // SAFETY: reads `n` accumulators, multipliers and shifts and writes `n` outputs at
-    // most (the caller's guarantee). A channel is only computed after its
-    // `r - 2 = -shift - 2` passed the unsigned compare with 21 (with the multiplier's
-    // sign spread into it, so a negative multiplier fails too), which bounds the
-    // register shifts as in `requant_per_tensor`. Writes only the outputs, register
-    // operands and the flags.
+) {
+    // SAFETY: reads `n` accumulators, multipliers and shifts and writes `n` outputs
+    // (the caller's guarantee). `j = -2 - shift` is 0..=21 and `j + 1` (the second
+    // shift, half of it in SSAT's `ASR #1`) 1..=22, as in `requant_per_tensor`. Writes
+    // only the outputs, register operands and the flags.
     unsafe {
         asm!(
             "2:",
             "ldr {j}, [{s}], #4",
             "ldr {mv}, [{m}], #4",
-            // j = r - 2; fits when 0 <= j <= 21 and the multiplier is not negative.
-            "mvn {j}, {j}",
-            "subs {j}, {j}, #1",
-            "orr {lo}, {j}, {mv}, asr #31",
-            "cmp {lo}, #21",
-            "bhi 3f",
             "ldr {a}, [{acc}], #4",
+            "sub {j}, {minus2}, {j}",
             "lsl {hi}, {zp1}, {j}",
             "mov {lo}, #0x40000000",
             "smlal {lo}, {hi}, {a}, {mv}",
             "lsr {a}, {a}, #31",
             "smlal {lo}, {hi}, {a}, {min}",
-            "add {j}, {j}, #1",
             "asr {hi}, {hi}, {j}",
-            "ssat {hi}, #8, {hi}",
+            "ssat {hi}, #8, {hi}, asr #1",
             "strb {hi}, [{out}], #1",
             "subs {n}, {n}, #1",
             "bne 2b",
-            "3:",
             acc = inout(reg) acc => _,
             out = inout(reg) out => _,
             m = inout(reg) m => _,
             s = inout(reg) s => _,
-            n = inout(reg) n => left,
+            n = inout(reg) n => _,
             zp1 = in(reg) 2 * zp + 1,
             min = in(reg) i32::MIN,
+            minus2 = in(reg) -2,
             mv = out(reg) _,
             j = out(reg) _,
             a = out(reg) _,
@@ -258,52 +250,42 @@ unsafe fn requant_per_channel(
             options(nostack),
         );
     }
-    n - left
 }
 
-/// One fully connected row: `out[j] = requant_j(bias_j + col . filter_row_j)` for
-/// `j < out.len()`, `col` packed and 4-byte aligned. Channels that
-/// [`rounding_shift_fits`] refuses take TFLite's two-step requantization
-/// ([`ChannelRq`]); a clamp narrower than int8 is applied after `SSAT`. Written with
-/// raw pointers after one check of all lengths: the common path is the two asm loops
-/// per chunk of rows, the rest is out of line.
+/// One fully connected row of `layer`: `out[j] = requant_j(bias_j + col . filter_row_j)`
+/// for `j < out_features`, `col` the packed input row. The layer's checks
+/// ([`FcLayer::new`]) leave two lengths to compare here; then the common path is the
+/// two asm loops per chunk of rows, the rest is out of line.
 // Out of line: inlined into the interpreter's dispatch, its loop state spills.
 #[inline(never)]
-pub(crate) fn fc_row(
-    col: &[i16],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    rq: &Requant<'_>,
-    q: OutQ,
-    out: &mut [i8],
-) {
-    let k = col.len();
-    let n = out.len();
-    let per_tensor = rq.multiplier.len() == 1 && rq.shift.len() == 1;
-    let params_ok = per_tensor || (rq.multiplier.len() >= n && rq.shift.len() >= n);
-    let bias_ok = bias.is_none_or(|b| b.len() >= n);
-    if !params_ok || !bias_ok || k == 0 || col.as_ptr() as usize % 4 != 0 || filter.len() < n * k {
-        // Not reached with the kernels' own buffers and checked slices.
-        return fc_row_scalar(col, filter, bias, rq, q, out);
+pub(crate) fn fc_row(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
+    let (k, n) = (layer.in_features, layer.out_features);
+    let (rq, zp) = (&layer.rq, layer.p.output_zero_point);
+    if col.len() != k || out.len() != n || col.as_ptr() as usize % 4 != 0 {
+        // Not reached with the kernels' own (aligned) buffers.
+        return fc_row_scalar(col, layer, out);
     }
     let groups = k / 4;
     let x = col.as_ptr();
     // A missing bias reads four zeros for every block.
     static ZEROS: [i32; 4] = [0; 4];
-    let (mut init, init_step) = match bias {
+    let (mut init, init_step) = match layer.bias {
         Some(b) => (b.as_ptr(), 1),
         None => (ZEROS.as_ptr(), 0),
     };
     let mut acc = core::mem::MaybeUninit::<[i32; CHUNK]>::uninit();
     let a = acc.as_mut_ptr().cast::<i32>();
-    let (mut w, mut o) = (filter.as_ptr(), out.as_mut_ptr());
+    let (mut w, mut o) = (layer.filter.as_ptr(), out.as_mut_ptr());
+    let (m, s) = (rq.multiplier.as_ptr(), rq.shift.as_ptr());
     let mut c0 = 0;
     while c0 < n {
         let len = CHUNK.min(n - c0);
         let blocks = if groups > 0 { len / 4 } else { 0 };
-        // SAFETY: channels `c0..c0 + len < n`: `w` is at row `c0` of `n` rows of `k`
-        // bytes (`filter.len() >= n * k`), `o` at output `c0`, `init` at bias `c0` (or
-        // `ZEROS`, step 0), the parameters hold `n` entries (or one, per tensor); `x` is
+        // SAFETY: `FcLayer::new` checked `k >= 1`, `filter.len() == n * k`, a bias of
+        // `n` entries and requantization of one entry or `n`, and settled `form`;
+        // `out.len() == n` and `col.len() == k` were just compared. So for channels
+        // `c0..c0 + len <= n`: `w` is at row `c0`, `o` at output `c0`, `init` at bias
+        // `c0` (or `ZEROS`, step 0), `m`/`s` hold channel `c0` (per channel); `x` is
         // 4-byte aligned with `k >= 4 * groups` entries; `a` has `CHUNK >= len`
         // entries, the first `len` written (blocks, then the rest) before they are read.
         unsafe {
@@ -325,21 +307,13 @@ pub(crate) fn fc_row(
             if k % 4 != 0 {
                 add_tail(&col[groups * 4..], w, k, len, a);
             }
-            if per_tensor && rounding_shift_fits(rq.multiplier[0], rq.shift[0]) {
-                requant_per_tensor(a, len, rq.multiplier[0], rq.shift[0], q.zero_point, o);
-            } else {
-                let (m, s) = (rq.multiplier.as_ptr(), rq.shift.as_ptr());
-                let done = if per_tensor {
-                    0
-                } else {
-                    requant_per_channel(a, len, m.add(c0), s.add(c0), q.zero_point, o)
-                };
-                if done < len {
-                    requant_rest(a, len, done, rq, c0, q.zero_point, o);
-                }
+            match layer.form {
+                RqForm::OneFits => requant_per_tensor(a, len, *m, *s, zp, o),
+                RqForm::AllFit => requant_per_channel(a, len, m.add(c0), s.add(c0), zp, o),
+                RqForm::Mixed => requant_mixed(a, len, rq, c0, zp, o),
             }
-            if q.lo > -128 || q.hi < 127 {
-                clamp(o, len, q);
+            if layer.p.clamp.min > -128 || layer.p.clamp.max < 127 {
+                clamp(o, len, layer.p.clamp);
             }
             w = w.add(len * k);
             o = o.add(len);
@@ -410,37 +384,33 @@ unsafe fn add_tail(tail: &[i16], w: *const i8, k: usize, rows: usize, acc: *mut 
     }
 }
 
-/// The outputs `done..len` of a chunk once a channel did not fit the asm loop: that
-/// channel by TFLite's two-step form, the rest through the asm loop again.
+/// The outputs of a chunk of a layer where some channel needs TFLite's two-step form
+/// (its shift is not a divide by 4 to 2^23, or its multiplier is negative): each by
+/// the form it takes.
 ///
 /// # Safety
-/// As in [`fc_row`] for the chunk at channel `c0`.
+/// As in [`fc_row`] for the chunk of `len` outputs at channel `c0`.
 #[cold]
 #[inline(never)]
-unsafe fn requant_rest(
+unsafe fn requant_mixed(
     acc: *const i32,
     len: usize,
-    mut done: usize,
     rq: &Requant<'_>,
     c0: usize,
     zp: i32,
     out: *mut i8,
 ) {
     let per_tensor = rq.multiplier.len() == 1;
-    // SAFETY: the caller's guarantees; `done < len` before every access.
-    unsafe {
-        while done < len {
-            let c = if per_tensor { 0 } else { c0 + done };
-            let (m, s) = (rq.multiplier[c], rq.shift[c]);
-            *out.add(done) = two_step(*acc.add(done), m, s, zp);
-            done += 1;
-            if !per_tensor && done < len {
-                let (mp, sp) = (rq.multiplier.as_ptr(), rq.shift.as_ptr());
-                let (a, o) = (acc.add(done), out.add(done));
-                done +=
-                    requant_per_channel(a, len - done, mp.add(c0 + done), sp.add(c0 + done), zp, o);
-            }
-        }
+    for j in 0..len {
+        let c = if per_tensor { 0 } else { c0 + j };
+        let (m, s) = (rq.multiplier[c], rq.shift[c]);
+        // SAFETY: the caller's guarantee, `j < len`.
+        let (x, o) = unsafe { (*acc.add(j), &mut *out.add(j)) };
+        *o = if rounding_shift_fits(m, s) {
+            rounding_shift(x, m, s, zp).clamp(-128, 127) as i8
+        } else {
+            two_step(x, m, s, zp)
+        };
     }
 }
 
@@ -449,11 +419,11 @@ unsafe fn requant_rest(
 /// # Safety
 /// `out` valid for `n` entries.
 #[cold]
-unsafe fn clamp(out: *mut i8, n: usize, q: OutQ) {
+unsafe fn clamp(out: *mut i8, n: usize, c: Clamp) {
     // SAFETY: the caller's guarantee.
     let out = unsafe { core::slice::from_raw_parts_mut(out, n) };
     for o in out {
-        *o = clamp_to_i8(i32::from(*o), q.lo, q.hi);
+        *o = (*o).clamp(c.min, c.max);
     }
 }
 
@@ -468,23 +438,17 @@ fn two_step(acc: i32, m: i32, s: i32, zp: i32) -> i8 {
 
 /// [`fc_row`] without its preconditions (never taken with the kernels' own buffers).
 #[cold]
-fn fc_row_scalar(
-    col: &[i16],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    rq: &Requant<'_>,
-    q: OutQ,
-    out: &mut [i8],
-) {
-    let k = col.len();
+fn fc_row_scalar(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
+    let (k, rq, p) = (col.len(), &layer.rq, &layer.p);
     let per_tensor = rq.multiplier.len() == 1;
     for (c, o) in out.iter_mut().enumerate() {
         let at = if per_tensor { 0 } else { c };
-        let b = bias.and_then(|b| b.get(c)).copied().unwrap_or(0);
+        let b = layer.bias.and_then(|b| b.get(c)).copied().unwrap_or(0);
         let m = rq.multiplier.get(at).copied().unwrap_or(0);
         let s = rq.shift.get(at).copied().unwrap_or(0);
-        let row = filter.get(c * k..c * k + k).unwrap_or(&[]);
+        let row = layer.filter.get(c * k..c * k + k).unwrap_or(&[]);
         let acc = super::matvec::packed_dot(col, row, b);
-        *o = ChannelRq::new(m, s).output(acc, q.zero_point, q.lo, q.hi);
+        let (lo, hi) = (i32::from(p.clamp.min), i32::from(p.clamp.max));
+        *o = ChannelRq::new(m, s).output(acc, p.output_zero_point, lo, hi);
     }
 }
