@@ -64,58 +64,104 @@ pub fn conv2d_in(
     output_shape: Shape,
     output: &mut [i8],
 ) -> Result<(), KernelError> {
-    let (ay, ax) = check(
-        p,
-        &rq,
-        input_shape,
-        input,
-        filter_shape,
-        filter,
-        bias,
-        output_shape,
-        output,
-    )?;
-    if output.is_empty() {
-        return Ok(());
-    }
-    let k = filter_shape.h * filter_shape.w * input_shape.c;
-    if k <= MAX_COLS {
-        let done = im2col(
-            scratch,
+    ConvLayer::new(p, rq, input_shape, filter_shape, filter, bias, output_shape)?
+        .run(scratch, input, output)
+}
+
+/// A convolution checked once, as TFLite Micro's `Prepare` does: [`ConvLayer::new`]
+/// validates the shapes, axes, filter, bias and requantization, so [`ConvLayer::run`]
+/// (once per inference) only compares the two activation lengths.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvLayer<'a> {
+    p: ConvParams,
+    rq: Requant<'a>,
+    input_shape: Shape,
+    filter_shape: Shape,
+    filter: &'a [i8],
+    bias: Option<&'a [i32]>,
+    output_shape: Shape,
+    input_len: usize,
+    output_len: usize,
+}
+
+impl<'a> ConvLayer<'a> {
+    /// Checks a convolution; the arguments are those of [`conv2d`] without the
+    /// activations.
+    ///
+    /// Errors: as [`conv2d`]'s.
+    pub fn new(
+        p: &ConvParams,
+        rq: Requant<'a>,
+        input_shape: Shape,
+        filter_shape: Shape,
+        filter: &'a [i8],
+        bias: Option<&'a [i32]>,
+        output_shape: Shape,
+    ) -> Result<Self, KernelError> {
+        let (_, _, input_len, output_len) = check_layer(
             p,
             &rq,
-            ay,
-            ax,
             input_shape,
-            input,
             filter_shape,
             filter,
             bias,
             output_shape,
-            output,
-        );
-        if done {
+        )?;
+        Ok(ConvLayer {
+            p: *p,
+            rq,
+            input_shape,
+            filter_shape,
+            filter,
+            bias,
+            output_shape,
+            input_len,
+            output_len,
+        })
+    }
+
+    /// Runs the convolution: `input` and `output` must hold the elements of the
+    /// shapes given to [`ConvLayer::new`].
+    ///
+    /// Errors: [`KernelError::ShapeMismatch`] for other lengths;
+    /// [`KernelError::UnsupportedParams`] from builds without the fallback kernels
+    /// (`EDGEKD_FALLBACK=0`) for a layer that needs them ([`conv2d_needs_fallback`]).
+    // Out of line: inlined into the interpreter's dispatch, its 0.5 KB frame would be
+    // on the stack under every other op's kernel too.
+    #[inline(never)]
+    pub fn run(
+        &self,
+        scratch: &mut Scratch,
+        input: &[i8],
+        output: &mut [i8],
+    ) -> Result<(), KernelError> {
+        if input.len() != self.input_len || output.len() != self.output_len {
+            return Err(KernelError::ShapeMismatch);
+        }
+        if output.is_empty() {
             return Ok(());
         }
+        let (p, fs) = (&self.p, self.filter_shape);
+        let (ins, outs) = (self.input_shape, self.output_shape);
+        let ay = Axis::accepted(ins.h, fs.h, p.stride_h, p.dilation_h, p.pad_top);
+        let ax = Axis::accepted(ins.w, fs.w, p.stride_w, p.dilation_w, p.pad_left);
+        let (rq, filter, bias) = (&self.rq, self.filter, self.bias);
+        let k = fs.h * fs.w * ins.c;
+        if k <= MAX_COLS {
+            let done = im2col(
+                scratch, p, rq, ay, ax, ins, input, fs, filter, bias, outs, output,
+            );
+            if done {
+                return Ok(());
+            }
+        }
+        // Builds whose model has no such layer leave the reference out (code size; see
+        // `conv2d_needs_fallback`).
+        #[cfg(edgekd_no_fallback)]
+        return Err(KernelError::UnsupportedParams);
+        #[cfg(not(edgekd_no_fallback))]
+        generic(p, rq, ay, ax, ins, input, fs, filter, bias, outs, output)
     }
-    // Builds whose model has no such layer leave the reference out (code size; see
-    // `conv2d_needs_fallback`).
-    #[cfg(edgekd_no_fallback)]
-    return Err(KernelError::UnsupportedParams);
-    #[cfg(not(edgekd_no_fallback))]
-    generic(
-        p,
-        &rq,
-        ay,
-        ax,
-        input_shape,
-        input,
-        filter_shape,
-        filter,
-        bias,
-        output_shape,
-        output,
-    )
 }
 
 /// Whether [`conv2d_in`] would run the reference kernel for a layer (its slow
@@ -177,7 +223,7 @@ pub fn conv2d_reference(
     )
 }
 
-/// Validates a convolution; returns its two spatial axes.
+/// Validates a convolution with its activations; returns its two spatial axes.
 #[allow(clippy::too_many_arguments)]
 fn check(
     p: &ConvParams,
@@ -190,6 +236,25 @@ fn check(
     output_shape: Shape,
     output: &[i8],
 ) -> Result<(Axis, Axis), KernelError> {
+    let (ay, ax, input_len, output_len) =
+        check_layer(p, rq, input_shape, filter_shape, filter, bias, output_shape)?;
+    if input.len() != input_len || output.len() != output_len {
+        return Err(KernelError::ShapeMismatch);
+    }
+    Ok((ay, ax))
+}
+
+/// Validates a convolution's shapes and constants; returns its two spatial axes and
+/// the input and output lengths.
+fn check_layer(
+    p: &ConvParams,
+    rq: &Requant<'_>,
+    input_shape: Shape,
+    filter_shape: Shape,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    output_shape: Shape,
+) -> Result<(Axis, Axis, usize, usize), KernelError> {
     let ay = Axis::new(
         input_shape.h,
         output_shape.h,
@@ -206,9 +271,9 @@ fn check(
         p.dilation_w,
         p.pad_left,
     )?;
-    check_len(input.len(), input_shape)?;
+    let elements = |s: Shape| s.elements().ok_or(KernelError::ShapeMismatch);
+    let (input_len, output_len) = (elements(input_shape)?, elements(output_shape)?);
     check_len(filter.len(), filter_shape)?;
-    check_len(output.len(), output_shape)?;
     let out_c = output_shape.c;
     if filter_shape.n != out_c || filter_shape.c != input_shape.c || output_shape.n != input_shape.n
     {
@@ -216,7 +281,7 @@ fn check(
     }
     check_bias(bias, out_c)?;
     check_requant(rq, out_c)?;
-    Ok((ay, ax))
+    Ok((ay, ax, input_len, output_len))
 }
 
 /// Gathers each output pixel's receptive field into an i16 column (`x - zp`, zeros in

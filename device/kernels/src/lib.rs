@@ -68,7 +68,7 @@ mod softmax;
 #[cfg(feature = "add")]
 pub use add::add;
 #[cfg(feature = "conv2d")]
-pub use conv::{conv2d, conv2d_in, conv2d_needs_fallback};
+pub use conv::{conv2d, conv2d_in, conv2d_needs_fallback, ConvLayer};
 #[cfg(edgekd_depthwise)]
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_in};
 #[cfg(feature = "fully-connected")]
@@ -426,6 +426,25 @@ impl Axis {
             dilation,
             pad,
         })
+    }
+
+    /// An axis [`Axis::new`] accepted earlier (same values), rebuilt without repeating
+    /// its checks: layers checked once store their shapes, not their axes.
+    #[inline(always)]
+    pub(crate) fn accepted(
+        input: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+        pad: usize,
+    ) -> Self {
+        Axis {
+            input,
+            kernel,
+            stride,
+            dilation,
+            pad,
+        }
     }
 
     /// For output index `o` (< the validated output size): the kernel taps

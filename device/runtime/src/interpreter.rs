@@ -111,6 +111,9 @@ enum Kernel<'m> {
     /// A fully connected layer, checked once here rather than on every call.
     #[cfg(edgekd_op_fully_connected)]
     FullyConnected(k::FcLayer<'m>),
+    /// A convolution, checked once here rather than on every call.
+    #[cfg(edgekd_op_conv2d)]
+    Conv2d(k::ConvLayer<'m>),
     /// Any other op: its kernel checks parameters and shapes when called.
     Other(Operands<'m>),
 }
@@ -121,7 +124,7 @@ struct Operands<'m> {
     params: OpParams<'m>,
     in_shape: Shape,
     out_shape: Shape,
-    /// Conv filters (empty for other ops).
+    /// Depthwise conv filters (empty for other ops).
     weights: &'m [i8],
     weight_shape: Shape,
     bias: Option<&'m [i32]>,
@@ -164,7 +167,20 @@ impl<'m> Step<'m> {
                     kernel: Kernel::FullyConnected(layer),
                 });
             }
-            (OpParams::Conv2d(..) | OpParams::DepthwiseConv2d(..), Some(w)) => {
+            #[cfg(edgekd_op_conv2d)]
+            (OpParams::Conv2d(p, rq), Some(w)) => {
+                let (ins, outs) = (in_t.shape(), out_t.shape());
+                let layer = k::ConvLayer::new(p, *rq, ins, w.shape(), w.const_i8()?, bias, outs)
+                    .map_err(kernel_error)?;
+                return Ok(Step {
+                    code: op.code,
+                    input,
+                    input2,
+                    output,
+                    kernel: Kernel::Conv2d(layer),
+                });
+            }
+            (OpParams::DepthwiseConv2d(..), Some(w)) => {
                 weights = w.const_i8()?;
                 weight_shape = w.shape();
             }
@@ -360,6 +376,12 @@ fn run_step(step: &Step<'_>, arena: &mut [i8], scratch: &mut k::Scratch) -> Resu
                 split_arena(arena, step.input.range(), None, step.output.range())?;
             return layer.run(scratch, input, output).map_err(kernel_error);
         }
+        #[cfg(edgekd_op_conv2d)]
+        Kernel::Conv2d(layer) => {
+            let (input, _, output) =
+                split_arena(arena, step.input.range(), None, step.output.range())?;
+            return layer.run(scratch, input, output).map_err(kernel_error);
+        }
     };
     if let OpParams::Reshape = ops.params {
         return reshape(arena, step.input.range(), step.output.range());
@@ -373,10 +395,6 @@ fn run_step(step: &Step<'_>, arena: &mut [i8], scratch: &mut k::Scratch) -> Resu
     let (ins, outs) = (ops.in_shape, ops.out_shape);
     let (w, ws, bias) = (ops.weights, ops.weight_shape, ops.bias);
     let result = match ops.params {
-        #[cfg(edgekd_op_conv2d)]
-        OpParams::Conv2d(p, rq) => {
-            k::conv2d_in(scratch, &p, rq, ins, input, ws, w, bias, outs, output)
-        }
         #[cfg(edgekd_op_depthwise_conv2d)]
         OpParams::DepthwiseConv2d(p, rq) => {
             k::depthwise_conv2d_in(scratch, &p, rq, ins, input, ws, w, bias, outs, output)
@@ -392,8 +410,8 @@ fn run_step(step: &Step<'_>, arena: &mut [i8], scratch: &mut k::Scratch) -> Resu
         #[cfg(edgekd_op_softmax)]
         OpParams::Softmax(p) => k::softmax(&p, outs.c, input, output),
         OpParams::Reshape => Ok(()),
-        // Fully connected layers are decoded into `Kernel::FullyConnected`; ops compiled
-        // out of this build never parse. This arm keeps the match total.
+        // Fully connected layers and convolutions are decoded into their own `Kernel`;
+        // ops compiled out of this build never parse. This arm keeps the match total.
         #[allow(unreachable_patterns)]
         _ => return Err(Error::UnsupportedOp(step.code.code())),
     };
