@@ -189,11 +189,16 @@ fn run() -> Result<(), String> {
             memory_x.display()
         ));
     }
-    let flash_needed = bytes.len() + inputs.data.len() + expected.data.len() + CODE_RESERVE;
+    // Counted whether or not this build's kernels read them (the linker drops them
+    // from builds that do not).
+    let wide_bytes: usize = facts.wide_fc.iter().map(|(_, w)| 2 * w.len()).sum();
+    let flash_needed =
+        bytes.len() + inputs.data.len() + expected.data.len() + wide_bytes + CODE_RESERVE;
     if flash_needed > flash {
         return Err(format!(
             "the model {} does not fit board {}: model {} bytes + golden vectors {} bytes + \
-             {} bytes for code = {} bytes of flash, but the board has {} bytes ({})",
+             widened FC filters {wide_bytes} bytes + {} bytes for code = {} bytes of flash, \
+             but the board has {} bytes ({})",
             model_path.display(),
             board.name,
             bytes.len(),
@@ -329,6 +334,9 @@ struct ModelFacts {
     needs_fallback: bool,
     input_len: usize,
     output_len: usize,
+    /// Fully connected ops' filters widened to 16 bits (`edgekd_runtime::fc_wide_weights`),
+    /// by op index, for builds whose kernels read them (`FC_USES_WIDE_WEIGHTS`).
+    wide_fc: Vec<(usize, Vec<i16>)>,
 }
 
 /// Parses the model with the same runtime the firmware runs, so a model the firmware
@@ -351,9 +359,23 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         ));
     }
     let (mut ops_used, mut needs_fallback): (Vec<String>, bool) = (Vec::new(), false);
-    for op in model.ops() {
+    let mut wide_fc = Vec::new();
+    for (index, op) in model.ops().enumerate() {
         let op = op.map_err(|e| e.to_string())?;
-        needs_fallback |= op.needs_fallback(&model).map_err(|e| e.to_string())?;
+        let fallback = op.needs_fallback(&model).map_err(|e| e.to_string())?;
+        needs_fallback |= fallback;
+        if op.code == edgekd_runtime::OpCode::FullyConnected && !fallback {
+            let filter = op
+                .input(1)
+                .ok_or("a fully connected op has no filter")
+                .and_then(|t| model.tensor(t).map_err(|_| "bad filter tensor"))?;
+            if let ([out_f, in_f], Ok(w)) = (filter.dims(), filter.const_i8()) {
+                wide_fc.push((
+                    index,
+                    edgekd_runtime::fc_wide_weights(w, *in_f, *out_f).collect(),
+                ));
+            }
+        }
         let name = op.code.feature().to_string();
         if !ops_used.contains(&name) {
             ops_used.push(name);
@@ -366,6 +388,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         needs_fallback,
         input_len: tensor_len(model.input(0))?,
         output_len: tensor_len(model.output(0))?,
+        wide_fc,
     })
 }
 
@@ -524,6 +547,31 @@ fn generated_source(
             .collect::<Vec<_>>()
             .join(",")
     };
+    let _ = writeln!(
+        s,
+        "/// A widened fully connected filter, aligned for word loads.\n#[repr(C, align(4))]\npub struct Wide<const N: usize>(pub [i16; N]);"
+    );
+    let mut table = Vec::new();
+    for (index, wide) in &facts.wide_fc {
+        let values: Vec<String> = wide.iter().map(|x| x.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "static WIDE_FC_{index}: Wide<{}> = Wide([{}]);",
+            wide.len(),
+            values.join(",")
+        );
+        table.push(format!("({index}, &WIDE_FC_{index}.0)"));
+    }
+    let _ = writeln!(
+        s,
+        "/// Fully connected ops' widened filters by op index (`Interpreter::set_wide_weights`)."
+    );
+    let _ = writeln!(
+        s,
+        "pub static WIDE_FC: [(usize, &[i16]); {}] = [{}];",
+        table.len(),
+        table.join(",")
+    );
     let _ = writeln!(s, "/// Golden inputs, `SAMPLES` rows of `INPUT_LEN`.");
     let _ = writeln!(
         s,

@@ -120,6 +120,16 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
         }
     };
 
+    // The linker drops the widened filters from builds whose kernels do not read them.
+    if edgekd_runtime::FC_USES_WIDE_WEIGHTS {
+        for &(op, wide) in gen::WIDE_FC.iter() {
+            if let Err(e) = interp.set_wide_weights(op, wide) {
+                writeln!(out, "error stage=wide-weights op={op} reason=\"{e}\"")?;
+                return Ok(Verdict::Fail);
+            }
+        }
+    }
+
     let mut mismatches = 0usize;
     let mut invoke_stack = 0;
     let mut total = 0u64;

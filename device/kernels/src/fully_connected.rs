@@ -86,6 +86,47 @@ pub struct FcLayer<'a> {
     /// Read by the DSP rows; the portable blocks prepare each channel's form.
     #[cfg_attr(not(all(target_arch = "arm", edgekd_dsp)), allow(dead_code))]
     pub(crate) form: RqForm,
+    /// The filter in [`fc_wide_weights`]' layout, when the caller has it in flash
+    /// ([`FcLayer::with_wide_weights`]); only builds with
+    /// [`crate::FC_USES_WIDE_WEIGHTS`] read it.
+    #[cfg_attr(not(all(target_arch = "arm", edgekd_dsp)), allow(dead_code))]
+    pub(crate) wide: Option<&'a [i16]>,
+}
+
+/// Entries of [`fc_wide_weights`] for a layer: both dimensions rounded up to a
+/// multiple of four.
+pub const fn fc_wide_len(in_features: usize, out_features: usize) -> usize {
+    in_features.next_multiple_of(4) * out_features.next_multiple_of(4)
+}
+
+/// A fully connected filter (`[out_features][in_features]`, int8) widened to 16 bits
+/// in the order the DSP kernel's `SMLAD`s read it, [`fc_wide_len`] entries: for each
+/// block of four output rows, for each group of four input columns, the four rows'
+/// entries of that group — in the order `0, 2, 1, 3` (the packed column's order) for
+/// full groups, in natural order for the last group of a row whose length is not a
+/// multiple of four — with zeros beyond the last row and column. The kernel then loads
+/// two entries per word and needs no `SXTB16` per weight (CMSIS-NN's legacy
+/// `arm_fully_connected_q7_opt` reorders its weights offline the same way); it costs
+/// twice the filter's bytes of flash. Firmware generates it at build time.
+pub fn fc_wide_weights(
+    filter: &[i8],
+    in_features: usize,
+    out_features: usize,
+) -> impl Iterator<Item = i16> + '_ {
+    let groups = in_features.div_ceil(4);
+    (0..fc_wide_len(in_features, out_features)).map(move |i| {
+        let (j, r, g, b) = (i % 4, (i / 4) % 4, (i / 16) % groups, i / (16 * groups));
+        let full = 4 * g + 4 <= in_features;
+        let col = 4 * g + if full { [0, 2, 1, 3][j] } else { j };
+        let row = 4 * b + r;
+        if row < out_features && col < in_features {
+            filter
+                .get(row * in_features + col)
+                .map_or(0, |&w| i16::from(w))
+        } else {
+            0
+        }
+    })
 }
 
 /// How a layer's outputs are requantized: `rq` holds one entry or `out_features`.
@@ -142,7 +183,32 @@ impl<'a> FcLayer<'a> {
             input_len,
             output_len,
             form,
+            wide: None,
         })
+    }
+
+    /// The layer reading its filter from `wide`, the same filter in
+    /// [`fc_wide_weights`]' layout (e.g. a `static` the firmware's build script wrote).
+    /// `wide` is compared with the layer's filter entry by entry, so a stale table is
+    /// refused rather than computed with.
+    ///
+    /// Errors: [`KernelError::ShapeMismatch`] if `wide` differs from the layer's filter
+    /// in that layout or is not 4-byte aligned (the kernel loads it a word at a time);
+    /// [`KernelError::UnsupportedParams`] for a layer with more input features than
+    /// the fast kernel takes ([`fully_connected_needs_fallback`]).
+    pub fn with_wide_weights(mut self, wide: &'a [i16]) -> Result<Self, KernelError> {
+        let (k, n) = (self.in_features, self.out_features);
+        if fully_connected_needs_fallback(k) {
+            return Err(KernelError::UnsupportedParams);
+        }
+        if wide.as_ptr() as usize % 4 != 0
+            || wide.len() != fc_wide_len(k, n)
+            || !wide.iter().copied().eq(fc_wide_weights(self.filter, k, n))
+        {
+            return Err(KernelError::ShapeMismatch);
+        }
+        self.wide = Some(wide);
+        Ok(self)
     }
 
     /// Runs the layer: `input` and `output` must have the lengths given to
@@ -187,8 +253,9 @@ impl<'a> FcLayer<'a> {
         }
         let p = &self.p;
         let (cols, table) = layer_scratch(scratch);
-        let col = &mut cols.0[..in_features];
-        // DSP cores requantize each channel on the fly (it is used once per row).
+        // DSP cores requantize each channel on the fly (it is used once per row). The
+        // rows see the column rounded up to whole groups of four entries (the widened
+        // filter's zeros meet the entries past `in_features`).
         #[cfg(all(target_arch = "arm", edgekd_dsp))]
         {
             let _ = table;
@@ -196,7 +263,8 @@ impl<'a> FcLayer<'a> {
                 .chunks_exact(in_features)
                 .zip(output.chunks_exact_mut(out_features))
             {
-                widen_pack(col, x, p.input_zero_point);
+                widen_pack(&mut cols.0[..in_features], x, p.input_zero_point);
+                let col = &cols.0[..in_features.next_multiple_of(4)];
                 crate::arm::fully_connected::fc_row(col, self, out);
             }
         }
@@ -204,6 +272,7 @@ impl<'a> FcLayer<'a> {
         // once.
         #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
         {
+            let col = &mut cols.0[..in_features];
             let q = OutQ {
                 zero_point: p.output_zero_point,
                 lo: i32::from(p.clamp.min),

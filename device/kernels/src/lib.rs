@@ -73,8 +73,15 @@ pub use conv::{conv2d, conv2d_in, conv2d_needs_fallback, ConvLayer};
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_in};
 #[cfg(feature = "fully-connected")]
 pub use fully_connected::{
-    fully_connected, fully_connected_in, fully_connected_needs_fallback, FcLayer,
+    fc_wide_len, fc_wide_weights, fully_connected, fully_connected_in,
+    fully_connected_needs_fallback, FcLayer,
 };
+
+/// Whether this build's fully connected layers run faster from the filter widened to
+/// 16 bits (`fc_wide_weights`, `FcLayer::with_wide_weights`): DSP cores in builds not
+/// optimized for size. Elsewhere a widened filter is checked, then ignored.
+pub const FC_USES_WIDE_WEIGHTS: bool =
+    cfg!(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt)));
 #[cfg(feature = "mean")]
 pub use mean::global_avg_pool;
 #[cfg(feature = "pool")]

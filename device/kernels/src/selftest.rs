@@ -9,8 +9,8 @@
 #[cfg(feature = "add")]
 use crate::{add, AddParams};
 use crate::{
-    conv2d, depthwise_conv2d, fully_connected, reference, Clamp, ConvParams, FcParams, KernelError,
-    Requant, Shape,
+    conv2d, depthwise_conv2d, fc_wide_len, fc_wide_weights, fully_connected, reference, Clamp,
+    ConvParams, FcLayer, FcParams, KernelError, Requant, Scratch, Shape,
 };
 #[cfg(feature = "pool")]
 use crate::{max_pool2d, PoolParams};
@@ -20,6 +20,11 @@ const MAX_IN: usize = 1024;
 const MAX_FILTER: usize = 2048;
 const MAX_OUT: usize = 1024;
 const MAX_CH: usize = 64;
+const MAX_WIDE: usize = 1024;
+
+/// A widened fully connected filter, aligned as `FcLayer::with_wide_weights` needs.
+#[repr(C, align(4))]
+struct Wide([i16; MAX_WIDE]);
 
 /// Which kernel a case exercised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +179,7 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
     let mut filter = [0i8; MAX_FILTER];
     let mut out_a = [0i8; MAX_OUT];
     let mut out_b = [0i8; MAX_OUT];
+    let mut wide_buf = Wide([0; MAX_WIDE]);
     let mut tallies = [
         (Kernel::Conv2d, Tally::default()),
         (Kernel::DepthwiseConv2d, Tally::default()),
@@ -210,14 +216,21 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
                     out_f,
                     &mut out_b[..n],
                 );
-                compare(
-                    fa,
-                    fb,
-                    &out_a[..n],
-                    &out_b[..n],
-                    (batch * in_f * out_f) as u64,
-                    tally,
-                );
+                let macs = (batch * in_f * out_f) as u64;
+                compare(fa, fb, &out_a[..n], &out_b[..n], macs, tally);
+                // The same layer from its widened filter (a second case).
+                let len = fc_wide_len(in_f, out_f);
+                if in_f <= 256 && len <= MAX_WIDE {
+                    let wide = &mut wide_buf.0[..len];
+                    for (d, v) in wide.iter_mut().zip(fc_wide_weights(w, in_f, out_f)) {
+                        *d = v;
+                    }
+                    let (x, w, bias) = (&*x, &*w, c.bias());
+                    let fw = FcLayer::new(&p, c.rq(), in_f, w, bias, out_f, x.len(), n)
+                        .and_then(|layer| layer.with_wide_weights(wide))
+                        .and_then(|layer| layer.run(&mut Scratch::new(), x, &mut out_a[..n]));
+                    compare(fw, fb, &out_a[..n], &out_b[..n], macs, tally);
+                }
                 continue;
             }
             let (n, h, w) = (rng.usize(1, 2), rng.usize(1, 5), rng.usize(1, 24));

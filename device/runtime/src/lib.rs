@@ -21,6 +21,9 @@ mod interpreter;
 #[cfg(feature = "std")]
 pub mod writer;
 
+pub use edgekd_kernels::FC_USES_WIDE_WEIGHTS;
+#[cfg(feature = "fully-connected")]
+pub use edgekd_kernels::{fc_wide_len, fc_wide_weights};
 pub use error::Error;
 pub use format::{DType, Model, OpCode, Quant, Tensor};
 pub use interpreter::{Interpreter, OpStats, Profiler, DEFAULT_MAX_OPS};

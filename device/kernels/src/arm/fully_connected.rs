@@ -149,6 +149,111 @@ unsafe fn dot4_blocks(
     }
 }
 
+/// One group of four column entries against four rows of the widened filter: each
+/// row's four entries are two words (`fc_wide_weights`' layout), one `LDRD`, two
+/// `SMLAD`s.
+macro_rules! wide_group4 {
+    () => {
+        concat!(
+            "ldrd {xa}, {xb}, [{x}], #8\n",
+            "ldrd {v}, {t}, [{w}], #8\n",
+            "smlad {a0}, {v}, {xa}, {a0}\n",
+            "smlad {a0}, {t}, {xb}, {a0}\n",
+            "ldrd {v}, {t}, [{w}], #8\n",
+            "smlad {a1}, {v}, {xa}, {a1}\n",
+            "smlad {a1}, {t}, {xb}, {a1}\n",
+            "ldrd {v}, {t}, [{w}], #8\n",
+            "smlad {a2}, {v}, {xa}, {a2}\n",
+            "smlad {a2}, {t}, {xb}, {a2}\n",
+            "ldrd {v}, {t}, [{w}], #8\n",
+            "smlad {a3}, {v}, {xa}, {a3}\n",
+            "smlad {a3}, {t}, {xb}, {a3}\n",
+        )
+    };
+}
+
+/// [`dot4_blocks`] on the widened filter: `acc[i] = init[i] + col . row_i` for
+/// `4 * blocks` rows, `groups` groups of four column entries each, the rows' entries
+/// read in order from `w` (`fc_wide_weights`' layout, which pads every row to
+/// `4 * groups` entries and the rows to whole blocks): 13 instructions per 16 MACs.
+///
+/// # Safety
+/// `x` 4-byte aligned and valid for reading `4 * groups` i16; `w` 4-byte aligned and
+/// valid for reading `16 * groups * blocks` i16; `init` for reading `4 * blocks` i32
+/// (or four, with `init_step` 0); `acc` for writing `4 * blocks` i32; `groups >= 1`,
+/// `blocks >= 1`.
+#[inline(never)]
+unsafe fn dot4_wide(
+    x: *const i16,
+    w: *const i16,
+    groups: usize,
+    blocks: usize,
+    init: *const i32,
+    init_step: usize,
+    acc: *mut i32,
+) {
+    // SAFETY: per block, reads four i32 at `init`, the `4 * groups` column entries
+    // (LDRD on the 4-byte aligned column) and the block's `16 * groups` filter entries
+    // (LDRD, 4-byte aligned), and writes four i32 at `acc`, all guaranteed by the
+    // caller. The 16 bytes of stack it takes are given back before the block ends;
+    // otherwise only register operands and the flags (LSRS, SUBS) change.
+    unsafe {
+        asm!(
+            // [sp]: column start, [sp, #4]: groups, [sp, #8]: blocks left, [sp, #12]:
+            // init step in bytes.
+            "sub sp, sp, #16",
+            "str {x}, [sp]",
+            "str {a0}, [sp, #4]",
+            "str {a1}, [sp, #8]",
+            "str {a2}, [sp, #12]",
+            "1:",
+            "ldr {a0}, [{init}]",
+            "ldr {a1}, [{init}, #4]",
+            "ldr {a2}, [{init}, #8]",
+            "ldr {a3}, [{init}, #12]",
+            "ldr {n}, [sp, #12]",
+            "add {init}, {init}, {n}",
+            "ldr {x}, [sp]",
+            "ldr {n}, [sp, #4]",
+            // An odd group first, then pairs of groups (the group leaves LSRS's Z flag
+            // alone: LDRD and SMLAD set no N/Z/C flags).
+            "lsrs {n}, {n}, #1",
+            "bcc 3f",
+            wide_group4!(),
+            "3:",
+            "beq 5f",
+            "4:",
+            wide_group4!(),
+            wide_group4!(),
+            "subs {n}, {n}, #1",
+            "bne 4b",
+            "5:",
+            "str {a0}, [{acc}], #4",
+            "str {a1}, [{acc}], #4",
+            "str {a2}, [{acc}], #4",
+            "str {a3}, [{acc}], #4",
+            "ldr {n}, [sp, #8]",
+            "subs {n}, {n}, #1",
+            "str {n}, [sp, #8]",
+            "bne 1b",
+            "add sp, sp, #16",
+            x = inout(reg) x => _,
+            w = inout(reg) w => _,
+            init = inout(reg) init => _,
+            acc = inout(reg) acc => _,
+            a0 = inout(reg) groups => _,
+            a1 = inout(reg) blocks => _,
+            a2 = inout(reg) init_step * 16 => _,
+            a3 = out(reg) _,
+            xa = out(reg) _,
+            xb = out(reg) _,
+            v = out(reg) _,
+            t = out(reg) _,
+            n = out(reg) _,
+        );
+    }
+}
+
 /// `out[i] = SSAT8(requant(acc[i]))` for `i < n` with one multiplier and shift
 /// (`rounding_shift_fits`, checked by the caller), the output zero point `zp` folded in.
 ///
@@ -253,7 +358,8 @@ unsafe fn requant_per_channel(
 }
 
 /// One fully connected row of `layer`: `out[j] = requant_j(bias_j + col . filter_row_j)`
-/// for `j < out_features`, `col` the packed input row. The layer's checks
+/// for `j < out_features`, `col` the packed input row rounded up to a multiple of four
+/// entries (those past `in_features` are not read as input). The layer's checks
 /// ([`FcLayer::new`]) leave two lengths to compare here; then the common path is the
 /// two asm loops per chunk of rows, the rest is out of line.
 // Out of line: inlined into the interpreter's dispatch, its loop state spills.
@@ -261,7 +367,7 @@ unsafe fn requant_per_channel(
 pub(crate) fn fc_row(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
     let (k, n) = (layer.in_features, layer.out_features);
     let (rq, zp) = (&layer.rq, layer.p.output_zero_point);
-    if col.len() != k || out.len() != n || col.as_ptr() as usize % 4 != 0 {
+    if col.len() != k.next_multiple_of(4) || out.len() != n || col.as_ptr() as usize % 4 != 0 {
         // Not reached with the kernels' own (aligned) buffers.
         return fc_row_scalar(col, layer, out);
     }
@@ -277,13 +383,17 @@ pub(crate) fn fc_row(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
     let a = acc.as_mut_ptr().cast::<i32>();
     let (mut w, mut o) = (layer.filter.as_ptr(), out.as_mut_ptr());
     let (m, s) = (rq.multiplier.as_ptr(), rq.shift.as_ptr());
+    #[cfg(not(edgekd_size_opt))]
+    if let Some(wide) = layer.wide {
+        return fc_row_wide(col, layer, wide, out);
+    }
     let mut c0 = 0;
     while c0 < n {
         let len = CHUNK.min(n - c0);
         let blocks = if groups > 0 { len / 4 } else { 0 };
         // SAFETY: `FcLayer::new` checked `k >= 1`, `filter.len() == n * k`, a bias of
         // `n` entries and requantization of one entry or `n`, and settled `form`;
-        // `out.len() == n` and `col.len() == k` were just compared. So for channels
+        // `out.len() == n` and `col.len() >= k` were just compared. So for channels
         // `c0..c0 + len <= n`: `w` is at row `c0`, `o` at output `c0`, `init` at bias
         // `c0` (or `ZEROS`, step 0), `m`/`s` hold channel `c0` (per channel); `x` is
         // 4-byte aligned with `k >= 4 * groups` entries; `a` has `CHUNK >= len`
@@ -305,7 +415,7 @@ pub(crate) fn fc_row(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
                 );
             }
             if k % 4 != 0 {
-                add_tail(&col[groups * 4..], w, k, len, a);
+                add_tail(&col[groups * 4..k], w, k, len, a);
             }
             match layer.form {
                 RqForm::OneFits => requant_per_tensor(a, len, *m, *s, zp, o),
@@ -316,6 +426,64 @@ pub(crate) fn fc_row(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
                 clamp(o, len, layer.p.clamp);
             }
             w = w.add(len * k);
+            o = o.add(len);
+            init = init.add(len * init_step);
+        }
+        c0 += len;
+    }
+}
+
+/// [`fc_row`] from the widened filter (`wide`, checked by
+/// [`FcLayer::with_wide_weights`]): whole blocks of four rows through [`dot4_wide`],
+/// the padded last block with its bias copied beside zeros, then the same
+/// requantization loops.
+#[cfg(not(edgekd_size_opt))]
+#[inline(always)]
+fn fc_row_wide(col: &[i16], layer: &FcLayer<'_>, wide: &[i16], out: &mut [i8]) {
+    let (k, n) = (layer.in_features, layer.out_features);
+    let (rq, zp) = (&layer.rq, layer.p.output_zero_point);
+    let groups = k.div_ceil(4);
+    let x = col.as_ptr();
+    static ZEROS: [i32; 4] = [0; 4];
+    let (mut init, init_step) = match layer.bias {
+        Some(b) => (b.as_ptr(), 1),
+        None => (ZEROS.as_ptr(), 0),
+    };
+    let mut acc = core::mem::MaybeUninit::<[i32; CHUNK]>::uninit();
+    let a = acc.as_mut_ptr().cast::<i32>();
+    let (mut w, mut o) = (wide.as_ptr(), out.as_mut_ptr());
+    let (m, s) = (rq.multiplier.as_ptr(), rq.shift.as_ptr());
+    let mut c0 = 0;
+    while c0 < n {
+        let len = CHUNK.min(n - c0);
+        let (blocks, part) = (len / 4, len % 4);
+        // SAFETY: as in `fc_row`, and: `wide` holds `fc_wide_len(k, n)` entries, 4-byte
+        // aligned, so the `len.div_ceil(4)` blocks of chunk `c0` (a multiple of four,
+        // `CHUNK` is) are `16 * groups` entries each from `w`; `col` holds
+        // `4 * groups` entries (compared in `fc_row`), those past `k` met by zero
+        // filter entries; `a` has `CHUNK` entries, `len` rounded up to four of them
+        // written before the first `len` are read.
+        unsafe {
+            if blocks > 0 {
+                dot4_wide(x, w, groups, blocks, init, init_step, a);
+            }
+            if part > 0 {
+                let mut last = [0i32; 4];
+                for (j, l) in last.iter_mut().enumerate().take(part) {
+                    *l = *init.add((blocks * 4 + j) * init_step);
+                }
+                let w_last = w.add(blocks * 16 * groups);
+                dot4_wide(x, w_last, groups, 1, last.as_ptr(), 0, a.add(blocks * 4));
+            }
+            match layer.form {
+                RqForm::OneFits => requant_per_tensor(a, len, *m, *s, zp, o),
+                RqForm::AllFit => requant_per_channel(a, len, m.add(c0), s.add(c0), zp, o),
+                RqForm::Mixed => requant_mixed(a, len, rq, c0, zp, o),
+            }
+            if layer.p.clamp.min > -128 || layer.p.clamp.max < 127 {
+                clamp(o, len, layer.p.clamp);
+            }
+            w = w.add(len.div_ceil(4) * 16 * groups);
             o = o.add(len);
             init = init.add(len * init_step);
         }
@@ -439,7 +607,8 @@ fn two_step(acc: i32, m: i32, s: i32, zp: i32) -> i8 {
 /// [`fc_row`] without its preconditions (never taken with the kernels' own buffers).
 #[cold]
 fn fc_row_scalar(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
-    let (k, rq, p) = (col.len(), &layer.rq, &layer.p);
+    let (k, rq, p) = (layer.in_features, &layer.rq, &layer.p);
+    let col = col.get(..k).unwrap_or(col);
     let per_tensor = rq.multiplier.len() == 1;
     for (c, o) in out.iter_mut().enumerate() {
         let at = if per_tensor { 0 } else { c };
