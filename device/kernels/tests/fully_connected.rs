@@ -156,3 +156,65 @@ fn fc_random_vs_references() {
     }
     eprintln!("fully_connected: max |int8 - f64 reference| = {max_err} LSB");
 }
+
+/// A widened filter's storage, aligned as `FcLayer::with_wide_weights` needs.
+#[repr(C, align(4))]
+struct Wide([i16; 40]);
+
+#[test]
+fn wide_weights_layout_is_the_packed_smlad_order() {
+    // Two rows of five: one full group (order 0, 2, 1, 3), one partial group (natural
+    // order, zero padded), and rows 2 and 3 of the block all zeros.
+    let filter: Vec<i8> = (1..=10).collect();
+    let wide: Vec<i16> = fc_wide_weights(&filter, 5, 2).collect();
+    assert_eq!(fc_wide_len(5, 2), 32);
+    #[rustfmt::skip]
+    let want: [i16; 32] = [
+        1, 3, 2, 4,   6, 8, 7, 9,    0, 0, 0, 0,  0, 0, 0, 0,
+        5, 0, 0, 0,   10, 0, 0, 0,   0, 0, 0, 0,  0, 0, 0, 0,
+    ];
+    assert_eq!(wide, want);
+}
+
+#[test]
+fn wide_weights_are_checked_against_the_filter() {
+    let p = FcParams {
+        input_zero_point: 3,
+        output_zero_point: -2,
+        clamp: Clamp::NONE,
+    };
+    let rq = Requant {
+        multiplier: &[1 << 30],
+        shift: &[-3],
+    };
+    let filter: Vec<i8> = (0..10).map(|i| (i * 37 % 255 - 127) as i8).collect();
+    let layer = FcLayer::new(&p, rq, 5, &filter, None, 2, 5, 2).unwrap();
+    let mut buf = Wide([0; 40]);
+    for (d, v) in buf.0.iter_mut().zip(fc_wide_weights(&filter, 5, 2)) {
+        *d = v;
+    }
+    // The right table is taken, and the layer computes what it computed without it.
+    let (x, mut a, mut b) = ([5i8, -7, 9, 100, -128], [0i8; 2], [0i8; 2]);
+    let mut scratch = Scratch::new();
+    layer.run(&mut scratch, &x, &mut a).unwrap();
+    let wide = layer.with_wide_weights(&buf.0[..32]).unwrap();
+    wide.run(&mut scratch, &x, &mut b).unwrap();
+    assert_eq!(a, b);
+    // Wrong length, misaligned, or one entry off: refused.
+    let refused = |w: &[i16]| layer.with_wide_weights(w).map(|_| ()).unwrap_err();
+    assert_eq!(refused(&buf.0[..31]), KernelError::ShapeMismatch);
+    buf.0.copy_within(0..32, 1);
+    assert_eq!(refused(&buf.0[1..33]), KernelError::ShapeMismatch);
+    buf.0.copy_within(1..33, 0);
+    assert!(layer.with_wide_weights(&buf.0[..32]).is_ok());
+    buf.0[17] += 1;
+    assert_eq!(refused(&buf.0[..32]), KernelError::ShapeMismatch);
+    // Layers beyond the fast kernel's column limit cannot take one.
+    let big = vec![1i8; 300];
+    let layer = FcLayer::new(&p, rq, 300, &big, None, 1, 300, 1).unwrap();
+    let table: Vec<i16> = fc_wide_weights(&big, 300, 1).collect();
+    assert_eq!(
+        layer.with_wide_weights(&table).map(|_| ()).unwrap_err(),
+        KernelError::UnsupportedParams
+    );
+}

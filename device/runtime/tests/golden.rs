@@ -112,3 +112,54 @@ fn float_inputs_are_checked() {
     interp.set_input_f32(0, &x).unwrap();
     assert!(interp.input_mut(0).unwrap().iter().all(|&q| q == 16));
 }
+
+/// Widened filters are checked against the model: each FC op takes its own, other ops
+/// and other tables are refused, and the outputs stay the golden ones.
+#[test]
+fn wide_weights_are_checked_per_op() {
+    use edgekd_runtime::{fc_wide_weights, Error, OpCode};
+    let (_, model_bytes, input, expected) = REFERENCE
+        .iter()
+        .find(|r| r.0 == "mlp")
+        .expect("the mlp reference model");
+    let buf = aligned(model_bytes);
+    let model = Model::parse(buf.as_bytes()).unwrap();
+    // Each table in its own u32 buffer: 4-byte aligned.
+    let mut tables: Vec<(usize, Vec<u32>, usize)> = Vec::new();
+    for (index, op) in model.ops().enumerate() {
+        let op = op.unwrap();
+        if op.code != OpCode::FullyConnected {
+            continue;
+        }
+        let w = model.tensor(op.input(1).unwrap()).unwrap();
+        let [out_f, in_f] = w.dims() else { panic!() };
+        let wide: Vec<i16> = fc_wide_weights(w.const_i8().unwrap(), *in_f, *out_f).collect();
+        let mut words = vec![0u32; wide.len().div_ceil(2)];
+        bytemuck_i16(&mut words)[..wide.len()].copy_from_slice(&wide);
+        tables.push((index, words, wide.len()));
+    }
+    assert_eq!(tables.len(), 2);
+    let views: Vec<(usize, &[i16])> = tables
+        .iter_mut()
+        .map(|(i, words, len)| (*i, &bytemuck_i16(words)[..*len]))
+        .collect();
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut interp = Interpreter::new(model, &mut arena).unwrap();
+    let [(fc1, w1), (fc2, w2)] = views[..] else {
+        panic!()
+    };
+    assert_eq!(interp.set_wide_weights(fc1, w2), Err(Error::ShapeMismatch));
+    assert_eq!(interp.set_wide_weights(0, w1), Err(Error::InvalidValue));
+    assert_eq!(interp.set_wide_weights(99, w1), Err(Error::BadIndex));
+    interp.set_wide_weights(fc1, w1).unwrap();
+    interp.set_wide_weights(fc2, w2).unwrap();
+    let (_, cols, x) = npy_i8(input);
+    let (_, ecols, y) = npy_i8(expected);
+    interp.input_mut(0).unwrap().copy_from_slice(&x[..cols]);
+    interp.invoke().unwrap();
+    assert_eq!(interp.output(0).unwrap(), &y[..ecols]);
+}
+
+fn bytemuck_i16(words: &mut [u32]) -> &mut [i16] {
+    bytemuck::cast_slice_mut(words)
+}
