@@ -148,8 +148,11 @@ impl<'m> Step<'m> {
         let params = op.params_with(model, &in_t, &out_t, other.as_ref())?;
         let (input, output) = (Span::of(in_t.range()), Span::of(out_t.range()));
         let (mut weights, mut weight_shape, mut input2) = (&[][..], Shape::default(), None);
-        match (&params, other) {
-            (OpParams::Add(_), Some(t)) => input2 = Some(Span::of(t.range())),
+        let checked = match (&params, other) {
+            (OpParams::Add(_), Some(t)) => {
+                input2 = Some(Span::of(t.range()));
+                None
+            }
             #[cfg(edgekd_op_fully_connected)]
             (OpParams::FullyConnected(p, rq), Some(w)) => {
                 let [out_f, in_f] = match w.dims() {
@@ -157,32 +160,19 @@ impl<'m> Step<'m> {
                     _ => return Err(Error::ShapeMismatch),
                 };
                 let (filter, (n_in, n_out)) = (w.const_i8()?, (input.len, output.len));
-                let layer = k::FcLayer::new(p, *rq, in_f, filter, bias, out_f, n_in, n_out)
-                    .map_err(kernel_error)?;
-                return Ok(Step {
-                    code: op.code,
-                    input,
-                    input2,
-                    output,
-                    kernel: Kernel::FullyConnected(layer),
-                });
+                let layer = k::FcLayer::new(p, *rq, in_f, filter, bias, out_f, n_in, n_out);
+                Some(Kernel::FullyConnected(layer.map_err(kernel_error)?))
             }
             #[cfg(edgekd_op_conv2d)]
             (OpParams::Conv2d(p, rq), Some(w)) => {
                 let (ins, outs) = (in_t.shape(), out_t.shape());
-                let layer = k::ConvLayer::new(p, *rq, ins, w.shape(), w.const_i8()?, bias, outs)
-                    .map_err(kernel_error)?;
-                return Ok(Step {
-                    code: op.code,
-                    input,
-                    input2,
-                    output,
-                    kernel: Kernel::Conv2d(layer),
-                });
+                let layer = k::ConvLayer::new(p, *rq, ins, w.shape(), w.const_i8()?, bias, outs);
+                Some(Kernel::Conv2d(layer.map_err(kernel_error)?))
             }
             (OpParams::DepthwiseConv2d(..), Some(w)) => {
                 weights = w.const_i8()?;
                 weight_shape = w.shape();
+                None
             }
             (
                 OpParams::Add(_)
@@ -191,21 +181,22 @@ impl<'m> Step<'m> {
                 | OpParams::DepthwiseConv2d(..),
                 _,
             ) => return Err(Error::InvalidValue),
-            _ => {}
-        }
+            _ => None,
+        };
+        let kernel = checked.unwrap_or(Kernel::Other(Operands {
+            params,
+            in_shape: in_t.shape(),
+            out_shape: out_t.shape(),
+            weights,
+            weight_shape,
+            bias,
+        }));
         Ok(Step {
             code: op.code,
             input,
             input2,
             output,
-            kernel: Kernel::Other(Operands {
-                params,
-                in_shape: in_t.shape(),
-                out_shape: out_t.shape(),
-                weights,
-                weight_shape,
-                bias,
-            }),
+            kernel,
         })
     }
 }
