@@ -52,6 +52,29 @@ macro_rules! group4 {
     };
 }
 
+/// Runs the group macro `$group` once per group, `$groups` (a register operand) times:
+/// an odd group first, then pairs, counting pairs down in `n` (the groups leave
+/// `LSRS`'s Z flag alone: loads and `SMLAD` set no N/Z/C flags). Ends at label `5:`.
+macro_rules! odd_then_pairs {
+    ($groups:literal, $group:ident) => {
+        concat!(
+            "lsrs {n}, ",
+            $groups,
+            ", #1\n",
+            "bcc 3f\n",
+            $group!(),
+            "3:\n",
+            "beq 5f\n",
+            "4:\n",
+            $group!(),
+            $group!(),
+            "subs {n}, {n}, #1\n",
+            "bne 4b\n",
+            "5:\n",
+        )
+    };
+}
+
 /// `acc[i] = init[i] + col . row_i` for `4 * blocks` consecutive filter rows of `k`
 /// bytes from `w`, four rows per pass over `groups` groups of four packed column
 /// entries; `init` moves `init_step` bytes per block (16 for a bias, 0 to read the
@@ -105,19 +128,7 @@ unsafe fn dot4_blocks(
             "str {t}, [sp, #4]",
             "add {w2}, {w0}, {k}, lsl #1",
             "ldr {xa}, [sp, #12]",
-            // An odd group first, then pairs of groups (the group leaves LSRS's Z flag
-            // alone: LDR, SXTB16 and SMLAD set no N/Z/C flags).
-            "lsrs {n}, {xa}, #1",
-            "bcc 3f",
-            group4!(),
-            "3:",
-            "beq 5f",
-            "4:",
-            group4!(),
-            group4!(),
-            "subs {n}, {n}, #1",
-            "bne 4b",
-            "5:",
+            odd_then_pairs!("{xa}", group4),
             "ldr {t}, [sp]",
             "str {a0}, [{t}], #4",
             "str {a1}, [{t}], #4",
@@ -215,19 +226,7 @@ unsafe fn dot4_wide(
             "add {init}, {init}, {n}",
             "ldr {x}, [sp]",
             "ldr {n}, [sp, #4]",
-            // An odd group first, then pairs of groups (the group leaves LSRS's Z flag
-            // alone: LDRD and SMLAD set no N/Z/C flags).
-            "lsrs {n}, {n}, #1",
-            "bcc 3f",
-            wide_group4!(),
-            "3:",
-            "beq 5f",
-            "4:",
-            wide_group4!(),
-            wide_group4!(),
-            "subs {n}, {n}, #1",
-            "bne 4b",
-            "5:",
+            odd_then_pairs!("{n}", wide_group4),
             "str {a0}, [{acc}], #4",
             "str {a1}, [{acc}], #4",
             "str {a2}, [{acc}], #4",

@@ -275,6 +275,39 @@ macro_rules! group_2x2 {
     };
 }
 
+/// The whole two-channel x two-pixel MAC loop over a column of `k` entries, entered with
+/// `n = k - 4` just computed (its flags): `group_2x2!` per group of four, then the
+/// `k % 4` tail one entry at a time with `SMLABB` (natural order, channel 1's row `k`
+/// bytes after channel 0's, pixel 1's column at `+256`). Ends at label `5:` with `w` one
+/// row on.
+macro_rules! loop_2x2 {
+    () => {
+        concat!(
+            "bmi 3f\n",
+            "2:\n",
+            group_2x2!(),
+            "subs {n}, {n}, #4\n",
+            "bpl 2b\n",
+            // n = k % 4 after the groups.
+            "3:\n",
+            "adds {n}, {n}, #4\n",
+            "beq 5f\n",
+            "4:\n",
+            "ldrsb {v0}, [{w}, {k}]\n",
+            "ldrsb {u0}, [{w}], #1\n",
+            "ldrsh {x}, [{xa}, #256]\n",
+            "smlabb {b0}, {u0}, {x}, {b0}\n",
+            "smlabb {b1}, {v0}, {x}, {b1}\n",
+            "ldrsh {x}, [{xa}], #2\n",
+            "smlabb {a0}, {u0}, {x}, {a0}\n",
+            "smlabb {a1}, {v0}, {x}, {a1}\n",
+            "subs {n}, {n}, #1\n",
+            "bne 4b\n",
+            "5:\n",
+        )
+    };
+}
+
 /// Adds the first `k` entries of two packed columns (`x` and `x + PAIR_OFFSET`, pixels
 /// `a` and `b`) times two filter rows (`w` and `w + k`, channels 0 and 1) to the four
 /// accumulators `acc = [a0, b0, a1, b1]`: per group of four entries, both weight words
@@ -299,27 +332,7 @@ unsafe fn dot_2x2(x: *const i16, w: *const i8, k: usize, acc: &mut [i32; 4]) {
         asm!(
             // n = k - 4: negative when there is no whole group.
             "subs {n}, {n}, #4",
-            "bmi 3f",
-            "2:",
-            group_2x2!(),
-            "subs {n}, {n}, #4",
-            "bpl 2b",
-            // n = k % 4 after the groups.
-            "3:",
-            "adds {n}, {n}, #4",
-            "beq 5f",
-            "4:",
-            "ldrsb {v0}, [{w}, {k}]",
-            "ldrsb {u0}, [{w}], #1",
-            "ldrsh {x}, [{xa}, #256]",
-            "smlabb {b0}, {u0}, {x}, {b0}",
-            "smlabb {b1}, {v0}, {x}, {b1}",
-            "ldrsh {x}, [{xa}], #2",
-            "smlabb {a0}, {u0}, {x}, {a0}",
-            "smlabb {a1}, {v0}, {x}, {a1}",
-            "subs {n}, {n}, #1",
-            "bne 4b",
-            "5:",
+            loop_2x2!(),
             xa = inout(reg) x => _,
             w = inout(reg) w => _,
             k = in(reg) k,
@@ -609,27 +622,7 @@ pub(crate) unsafe fn pair_rows_i8(
             "ldr {xa}, [sp, #16]",
             // n = k - 4: negative when there is no whole group.
             "subs {n}, {k}, #4",
-            "bmi 3f",
-            "2:",
-            group_2x2!(),
-            "subs {n}, {n}, #4",
-            "bpl 2b",
-            // n = k % 4 after the groups.
-            "3:",
-            "adds {n}, {n}, #4",
-            "beq 5f",
-            "4:",
-            "ldrsb {v0}, [{w}, {k}]",
-            "ldrsb {u0}, [{w}], #1",
-            "ldrsh {x}, [{xa}, #256]",
-            "smlabb {b0}, {u0}, {x}, {b0}",
-            "smlabb {b1}, {v0}, {x}, {b1}",
-            "ldrsh {x}, [{xa}], #2",
-            "smlabb {a0}, {u0}, {x}, {a0}",
-            "smlabb {a1}, {v0}, {x}, {a1}",
-            "subs {n}, {n}, #1",
-            "bne 4b",
-            "5:",
+            loop_2x2!(),
             // The next pass starts two rows on (this one walked one row).
             "add {w}, {w}, {k}",
             "ldr {x}, [sp]",
