@@ -7,8 +7,8 @@ use crate::matvec::{
 
 use crate::quant::{requantize, single_step_fits};
 use crate::{
-    check_bias, check_len, check_requant, dot, Axis, ConvParams, KernelError, Requant, Scratch,
-    Shape,
+    check_bias, check_len, check_requant, dot, Activations, Axis, ConvParams, KernelError, Requant,
+    Scratch, Shape,
 };
 
 /// int8 2-D convolution, NHWC input and output, OHWI filter.
@@ -80,8 +80,7 @@ pub struct ConvLayer<'a> {
     filter: &'a [i8],
     bias: Option<&'a [i32]>,
     output_shape: Shape,
-    input_len: usize,
-    output_len: usize,
+    lens: Activations,
 }
 
 impl<'a> ConvLayer<'a> {
@@ -98,7 +97,7 @@ impl<'a> ConvLayer<'a> {
         bias: Option<&'a [i32]>,
         output_shape: Shape,
     ) -> Result<Self, KernelError> {
-        let (_, _, input_len, output_len) = check_layer(
+        let (_, _, lens) = check_layer(
             p,
             &rq,
             input_shape,
@@ -115,8 +114,7 @@ impl<'a> ConvLayer<'a> {
             filter,
             bias,
             output_shape,
-            input_len,
-            output_len,
+            lens,
         })
     }
 
@@ -135,9 +133,7 @@ impl<'a> ConvLayer<'a> {
         input: &[i8],
         output: &mut [i8],
     ) -> Result<(), KernelError> {
-        if input.len() != self.input_len || output.len() != self.output_len {
-            return Err(KernelError::ShapeMismatch);
-        }
+        self.lens.check(input, output)?;
         if output.is_empty() {
             return Ok(());
         }
@@ -236,16 +232,13 @@ fn check(
     output_shape: Shape,
     output: &[i8],
 ) -> Result<(Axis, Axis), KernelError> {
-    let (ay, ax, input_len, output_len) =
-        check_layer(p, rq, input_shape, filter_shape, filter, bias, output_shape)?;
-    if input.len() != input_len || output.len() != output_len {
-        return Err(KernelError::ShapeMismatch);
-    }
+    let (ay, ax, lens) = check_layer(p, rq, input_shape, filter_shape, filter, bias, output_shape)?;
+    lens.check(input, output)?;
     Ok((ay, ax))
 }
 
 /// Validates a convolution's shapes and constants; returns its two spatial axes and
-/// the input and output lengths.
+/// activation lengths.
 fn check_layer(
     p: &ConvParams,
     rq: &Requant<'_>,
@@ -254,7 +247,7 @@ fn check_layer(
     filter: &[i8],
     bias: Option<&[i32]>,
     output_shape: Shape,
-) -> Result<(Axis, Axis, usize, usize), KernelError> {
+) -> Result<(Axis, Axis, Activations), KernelError> {
     let ay = Axis::new(
         input_shape.h,
         output_shape.h,
@@ -272,7 +265,10 @@ fn check_layer(
         p.pad_left,
     )?;
     let elements = |s: Shape| s.elements().ok_or(KernelError::ShapeMismatch);
-    let (input_len, output_len) = (elements(input_shape)?, elements(output_shape)?);
+    let lens = Activations {
+        input: elements(input_shape)?,
+        output: elements(output_shape)?,
+    };
     check_len(filter.len(), filter_shape)?;
     let out_c = output_shape.c;
     if filter_shape.n != out_c || filter_shape.c != input_shape.c || output_shape.n != input_shape.n
@@ -281,7 +277,7 @@ fn check_layer(
     }
     check_bias(bias, out_c)?;
     check_requant(rq, out_c)?;
-    Ok((ay, ax, input_len, output_len))
+    Ok((ay, ax, lens))
 }
 
 /// Gathers each output pixel's receptive field into an i16 column (`x - zp`, zeros in

@@ -6,7 +6,7 @@ use crate::matvec::OutQ;
 use crate::matvec::BLOCK;
 use crate::matvec::{layer_scratch, widen_pack, MAX_COLS};
 use crate::quant::{requantize, rounding_shift_fits};
-use crate::{check_bias, check_requant, dot, FcParams, KernelError, Requant, Scratch};
+use crate::{check_bias, check_requant, dot, Activations, FcParams, KernelError, Requant, Scratch};
 
 /// int8 fully connected layer: `output[b][o] = requant(sum_i (x[b][i] - input_zp) * w[o][i] + bias[o])`.
 ///
@@ -81,8 +81,7 @@ pub struct FcLayer<'a> {
     /// At least 1.
     pub(crate) in_features: usize,
     pub(crate) out_features: usize,
-    input_len: usize,
-    output_len: usize,
+    lens: Activations,
     /// Read by the DSP rows; the portable blocks prepare each channel's form.
     #[cfg_attr(not(all(target_arch = "arm", edgekd_dsp)), allow(dead_code))]
     pub(crate) form: RqForm,
@@ -185,8 +184,10 @@ impl<'a> FcLayer<'a> {
             bias,
             in_features,
             out_features,
-            input_len,
-            output_len,
+            lens: Activations {
+                input: input_len,
+                output: output_len,
+            },
             form,
             wide: None,
         })
@@ -229,9 +230,7 @@ impl<'a> FcLayer<'a> {
         input: &[i8],
         output: &mut [i8],
     ) -> Result<(), KernelError> {
-        if input.len() != self.input_len || output.len() != self.output_len {
-            return Err(KernelError::ShapeMismatch);
-        }
+        self.lens.check(input, output)?;
         if output.is_empty() {
             return Ok(());
         }

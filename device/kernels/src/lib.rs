@@ -346,6 +346,27 @@ pub(crate) fn check_len(len: usize, shape: Shape) -> Result<(), KernelError> {
     }
 }
 
+/// The activation lengths a checked layer (`ConvLayer`, `FcLayer`) was made for.
+#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Activations {
+    pub(crate) input: usize,
+    pub(crate) output: usize,
+}
+
+#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+impl Activations {
+    /// [`KernelError::ShapeMismatch`] unless `input` and `output` have these lengths.
+    #[inline(always)]
+    pub(crate) fn check(self, input: &[i8], output: &[i8]) -> Result<(), KernelError> {
+        if input.len() == self.input && output.len() == self.output {
+            Ok(())
+        } else {
+            Err(KernelError::ShapeMismatch)
+        }
+    }
+}
+
 /// Checks that a [`Requant`] has one entry (per tensor) or exactly one per output
 /// channel, with as many shifts as multipliers.
 pub(crate) fn check_requant(rq: &Requant<'_>, channels: usize) -> Result<(), KernelError> {
