@@ -25,6 +25,8 @@ lint:
 nostd:
     cargo build -p edgekd-runtime --target thumbv7em-none-eabihf
     cargo build -p edgekd-runtime --target thumbv6m-none-eabi
+    # Firmware compiles only its model's kernels: each one alone must build (DSP core).
+    for f in conv2d depthwise-conv2d fully-connected pool mean add softmax; do cargo clippy -q -p edgekd-kernels --target thumbv7em-none-eabihf --no-default-features --features $f -- -D warnings || exit 1; done
 
 # Regenerate the reference models and golden vectors (commit the result deliberately).
 reference:

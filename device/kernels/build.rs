@@ -80,8 +80,8 @@ fn size_knob() {
     }
 }
 
-/// `cfg(edgekd_depthwise)`: the depthwise kernel, and the channel table in `Scratch`
-/// only it uses on DSP cores (256 bytes of every interpreter's RAM), are compiled when
+/// `cfg(edgekd_depthwise)`: the depthwise kernel (and, on DSP cores, the channel table
+/// in `Scratch` for a model with no conv or fully connected layer) is compiled when
 /// the `depthwise-conv2d` feature is on, unless a bare-metal build's `EDGEKD_OPS` (the
 /// list `edgekd-runtime` narrows its ops by) leaves depthwise out. The self-test, which
 /// checks every kernel, keeps it.

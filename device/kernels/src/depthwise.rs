@@ -71,8 +71,8 @@ pub fn depthwise_conv2d_in(
             output_shape,
             output,
         )?;
-        crate::arm::depthwise::depthwise_dm1(
-            &mut scratch.chans,
+        let done = crate::arm::depthwise::depthwise_dm1(
+            &mut scratch.layer,
             p,
             &rq,
             ay,
@@ -85,7 +85,9 @@ pub fn depthwise_conv2d_in(
             output_shape,
             output,
         );
-        return Ok(());
+        if done {
+            return Ok(());
+        }
     }
     direct::<true>(
         p,

@@ -107,30 +107,25 @@ pub mod reference {
 
 /// Working memory of the im2col [`conv2d`], [`fully_connected`] and (DSP)
 /// [`depthwise_conv2d`] kernels: an input column (512 bytes) and a block of prepared
-/// per-channel requantization parameters (on DSP cores a 320-byte table for conv and a
-/// 256-byte one for depthwise, the latter only when the depthwise kernel is compiled
-/// in, see `build.rs`; 256 bytes shared by all three elsewhere). Those make a fresh one
-/// per call; a caller
+/// per-channel requantization parameters (a 320-byte table on DSP cores, 256 bytes
+/// elsewhere, shared by all three). Those make a fresh one per call; a caller
 /// running many layers (the interpreter) keeps one and passes it to `conv2d_in`,
 /// `fully_connected_in` or `depthwise_conv2d_in`, which saves zeroing it for every
 /// layer. What it holds between calls does not matter.
 pub struct Scratch {
     #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
     pub(crate) cols: matvec::Cols,
-    #[cfg(any(
-        edgekd_depthwise,
-        all(
-            any(feature = "conv2d", feature = "fully-connected"),
-            not(all(target_arch = "arm", edgekd_dsp))
-        )
+    #[cfg(all(
+        any(feature = "conv2d", feature = "fully-connected"),
+        not(all(target_arch = "arm", edgekd_dsp))
     ))]
     pub(crate) chans: matvec::Chans,
     #[cfg(all(
         target_arch = "arm",
         edgekd_dsp,
-        any(feature = "conv2d", feature = "fully-connected")
+        any(feature = "conv2d", feature = "fully-connected", edgekd_depthwise)
     ))]
-    pub(crate) layer: arm::matvec::Chans,
+    pub(crate) layer: arm::table::Chans,
 }
 
 impl Scratch {
@@ -139,20 +134,17 @@ impl Scratch {
         Scratch {
             #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
             cols: matvec::Cols::new(),
-            #[cfg(any(
-                edgekd_depthwise,
-                all(
-                    any(feature = "conv2d", feature = "fully-connected"),
-                    not(all(target_arch = "arm", edgekd_dsp))
-                )
+            #[cfg(all(
+                any(feature = "conv2d", feature = "fully-connected"),
+                not(all(target_arch = "arm", edgekd_dsp))
             ))]
             chans: matvec::Chans::new(),
             #[cfg(all(
                 target_arch = "arm",
                 edgekd_dsp,
-                any(feature = "conv2d", feature = "fully-connected")
+                any(feature = "conv2d", feature = "fully-connected", edgekd_depthwise)
             ))]
-            layer: arm::matvec::Chans::new(),
+            layer: arm::table::Chans::new(),
         }
     }
 }

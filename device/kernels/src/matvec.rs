@@ -7,7 +7,9 @@
 //! Cortex-M with the DSP extension [`crate::arm`] replaces [`pack`] and [`matvec`] with
 //! `SXTB16`/`SMLAD` versions that give the same bits.
 
+#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 use crate::quant::ChannelRq;
+#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 use crate::Requant;
 
 /// Longest column (`kh * kw * in_c` or `in_features`) the im2col path handles; longer
@@ -53,7 +55,11 @@ pub(crate) fn widen_pack(col: &mut [i16], x: &[i8], zp: i32) {
     widen(col, x, zp)
 }
 
-#[cfg(all(target_arch = "arm", edgekd_dsp))]
+#[cfg(all(
+    target_arch = "arm",
+    edgekd_dsp,
+    any(feature = "conv2d", feature = "fully-connected")
+))]
 pub(crate) use crate::arm::matvec::{matvec, matvec2, pack, widen_pack, Chans as Table};
 
 /// The prepared channels conv and fully connected layers use: [`Chans`] in portable
@@ -72,6 +78,7 @@ pub(crate) const PAIR_PIXELS: bool = cfg!(all(target_arch = "arm", edgekd_dsp));
 pub(crate) const PAIR_OFFSET: usize = MAX_COLS / 2;
 
 /// The column buffer and the channel table of a conv or fully connected layer.
+#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
 #[inline(always)]
 pub(crate) fn layer_scratch(s: &mut crate::Scratch) -> (&mut Cols, &mut Table) {
     #[cfg(all(target_arch = "arm", edgekd_dsp))]
@@ -81,7 +88,9 @@ pub(crate) fn layer_scratch(s: &mut crate::Scratch) -> (&mut Cols, &mut Table) {
 }
 
 /// One output channel's bias and requantization, prepared once per layer (per block
-/// of [`BLOCK`] channels) instead of once per output pixel.
+/// of [`BLOCK`] channels) instead of once per output pixel (portable builds; DSP cores
+/// use `arm::table`).
+#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 #[derive(Clone, Copy)]
 pub(crate) struct Chan {
     pub(crate) bias: i32,
@@ -92,8 +101,10 @@ pub(crate) struct Chan {
 pub(crate) const BLOCK: usize = 16;
 
 /// Prepared channels of one block.
+#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 pub(crate) struct Chans(pub(crate) [Chan; BLOCK]);
 
+#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 impl Chans {
     pub(crate) const fn new() -> Self {
         Chans(

@@ -1,6 +1,6 @@
 //! Global average pooling as TFLite int8 MEAN over H and W.
 
-use crate::pool::rounded_div;
+use crate::quant::rounded_div;
 use crate::quant::{clamp_to_i8, multiply_by_quantized_multiplier};
 use crate::{check_len, KernelError, MeanParams, Shape};
 

@@ -1,6 +1,6 @@
 //! Max and average pooling (TFLite reference int8 pooling).
 
-use crate::quant::clamp_to_i8;
+use crate::quant::{clamp_to_i8, rounded_div};
 use crate::{check_len, Axis, KernelError, PoolParams, Shape};
 
 /// Channels averaged together per output pixel (stack buffer).
@@ -179,15 +179,4 @@ pub fn avg_pool2d(
         }
     }
     Ok(())
-}
-
-/// `acc / n` rounded half away from zero, as the TFLite reference writes it
-/// (`acc > 0 ? (acc + n/2) / n : (acc - n/2) / n`), wrapping instead of UB.
-#[inline]
-pub(crate) fn rounded_div(acc: i32, n: i32) -> i32 {
-    if acc > 0 {
-        acc.wrapping_add(n / 2).wrapping_div(n)
-    } else {
-        acc.wrapping_sub(n / 2).wrapping_div(n)
-    }
 }

@@ -421,6 +421,17 @@ impl RoundingRq {
     }
 }
 
+/// `acc / n` rounded half away from zero, as the TFLite reference writes it
+/// (`acc > 0 ? (acc + n/2) / n : (acc - n/2) / n`), wrapping instead of UB.
+#[inline]
+pub(crate) fn rounded_div(acc: i32, n: i32) -> i32 {
+    if acc > 0 {
+        acc.wrapping_add(n / 2).wrapping_div(n)
+    } else {
+        acc.wrapping_sub(n / 2).wrapping_div(n)
+    }
+}
+
 /// Requantizes an accumulator and clamps it the way the TFLite reference
 /// kernels do (`max` with the lower bound first, then `min` with the upper).
 #[inline(always)]

@@ -1,23 +1,24 @@
 //! Depthwise convolution with depth multiplier 1: four channels per pass, one word of
-//! input and one of weights per tap, `SXTB16` + `SSUB16` (zero point) + `SMLABB`/`SMLATT`
-//! into four register accumulators.
+//! input and one of weights per tap, `SXTAB16` (widening with the zero point
+//! subtracted) + `SMLABB`/`SMLATT` into four register accumulators, then the
+//! single-step requantization of the conv kernels ([`crate::quant::RoundingRq`]).
 
-use crate::matvec::{Chans, BLOCK};
+use super::table::{Chan, Chans};
+use crate::matvec::BLOCK;
 use crate::{Axis, ConvParams, Requant, Shape};
 use core::arch::asm;
 
-/// Adds `(x[i] - zp) * w[i]` for the four int8 lanes of `x` and `w` to `a[i]`.
+/// Adds `(x[i] - zp) * w[i]` for the four int8 lanes of `x` and `w` to `a[i]`;
+/// `neg_zp2` holds `-zp` in both halfwords.
 #[inline(always)]
-fn tap4(a: &mut [i32; 4], x: u32, w: u32, zp2: u32) {
-    // SAFETY: register-only arithmetic (no memory access, no flags written: SXTB16,
-    // SSUB16 only set the GE bits, which nothing reads); `zp2` holds the zero point in
-    // both halfwords, and |x - zp| <= 255 fits each 16-bit lane exactly.
+fn tap4(a: &mut [i32; 4], x: u32, w: u32, neg_zp2: u32) {
+    // SAFETY: register-only arithmetic (no memory access, no flags written). SXTAB16
+    // adds each sign-extended byte to its halfword of `neg_zp2` without carry between
+    // the halves, and |x - zp| <= 255 fits a 16-bit lane exactly.
     unsafe {
         asm!(
-            "sxtb16 {t}, {x}",
-            "sxtb16 {x}, {x}, ror #8",
-            "ssub16 {t}, {t}, {zp2}",
-            "ssub16 {x}, {x}, {zp2}",
+            "sxtab16 {t}, {nzp}, {x}",
+            "sxtab16 {x}, {nzp}, {x}, ror #8",
             "sxtb16 {u}, {w}",
             "sxtb16 {w}, {w}, ror #8",
             "smlabb {a0}, {t}, {u}, {a0}",
@@ -26,28 +27,64 @@ fn tap4(a: &mut [i32; 4], x: u32, w: u32, zp2: u32) {
             "smlatt {a3}, {x}, {w}, {a3}",
             x = inout(reg) x => _,
             w = inout(reg) w => _,
-            zp2 = in(reg) zp2,
+            nzp = in(reg) neg_zp2,
             a0 = inout(reg) a[0],
             a1 = inout(reg) a[1],
             a2 = inout(reg) a[2],
             a3 = inout(reg) a[3],
             t = out(reg) _,
             u = out(reg) _,
-            options(pure, nomem, nostack),
+            options(pure, nomem, nostack, preserves_flags),
         );
     }
 }
 
-/// A little-endian word of four int8 lanes (an unaligned LDR on ARMv7-M).
+/// The four channels' taps along one row of a window: input words at `x + t * sx`,
+/// weight words at `w + t * sw`, for `t` in `0..taps`.
+///
+/// # Safety
+/// `x` must be valid for reading `(taps - 1) * sx + 4` bytes and `w` for
+/// `(taps - 1) * sw + 4` bytes when `taps > 0` (any alignment: ARMv7-M `LDR` takes
+/// unaligned words).
 #[inline(always)]
-fn word(b: &[i8]) -> u32 {
-    match b {
-        [a, b, c, d, ..] => u32::from_le_bytes([*a as u8, *b as u8, *c as u8, *d as u8]),
-        _ => 0,
+unsafe fn row4(
+    a: &mut [i32; 4],
+    x: *const i8,
+    sx: usize,
+    w: *const i8,
+    sw: usize,
+    taps: usize,
+    neg_zp2: u32,
+) {
+    let (mut x, mut w) = (x, w);
+    for _ in 0..taps {
+        // SAFETY: tap `t` reads bytes `t * s .. t * s + 4` of each run, inside what the
+        // caller guarantees; the pointers advance by the strides only between taps.
+        unsafe {
+            let xv = x.cast::<u32>().read_unaligned();
+            let wv = w.cast::<u32>().read_unaligned();
+            tap4(a, xv, wv, neg_zp2);
+            x = x.wrapping_add(sx);
+            w = w.wrapping_add(sw);
+        }
     }
 }
 
-/// [`crate::depthwise_conv2d`] for `depth_multiplier == 1`, after validation.
+/// One output: `acc` requantized by its channel, offset and clamped (`FULL`: the clamp
+/// is the whole int8 range, one `SSAT`).
+#[inline(always)]
+fn requantized<const FULL: bool>(c: &Chan, acc: i32, lo: i32, hi: i32) -> i8 {
+    if FULL {
+        super::saturate_i8(super::requant_rounding(acc, &c.rq))
+    } else {
+        c.rq.output(acc, lo, hi)
+    }
+}
+
+/// [`crate::depthwise_conv2d`] for `depth_multiplier == 1`, after validation. Returns
+/// `false`, having written nothing, when a channel's requantization does not fit the
+/// single-step form (see [`Chans::prepare_layer`]); the caller then runs the portable
+/// kernel.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn depthwise_dm1(
     table: &mut Chans,
@@ -62,60 +99,129 @@ pub(crate) fn depthwise_dm1(
     bias: Option<&[i32]>,
     output_shape: Shape,
     output: &mut [i8],
-) {
+) -> bool {
     let c = output_shape.c;
-    if c == 0 {
-        return;
+    // Checked for every block before any output is written, so a refusal leaves the
+    // output to the portable kernel whole.
+    for cb in (0..c).step_by(BLOCK) {
+        if table
+            .prepare_layer(bias, rq, p.output_zero_point, cb, BLOCK.min(c - cb))
+            .is_none()
+        {
+            return false;
+        }
     }
-    let in_w = input_shape.w;
-    let in_img = input_shape.h * in_w * c;
-    let kw = filter_shape.w;
-    let (dh, dw) = (p.dilation_h, p.dilation_w);
-    let zp = p.input_zero_point;
-    let zp2 = (zp as u32 & 0xffff) | ((zp as u32) << 16);
-    let (ozp, lo, hi) = (
-        p.output_zero_point,
-        i32::from(p.clamp.min),
-        i32::from(p.clamp.max),
-    );
-    // Bias and requantization prepared once per block of channels (BLOCK is a multiple
-    // of 4, so blocks split into whole 4-channel groups plus a tail in the last block).
+    let args = Layer {
+        p,
+        ay,
+        ax,
+        input_shape,
+        input,
+        kw: filter_shape.w,
+        filter,
+        output_shape,
+    };
+    // A second copy of the loops saturating with `SSAT` (1.5k of ds_cnn's 19k
+    // instructions in this layer for 3 KB of code): not in builds optimized for size.
+    if !cfg!(edgekd_size_opt) && p.clamp.min == i8::MIN && p.clamp.max == i8::MAX {
+        blocks::<true>(table, rq, bias, &args, output);
+    } else {
+        blocks::<false>(table, rq, bias, &args, output);
+    }
+    true
+}
+
+/// What [`blocks`] needs of a validated layer.
+struct Layer<'a> {
+    p: &'a ConvParams,
+    ay: Axis,
+    ax: Axis,
+    input_shape: Shape,
+    input: &'a [i8],
+    kw: usize,
+    filter: &'a [i8],
+    output_shape: Shape,
+}
+
+/// The layer in blocks of [`BLOCK`] channels, each prepared once; per output pixel,
+/// groups of four channels through [`row4`], then the block's last `n % 4` channels
+/// one at a time.
+#[inline(always)]
+fn blocks<const FULL: bool>(
+    table: &mut Chans,
+    rq: &Requant<'_>,
+    bias: Option<&[i32]>,
+    l: &Layer<'_>,
+    output: &mut [i8],
+) {
+    let c = l.output_shape.c;
+    let in_w = l.input_shape.w;
+    let in_img = l.input_shape.h * in_w * c;
+    let (dh, dw) = (l.p.dilation_h, l.p.dilation_w);
+    let zp = l.p.input_zero_point;
+    let neg_zp2 = super::neg_zero_point2(zp);
+    let (lo, hi) = (i32::from(l.p.clamp.min), i32::from(l.p.clamp.max));
+    // Bytes between a window's taps along a row, in the input and in the filter.
+    let (sx, sw) = (dw * c, c);
+    // ... and between its rows.
+    let (row_x, row_w) = (dh * in_w * c, l.kw * c);
     for cb in (0..c).step_by(BLOCK) {
         let nb = BLOCK.min(c - cb);
-        let chans = table.prepare(bias, rq, cb, nb);
+        let Some(chans) = table.prepare_layer(bias, rq, l.p.output_zero_point, cb, nb) else {
+            return;
+        };
         let (groups, tail) = chans.split_at(nb / 4 * 4);
         let mut out_px = output.chunks_exact_mut(c);
-        for img in input.chunks_exact(in_img).take(input_shape.n) {
-            for oy in 0..output_shape.h {
-                let (ky0, ky1, iy0) = ay.window(oy);
-                for ox in 0..output_shape.w {
-                    let (kx0, kx1, ix0) = ax.window(ox);
+        for img in l.input.chunks_exact(in_img).take(l.input_shape.n) {
+            for oy in 0..l.output_shape.h {
+                let (ky0, ky1, iy0) = l.ay.window(oy);
+                for ox in 0..l.output_shape.w {
+                    let (kx0, kx1, ix0) = l.ax.window(ox);
                     let Some(out) = out_px.next() else {
                         return;
                     };
                     let out = &mut out[cb..][..nb];
                     let (out4, out_tail) = out.split_at_mut(groups.len());
+                    let (rows, taps) = (ky1 - ky0, kx1 - kx0);
+                    // The window as one run of input and one of filter, from the block's
+                    // first channel: row `r`, tap `t` of group `g` is 4 bytes at
+                    // `4 * g + r * row + t * s`.
+                    let span =
+                        |row: usize, s: usize| (rows.max(1) - 1) * row + (taps.max(1) - 1) * s + nb;
+                    let xs = img
+                        .get((iy0 * in_w + ix0) * c + cb..)
+                        .and_then(|x| x.get(..span(row_x, sx)));
+                    let ws = l
+                        .filter
+                        .get((ky0 * l.kw + kx0) * c + cb..)
+                        .and_then(|w| w.get(..span(row_w, sw)));
+                    let (Some(xs), Some(ws)) = (xs, ws) else {
+                        return;
+                    };
                     for (g, (o4, cg)) in out4
                         .chunks_exact_mut(4)
                         .zip(groups.chunks_exact(4))
                         .enumerate()
                     {
-                        let c0 = cb + 4 * g;
                         let mut a = [cg[0].bias, cg[1].bias, cg[2].bias, cg[3].bias];
-                        let mut iy = iy0;
-                        for ky in ky0..ky1 {
-                            let row = iy * in_w;
-                            let mut ix = ix0;
-                            for kx in kx0..kx1 {
-                                let x = word(&img[(row + ix) * c + c0..]);
-                                let w = word(&filter[(ky * kw + kx) * c + c0..]);
-                                tap4(&mut a, x, w, zp2);
-                                ix += dw;
+                        for r in 0..rows {
+                            // SAFETY: row `r` of group `g` reads 4 bytes at
+                            // `4 * g + r * row + t * s` for `t < taps`, the last ending at
+                            // most `span` bytes in (`4 * g + 4 <= nb`).
+                            unsafe {
+                                row4(
+                                    &mut a,
+                                    xs.as_ptr().add(4 * g + r * row_x),
+                                    sx,
+                                    ws.as_ptr().add(4 * g + r * row_w),
+                                    sw,
+                                    taps,
+                                    neg_zp2,
+                                );
                             }
-                            iy += dh;
                         }
                         for ((o, &a), ch) in o4.iter_mut().zip(&a).zip(cg) {
-                            *o = ch.rq.output(a, ozp, lo, hi);
+                            *o = requantized::<FULL>(ch, a, lo, hi);
                         }
                     }
                     for (j, (o, chan)) in out_tail.iter_mut().zip(tail).enumerate() {
@@ -126,13 +232,13 @@ pub(crate) fn depthwise_dm1(
                             let mut ix = ix0;
                             for kx in kx0..kx1 {
                                 let x = i32::from(img[(iy * in_w + ix) * c + ch]) - zp;
-                                let w = i32::from(filter[(ky * kw + kx) * c + ch]);
+                                let w = i32::from(l.filter[(ky * l.kw + kx) * c + ch]);
                                 a = a.wrapping_add(x * w);
                                 ix += dw;
                             }
                             iy += dh;
                         }
-                        *o = chan.rq.output(a, ozp, lo, hi);
+                        *o = requantized::<FULL>(chan, a, lo, hi);
                     }
                 }
             }

@@ -1,12 +1,11 @@
 //! `SMLAD` version of [`crate::matvec`]: one column against two output channels per
 //! pass (fully connected, and the last pixel of a convolution), or two columns (two
 //! output pixels) against one channel, so that each weight word is loaded and widened
-//! once for two outputs. Requantization is [`RoundingRq`]: one `SMLAL` pair and a
+//! once for two outputs. Requantization is [`crate::quant::RoundingRq`]: one `SMLAL` pair and a
 //! shift per output instead of TFLite's two rounding steps.
 
-use crate::matvec::{OutQ, BLOCK, PAIR_OFFSET};
-use crate::quant::RoundingRq;
-use crate::Requant;
+pub(crate) use super::table::{Chan, Chans};
+use crate::matvec::{OutQ, PAIR_OFFSET};
 use core::arch::asm;
 
 /// Reorders each full group of four column entries to `x0, x2, x1, x3`: `SXTB16` of a
@@ -20,9 +19,8 @@ pub(crate) fn pack(col: &mut [i16]) {
     }
 }
 
-/// `x - zp` widened straight into packed order: `SXTB16` of an input word gives lanes
-/// `(x0, x2)` and, rotated by 8, `(x1, x3)`; `SSUB16` subtracts the zero point from both,
-/// `STRD` stores the group (the column must be 4-byte aligned, as the kernels' buffers
+/// `x - zp` widened straight into packed order: `SXTAB16` of an input word gives lanes
+/// `(x0, x2)` and, rotated by 8, `(x1, x3)`, each added to `-zp`; `STRD` stores the group (the column must be 4-byte aligned, as the kernels' buffers
 /// are; an unaligned one takes the portable loop).
 #[inline(always)]
 pub(crate) fn widen_pack(col: &mut [i16], x: &[i8], zp: i32) {
@@ -33,7 +31,7 @@ pub(crate) fn widen_pack(col: &mut [i16], x: &[i8], zp: i32) {
         0
     };
     if groups > 0 {
-        let zp2 = (zp as u32 & 0xffff) | ((zp as u32) << 16);
+        let neg_zp2 = super::neg_zero_point2(zp);
         // SAFETY: reads `4 * groups <= x.len()` bytes (ARMv7-M LDR tolerates an
         // unaligned input) and writes `4 * groups <= col.len()` entries of the 4-byte
         // aligned column (checked), as STRD requires; |x - zp| <= 255 fits each 16-bit
@@ -42,17 +40,15 @@ pub(crate) fn widen_pack(col: &mut [i16], x: &[i8], zp: i32) {
             asm!(
                 "2:",
                 "ldr {w}, [{src}], #4",
-                "sxtb16 {e}, {w}",
-                "sxtb16 {o}, {w}, ror #8",
-                "ssub16 {e}, {e}, {zp2}",
-                "ssub16 {o}, {o}, {zp2}",
+                "sxtab16 {e}, {nzp}, {w}",
+                "sxtab16 {o}, {nzp}, {w}, ror #8",
                 "strd {e}, {o}, [{dst}], #8",
                 "subs {n}, {n}, #1",
                 "bne 2b",
                 src = inout(reg) x.as_ptr() => _,
                 dst = inout(reg) col.as_mut_ptr() => _,
                 n = inout(reg) groups => _,
-                zp2 = in(reg) zp2,
+                nzp = in(reg) neg_zp2,
                 w = out(reg) _,
                 e = out(reg) _,
                 o = out(reg) _,
@@ -352,67 +348,6 @@ unsafe fn dot_2x2(x: *const i16, w: *const i8, k: usize, acc: &mut [i32; 4]) {
     *acc = [a0, b0, a1, b1];
 }
 
-/// One output channel's bias and single-step requantization (`repr(C)`: [`pair_rows_i8`]
-/// reads bias, multiplier, nudge and shift at byte offsets 0, 4, 8/12 and 16).
-#[derive(Clone, Copy)]
-#[repr(C)]
-pub(crate) struct Chan {
-    bias: i32,
-    rq: RoundingRq,
-}
-
-/// The prepared channels of one block (a 320-byte table on the stack).
-pub(crate) struct Chans([Chan; BLOCK]);
-
-impl Chans {
-    pub(crate) const fn new() -> Self {
-        Chans(
-            [Chan {
-                bias: 0,
-                rq: RoundingRq {
-                    multiplier: 0,
-                    nudge_lo: 0,
-                    nudge_hi: 0,
-                    shift: 0,
-                },
-            }; BLOCK],
-        )
-    }
-
-    /// Prepares channels `c0..c0 + n` (`n <= BLOCK`) with the output zero point folded
-    /// in, or `None` if one of them does not fit [`RoundingRq`] (a shift outside
-    /// `-23..0` or a negative multiplier: the caller then runs the portable reference
-    /// kernel).
-    #[inline(always)]
-    pub(crate) fn prepare_layer(
-        &mut self,
-        bias: Option<&[i32]>,
-        rq: &Requant<'_>,
-        out_zp: i32,
-        c0: usize,
-        n: usize,
-    ) -> Option<&[Chan]> {
-        let table = &mut self.0[..n.min(BLOCK)];
-        let biases = bias.and_then(|b| b.get(c0..)).unwrap_or(&[]);
-        for (j, t) in table.iter_mut().enumerate() {
-            t.bias = biases.get(j).copied().unwrap_or(0);
-        }
-        if let ([m], [s]) = (rq.multiplier, rq.shift) {
-            let one = RoundingRq::new(*m, *s, out_zp)?;
-            for t in table.iter_mut() {
-                t.rq = one;
-            }
-        } else {
-            let ms = rq.multiplier.get(c0..)?.iter();
-            let ss = rq.shift.get(c0..)?.iter();
-            for ((t, &m), &s) in table.iter_mut().zip(ms).zip(ss) {
-                t.rq = RoundingRq::new(m, s, out_zp)?;
-            }
-        }
-        Some(table)
-    }
-}
-
 #[inline(always)]
 fn output(c: &Chan, acc: i32, q: OutQ) -> i8 {
     c.rq.output(acc, q.lo, q.hi)
@@ -584,7 +519,7 @@ macro_rules! requant_acc {
 /// `xa` must be 4-byte aligned with `k` readable entries at `xa` and at
 /// `xa + PAIR_OFFSET`; `w` the first of `2 * pairs` rows of `k` readable bytes;
 /// `chans` valid for reading and `out_a`, `out_b` for writing `2 * pairs` entries;
-/// `pairs >= 1`. Every `Chan`'s shift is at most 22 (as [`RoundingRq::new`] makes them).
+/// `pairs >= 1`. Every `Chan`'s shift is at most 22 (as [`crate::quant::RoundingRq::new`] makes them).
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 pub(crate) unsafe fn pair_rows_i8(

@@ -16,8 +16,19 @@ pub(crate) mod fully_connected;
 pub(crate) mod matvec;
 #[cfg(feature = "pool")]
 pub(crate) mod pool;
+#[cfg(any(feature = "conv2d", feature = "fully-connected", edgekd_depthwise))]
+pub(crate) mod table;
 
 use core::arch::asm;
+
+/// `-zero_point` in both halfwords: the addend `SXTAB16` widens int8 lanes onto, so
+/// that one instruction gives two `x - zero_point` (|x - zp| <= 255 fits a lane).
+#[cfg(any(feature = "conv2d", feature = "fully-connected", edgekd_depthwise))]
+#[inline(always)]
+pub(crate) fn neg_zero_point2(zero_point: i32) -> u32 {
+    let neg = zero_point.wrapping_neg() as u32;
+    (neg & 0xffff) | (neg << 16)
+}
 
 /// [`crate::quant::ChannelRq::apply`]: `x << left`, gemmlowp's
 /// SaturatingRoundingDoublingHighMul by `multiplier`, then RoundingDivideByPOT by `right`
@@ -62,7 +73,6 @@ pub(crate) fn requant(x: i32, multiplier: i32, left: u32, right: u32, mask: i32)
 /// [`crate::quant::RoundingRq::apply`]: `SMLAL` of `x * multiplier` into the prepared
 /// 64-bit nudge, a second `SMLAL` of `x >> 31` (0 or 1) by `i32::MIN` for the sign
 /// term, and the high word shifted right by `r - 1`.
-#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
 #[inline(always)]
 pub(crate) fn requant_rounding(x: i32, rq: &crate::quant::RoundingRq) -> i32 {
     let v: i32;
@@ -90,14 +100,14 @@ pub(crate) fn requant_rounding(x: i32, rq: &crate::quant::RoundingRq) -> i32 {
 
 /// [`requant_rounding`] saturated to int8 (`SSAT`): the output of a layer whose clamp is
 /// the whole int8 range.
-#[cfg(feature = "conv2d")]
+#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
 #[inline(always)]
 pub(crate) fn requant_rounding_i8(x: i32, rq: &crate::quant::RoundingRq) -> i8 {
     saturate_i8(requant_rounding(x, rq))
 }
 
 /// `v` clamped to `-128..=127` in one `SSAT`.
-#[cfg(feature = "conv2d")]
+#[cfg(any(feature = "conv2d", feature = "fully-connected", edgekd_depthwise))]
 #[inline(always)]
 pub(crate) fn saturate_i8(v: i32) -> i8 {
     let s: i32;
