@@ -230,31 +230,6 @@ impl ChannelRq {
         rq
     }
 
-    /// Whether [`Self::apply_small`] applies: the left shift is in `15..=23`.
-    #[cfg(all(feature = "add", not(all(target_arch = "arm", edgekd_dsp))))]
-    #[inline(always)]
-    pub(crate) fn small_ok(&self) -> bool {
-        (15..=23).contains(&self.left)
-    }
-
-    /// [`Self::apply`]`(d)` for `|d| <= 255` when [`Self::small_ok`], without a 64-bit
-    /// multiply (cores without `SMULL`, e.g. the Cortex-M0, call a library routine for
-    /// one). With `x = d * 2^left` (no overflow: `|x| < 2^31`, so the saturating case
-    /// cannot occur) gemmlowp's high multiply is `floor((d * m + 2^(s-1)) / 2^s)` for
-    /// `s = 31 - left` in `8..=16`; splitting `m = mh * 2^16 + ml` gives
-    /// `d * mh * 2^(16-s) + floor((d * ml + 2^(s-1)) / 2^s)`, both products under 2^24.
-    #[cfg(all(feature = "add", not(all(target_arch = "arm", edgekd_dsp))))]
-    #[inline(always)]
-    pub(crate) fn apply_small(&self, d: i32) -> i32 {
-        let s = 31 - u32::from(self.left);
-        let (mh, ml) = (self.multiplier >> 16, self.multiplier & 0xffff);
-        let hi = d.wrapping_mul(mh).wrapping_shl(16 - s);
-        let lo = d.wrapping_mul(ml).wrapping_add(1 << (s - 1)) >> s;
-        let v = hi.wrapping_add(lo);
-        let threshold = (self.mask >> 1) + (v as u32 >> 31) as i32;
-        (v >> self.right) + i32::from((v & self.mask) > threshold)
-    }
-
     /// [`multiply_by_quantized_multiplier`]`(acc, multiplier, shift)`.
     #[inline(always)]
     pub(crate) fn apply(&self, acc: i32) -> i32 {
@@ -292,6 +267,67 @@ impl ChannelRq {
     #[inline(always)]
     pub(crate) fn output(&self, acc: i32, out_zp: i32, lo: i32, hi: i32) -> i8 {
         clamp_to_i8(self.apply(acc).wrapping_add(out_zp), lo, hi)
+    }
+}
+
+/// One ADD input's rescaling, [`multiply_by_quantized_multiplier`]`(d << left_shift,
+/// multiplier, shift)` for `|d| <= 255` (`d = x - zero_point`), in 32-bit arithmetic:
+/// two multiply-adds and two shifts, no 64-bit product, one rounding step.
+///
+/// With `q = 31 - left_shift` and `x = d * 2^left_shift`, gemmlowp's high multiply is
+/// `v = floor((d * m + 2^(q-1)) / 2^q)` (`floor((x * m + 2^30) / 2^31)`, as in
+/// [`RoundingRq`]), and splitting `m = mh * 2^q + ml` gives
+/// `v = d * mh + floor((d * ml + 2^(q-1)) / 2^q)`. TFLite's rounding divide by `2^r`
+/// (`r = -shift`) is `floor((v + 2^(r-1) - [v < 0]) / 2^r)`; `2^(r-1)` moves inside the
+/// inner floor as `2^(q+r-1)`, and `[v < 0]` may be replaced by `[d < 0]` (they differ
+/// only when `v = 0`, where both give 0). For `r = 0` there is no divide.
+#[cfg(feature = "add")]
+#[derive(Clone, Copy)]
+pub(crate) struct InputRescale {
+    mh: i32,
+    ml: i32,
+    /// `2^(q-1) + 2^(q+r-1)` (no second term for `r = 0`).
+    nudge: i32,
+    /// All ones when `r > 0` (the `[d < 0]` term), else 0.
+    sign_mask: i32,
+    q: u32,
+    r: u32,
+}
+
+#[cfg(feature = "add")]
+impl InputRescale {
+    /// `None` unless `multiplier >= 0`, `shift <= 0`, `left_shift` is in `9..=22` (TFLite
+    /// uses 20) and `q - shift <= 30`: then no product or sum can overflow
+    /// (`|d * mh| <= 255 * 2^22`, `|d * ml| + nudge < 255 * 2^22 + 2^30`).
+    #[inline(always)]
+    pub(crate) fn new(multiplier: i32, shift: i32, left_shift: i32) -> Option<Self> {
+        if multiplier < 0 || shift > 0 || !(9..=22).contains(&left_shift) {
+            return None;
+        }
+        let q = 31 - left_shift as u32;
+        let r = shift.unsigned_abs();
+        if q + r > 30 {
+            return None;
+        }
+        Some(InputRescale {
+            mh: multiplier >> q,
+            ml: multiplier & ((1 << q) - 1),
+            nudge: (1 << (q - 1)) + if r > 0 { 1 << (q + r - 1) } else { 0 },
+            sign_mask: if r > 0 { -1 } else { 0 },
+            q,
+            r,
+        })
+    }
+
+    /// The rescaled input for `d = x - zero_point`, `|d| <= 255`.
+    #[inline(always)]
+    pub(crate) fn apply(&self, d: i32) -> i32 {
+        let t = d.wrapping_mul(self.ml).wrapping_add(self.nudge) >> self.q;
+        let u = d
+            .wrapping_mul(self.mh)
+            .wrapping_add(t)
+            .wrapping_add((d >> 31) & self.sign_mask);
+        u >> self.r
     }
 }
 
@@ -710,6 +746,59 @@ mod tests {
         assert!(RoundingRq::new(1 << 30, -3, 129).is_none());
     }
 
+    /// Every `d` in -255..=255 against the reference, for edge and random multipliers,
+    /// every shift and left shift the rescaling takes; and what it refuses.
+    #[cfg(feature = "add")]
+    #[test]
+    fn input_rescale_equals_multiply_by_quantized_multiplier() {
+        let mut next = xorshift(0x5eed_0add_1234_5678);
+        let mut checked = 0u32;
+        for left_shift in 0..=31 {
+            for shift in -32..=2 {
+                let mut ms = [
+                    0,
+                    1,
+                    (1 << 30) - 1,
+                    1 << 30,
+                    (1 << 30) + 1,
+                    i32::MAX,
+                    0,
+                    0,
+                    0,
+                    0,
+                ];
+                for m in &mut ms[6..] {
+                    *m = (next() >> 33) as i32;
+                }
+                for m in ms {
+                    let Some(rs) = InputRescale::new(m, shift, left_shift) else {
+                        let q = 31 - left_shift;
+                        assert!(
+                            !(9..=22).contains(&left_shift) || shift > 0 || q - shift > 30,
+                            "refused m={m} shift={shift} left_shift={left_shift}"
+                        );
+                        continue;
+                    };
+                    for d in -255..=255 {
+                        let want = multiply_by_quantized_multiplier(d << left_shift, m, shift);
+                        assert_eq!(
+                            rs.apply(d),
+                            want,
+                            "d={d} m={m} shift={shift} left_shift={left_shift}"
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        // TFLite's own parameters (left shift 20, input shifts 0 and below) all run here.
+        assert!(checked > 1000, "{checked}");
+        assert!(InputRescale::new(-1, -1, 20).is_none());
+        assert!(InputRescale::new(1 << 30, 1, 20).is_none());
+        assert!(InputRescale::new(1 << 30, -20, 20).is_none());
+        assert!(InputRescale::new(1 << 30, -19, 20).is_some());
+    }
+
     #[test]
     fn rounding_shift_equals_multiply_by_quantized_multiplier() {
         let mut next = xorshift(0x0fed_cba9_8765_4321);
@@ -771,48 +860,6 @@ mod tests {
             saturating_rounding_doubling_high_mul(i32::MIN, i32::MAX),
             -i32::MAX
         );
-    }
-
-    /// The 32-bit input rescaling of the portable ADD against the reference, for every
-    /// `x - zp` an int8 pair can give, every combined left shift it takes and edge and
-    /// random multipliers and right shifts.
-    #[cfg(all(feature = "add", not(all(target_arch = "arm", edgekd_dsp))))]
-    #[test]
-    fn apply_small_equals_reference() {
-        let mut mults = [0i32; 48];
-        mults[..8].copy_from_slice(&[
-            i32::MIN,
-            i32::MIN + 1,
-            -(1 << 30),
-            -1,
-            0,
-            1,
-            1 << 30,
-            i32::MAX,
-        ]);
-        let mut r: u32 = 12345;
-        for m in mults[8..].iter_mut() {
-            r = r.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            *m = r as i32;
-        }
-        for pre in 15..=23u32 {
-            for shift in -33..=8 {
-                for &m in &mults {
-                    let rq = ChannelRq::with_pre_shift(m, shift, pre);
-                    if !rq.small_ok() {
-                        continue;
-                    }
-                    for d in -255i32..=255 {
-                        let want = multiply_by_quantized_multiplier(d.wrapping_shl(pre), m, shift);
-                        assert_eq!(
-                            rq.apply_small(d),
-                            want,
-                            "d={d} m={m} shift={shift} pre={pre}"
-                        );
-                    }
-                }
-            }
-        }
     }
 
     #[test]

@@ -107,7 +107,6 @@ pub(crate) fn requant_rounding_i8(x: i32, rq: &crate::quant::RoundingRq) -> i8 {
 }
 
 /// `v` clamped to `-128..=127` in one `SSAT`.
-#[cfg(any(feature = "conv2d", feature = "fully-connected", edgekd_depthwise))]
 #[inline(always)]
 pub(crate) fn saturate_i8(v: i32) -> i8 {
     let s: i32;
