@@ -118,6 +118,7 @@ fn run() -> Result<(), String> {
         "EDGEKD_EXPECTED",
         "EDGEKD_OPS",
         "EDGEKD_FALLBACK",
+        "EDGEKD_MAX_COLS",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -151,6 +152,7 @@ fn run() -> Result<(), String> {
     let facts = model_facts(&bytes).map_err(|e| format!("{}: {e}", model_path.display()))?;
     check_ops(&facts, &model_path)?;
     check_fallback(&facts, &model_path)?;
+    check_columns(&facts, &model_path)?;
     let inputs = read_i8_npy(&input_path)?;
     let expected = read_i8_npy(&expected_path)?;
     if inputs.cols != facts.input_len {
@@ -273,6 +275,33 @@ fn check_fallback(facts: &ModelFacts, model_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// `EDGEKD_MAX_COLS=N` sizes the kernels' column buffer (`device/kernels/build.rs`):
+/// refuse a size smaller than the model's layers need (they would fall back to the slow
+/// kernels, or fail without them) and any size for the self-test, whose random layers
+/// take the whole default buffer.
+fn check_columns(facts: &ModelFacts, model_path: &Path) -> Result<(), String> {
+    let Ok(value) = env::var("EDGEKD_MAX_COLS") else {
+        return Ok(());
+    };
+    if env::var_os("CARGO_FEATURE_SELFTEST").is_some() {
+        return Err("the self-test needs the default column buffer: unset EDGEKD_MAX_COLS".into());
+    }
+    // The kernels' build script reports a malformed value.
+    let Ok(columns) = value.parse::<usize>() else {
+        return Ok(());
+    };
+    if columns < facts.scratch_columns {
+        return Err(format!(
+            "the model {} needs a column buffer of {} entries, but EDGEKD_MAX_COLS={columns}; \
+             set EDGEKD_MAX_COLS={} or unset it (256)",
+            model_path.display(),
+            facts.scratch_columns,
+            facts.scratch_columns
+        ));
+    }
+    Ok(())
+}
+
 fn select_board() -> Result<&'static Board, String> {
     let chosen: Vec<&Board> = BOARDS
         .iter()
@@ -332,6 +361,8 @@ struct ModelFacts {
     ops_used: Vec<String>,
     /// Whether an op takes its kernel's slow fallback (`Op::needs_fallback`).
     needs_fallback: bool,
+    /// The kernels' column-buffer entries the model needs (`Op::scratch_columns`).
+    scratch_columns: usize,
     input_len: usize,
     output_len: usize,
     /// Fully connected ops' filters widened to 16 bits (`edgekd_runtime::fc_wide_weights`),
@@ -360,10 +391,13 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
     }
     let (mut ops_used, mut needs_fallback): (Vec<String>, bool) = (Vec::new(), false);
     let mut wide_fc = Vec::new();
+    let mut scratch_columns = 0;
     for (index, op) in model.ops().enumerate() {
         let op = op.map_err(|e| e.to_string())?;
         let fallback = op.needs_fallback(&model).map_err(|e| e.to_string())?;
         needs_fallback |= fallback;
+        scratch_columns =
+            scratch_columns.max(op.scratch_columns(&model).map_err(|e| e.to_string())?);
         if op.code == edgekd_runtime::OpCode::FullyConnected && !fallback {
             let filter = op
                 .input(1)
@@ -386,6 +420,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         ops: model.op_count(),
         ops_used,
         needs_fallback,
+        scratch_columns,
         input_len: tensor_len(model.input(0))?,
         output_len: tensor_len(model.output(0))?,
         wide_fc,

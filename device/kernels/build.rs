@@ -12,8 +12,9 @@ use std::env;
 
 fn main() {
     fallback_knob();
+    columns_knob();
     size_knob();
-    depthwise_knob();
+    op_knobs();
     println!("cargo::rustc-check-cfg=cfg(edgekd_dsp)");
     println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     let target = env::var("TARGET").unwrap_or_default();
@@ -70,6 +71,36 @@ fn fallback_knob() {
     }
 }
 
+/// `EDGEKD_MAX_COLS=N` sizes the kernels' column buffer (the largest part of every
+/// interpreter's RAM) to `N` entries instead of 256: `edgekd bench`/`flash` set it to
+/// what the model's conv and fully connected layers need (`Op::scratch_columns`), and
+/// the firmware's build script refuses a value too small for its model. A multiple of
+/// four in 4..=256; bare-metal targets only, like `EDGEKD_OPS`.
+fn columns_knob() {
+    println!("cargo::rerun-if-env-changed=EDGEKD_MAX_COLS");
+    let bare_metal = env::var("TARGET").unwrap_or_default().contains("-none");
+    let columns = match env::var("EDGEKD_MAX_COLS") {
+        Ok(v) if bare_metal => match v.parse::<usize>() {
+            Ok(n) if (4..=256).contains(&n) && n % 4 == 0 => n,
+            _ => {
+                println!(
+                    "cargo::error=EDGEKD_MAX_COLS must be a multiple of 4 from 4 to 256, not `{v}`"
+                );
+                256
+            }
+        },
+        _ => 256,
+    };
+    let out = std::path::PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let code = format!(
+        "/// Entries of the column buffer (`EDGEKD_MAX_COLS`, default 256; see `build.rs`).\n\
+         pub(crate) const MAX_COLS: usize = {columns};\n"
+    );
+    if let Err(e) = std::fs::write(out.join("max_cols.rs"), code) {
+        println!("cargo::error=cannot write max_cols.rs: {e}");
+    }
+}
+
 /// Builds optimized for size (`opt-level` "s" or "z") get `cfg(edgekd_size_opt)`: the
 /// kernels then keep one copy of the fully connected row loop, which they otherwise
 /// specialize for layers clamped to the whole int8 range (saturating with `SSAT`).
@@ -80,22 +111,28 @@ fn size_knob() {
     }
 }
 
-/// `cfg(edgekd_depthwise)`: the depthwise kernel (and, on DSP cores, the channel table
-/// in `Scratch` for a model with no conv or fully connected layer) is compiled when
-/// the `depthwise-conv2d` feature is on, unless a bare-metal build's `EDGEKD_OPS` (the
-/// list `edgekd-runtime` narrows its ops by) leaves depthwise out. The self-test, which
-/// checks every kernel, keeps it.
-fn depthwise_knob() {
-    println!("cargo::rustc-check-cfg=cfg(edgekd_depthwise)");
+/// `cfg(edgekd_depthwise)` and `cfg(edgekd_conv2d)`: the depthwise and conv kernels,
+/// and with them the channel table in `Scratch` (320 bytes of every interpreter's RAM on
+/// DSP cores, where fully connected layers do without it), are compiled when their
+/// cargo feature is on, unless a bare-metal build's `EDGEKD_OPS` (the list
+/// `edgekd-runtime` narrows its ops by) leaves the op out. The self-test, which checks
+/// every kernel, keeps them.
+fn op_knobs() {
+    op_knob("DEPTHWISE_CONV2D", "depthwise-conv2d", "edgekd_depthwise");
+    op_knob("CONV2D", "conv2d", "edgekd_conv2d");
+}
+
+fn op_knob(feature: &str, op: &str, cfg: &str) {
+    println!("cargo::rustc-check-cfg=cfg({cfg})");
     println!("cargo::rerun-if-env-changed=EDGEKD_OPS");
-    let feature = env::var_os("CARGO_FEATURE_DEPTHWISE_CONV2D").is_some();
+    let feature = env::var_os(format!("CARGO_FEATURE_{feature}")).is_some();
     let selftest = env::var_os("CARGO_FEATURE_SELFTEST").is_some();
     let bare_metal = env::var("TARGET").unwrap_or_default().contains("-none");
     let listed = match env::var("EDGEKD_OPS") {
-        Ok(list) if bare_metal => list.split(',').any(|op| op.trim() == "depthwise-conv2d"),
+        Ok(list) if bare_metal => list.split(',').any(|o| o.trim() == op),
         _ => true,
     };
     if feature && (listed || selftest) {
-        println!("cargo::rustc-cfg=edgekd_depthwise");
+        println!("cargo::rustc-cfg={cfg}");
     }
 }

@@ -116,6 +116,16 @@ fn check_model(target: &str, name: &str) -> serde_json::Value {
     // Every layer of the reference models fits the kernels' fast paths, so the
     // firmware is built without their fallbacks.
     assert_eq!(report["fallback_kernels"], false, "{target} {name}");
+    // ... and with the kernels' column buffer sized to the model (`EDGEKD_MAX_COLS`):
+    // the paired conv columns of tiny_cnn (128 + 24), the mlp's 40 inputs.
+    let columns = match name {
+        "tiny_cnn" => 152,
+        "mlp" => 40,
+        _ => 0,
+    };
+    if columns > 0 {
+        assert_eq!(report["scratch_columns"], columns, "{target} {name}");
+    }
 
     // The counts are exact instruction counts: the clock check is exact, the same
     // inference costs the same on every sample, and the ops plus the interpreter add up.
@@ -321,6 +331,31 @@ fn long_fully_connected_keeps_the_fallback() {
     );
     assert!(
         stderr.contains("runs a kernel's fallback") && stderr.contains("long_fc.ekd"),
+        "{stderr}"
+    );
+}
+
+/// A column buffer smaller than the model's layers need (`EDGEKD_MAX_COLS`) is refused
+/// by the firmware's build, naming the model and the size it needs.
+#[test]
+fn too_small_column_buffer_is_refused() {
+    require_tools(&["thumbv7em-none-eabihf"]);
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let fw = repo().join("firmware");
+    let model = repo().join("models/reference/mlp.ekd");
+    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&fw)
+        .args(["build", "--release"])
+        .env("CARGO_TARGET_DIR", fw.join("target"))
+        .env("EDGEKD_MODEL", &model)
+        .env("EDGEKD_MAX_COLS", "36")
+        .env_remove("RUSTFLAGS")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(!build.status.success(), "the build took EDGEKD_MAX_COLS=36");
+    assert!(
+        stderr.contains("needs a column buffer of 40 entries") && stderr.contains("mlp.ekd"),
         "{stderr}"
     );
 }

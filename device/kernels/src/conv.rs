@@ -330,7 +330,7 @@ fn im2col(
     let (cols, table) = layer_scratch(scratch);
     // The second column of a pair starts at a fixed place (see `PAIR_OFFSET`).
     let second = PAIR_OFFSET;
-    let pair = PAIR_PIXELS && k <= PAIR_OFFSET;
+    let pair = PAIR_PIXELS && k <= PAIR_OFFSET && PAIR_OFFSET + k <= MAX_COLS;
     // Output channels in blocks whose bias and requantization are prepared once; models
     // with at most `BLOCK` output channels (all the reference ones) make one pass.
     for c0 in (0..out_c).step_by(BLOCK) {

@@ -1,10 +1,12 @@
 //! Fully connected layer (TFLite int8 `FullyConnected`, per-channel capable).
 
 #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+use crate::matvec::layer_scratch;
+#[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 use crate::matvec::OutQ;
 #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 use crate::matvec::BLOCK;
-use crate::matvec::{layer_scratch, widen_pack, MAX_COLS};
+use crate::matvec::{widen_pack, MAX_COLS};
 use crate::quant::{requantize, rounding_shift_fits};
 use crate::{check_bias, check_requant, dot, Activations, FcParams, KernelError, Requant, Scratch};
 
@@ -256,13 +258,15 @@ impl<'a> FcLayer<'a> {
             }
         }
         let p = &self.p;
+        #[cfg(all(target_arch = "arm", edgekd_dsp))]
+        let cols = &mut scratch.cols;
+        #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
         let (cols, table) = layer_scratch(scratch);
         // DSP cores requantize each channel on the fly (it is used once per row). The
         // rows see the column rounded up to whole groups of four entries (the widened
         // filter's zeros meet the entries past `in_features`).
         #[cfg(all(target_arch = "arm", edgekd_dsp))]
         {
-            let _ = table;
             for (x, out) in input
                 .chunks_exact(in_features)
                 .zip(output.chunks_exact_mut(out_features))

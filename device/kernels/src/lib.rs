@@ -29,7 +29,7 @@
 // With some kernels compiled out (cargo features), helpers only they use are dead code.
 #![cfg_attr(
     not(all(
-        feature = "conv2d",
+        edgekd_conv2d,
         edgekd_depthwise,
         feature = "fully-connected",
         feature = "pool",
@@ -47,13 +47,13 @@ extern crate std;
 mod add;
 #[cfg(all(target_arch = "arm", edgekd_dsp))]
 mod arm;
-#[cfg(feature = "conv2d")]
+#[cfg(edgekd_conv2d)]
 mod conv;
 #[cfg(edgekd_depthwise)]
 mod depthwise;
 #[cfg(feature = "fully-connected")]
 mod fully_connected;
-#[cfg(any(feature = "conv2d", feature = "fully-connected", edgekd_depthwise))]
+#[cfg(any(edgekd_conv2d, feature = "fully-connected", edgekd_depthwise))]
 mod matvec;
 #[cfg(feature = "mean")]
 mod mean;
@@ -67,7 +67,7 @@ mod softmax;
 
 #[cfg(feature = "add")]
 pub use add::add;
-#[cfg(feature = "conv2d")]
+#[cfg(edgekd_conv2d)]
 pub use conv::{conv2d, conv2d_in, conv2d_needs_fallback, ConvLayer};
 #[cfg(edgekd_depthwise)]
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_in};
@@ -76,6 +76,12 @@ pub use fully_connected::{
     fc_wide_len, fc_wide_weights, fully_connected, fully_connected_in,
     fully_connected_needs_fallback, FcLayer,
 };
+#[cfg(edgekd_conv2d)]
+pub use matvec::conv2d_scratch_columns;
+#[cfg(feature = "fully-connected")]
+pub use matvec::fully_connected_scratch_columns;
+#[cfg(any(edgekd_conv2d, feature = "fully-connected"))]
+pub use matvec::DEFAULT_MAX_COLS;
 
 /// Whether this build's fully connected layers run faster from the filter widened to
 /// 16 bits (`fc_wide_weights`, `FcLayer::with_wide_weights`): DSP cores in builds not
@@ -95,7 +101,7 @@ pub use softmax::softmax;
 pub mod reference {
     #[cfg(feature = "add")]
     pub use crate::add::add_reference as add;
-    #[cfg(feature = "conv2d")]
+    #[cfg(edgekd_conv2d)]
     pub use crate::conv::conv2d_reference as conv2d;
     #[cfg(edgekd_depthwise)]
     pub use crate::depthwise::depthwise_conv2d_reference as depthwise_conv2d;
@@ -107,24 +113,21 @@ pub mod reference {
 
 /// Working memory of the im2col [`conv2d`], [`fully_connected`] and (DSP)
 /// [`depthwise_conv2d`] kernels: an input column (512 bytes) and a block of prepared
-/// per-channel requantization parameters (a 320-byte table on DSP cores, 256 bytes
-/// elsewhere, shared by all three). Those make a fresh one per call; a caller
+/// per-channel requantization parameters (a 320-byte table on DSP cores, where fully
+/// connected layers do without it; 256 bytes elsewhere). Firmware sizes the column to
+/// its model (`EDGEKD_MAX_COLS`, see `conv2d_scratch_columns`). Those make a fresh one per call; a caller
 /// running many layers (the interpreter) keeps one and passes it to `conv2d_in`,
 /// `fully_connected_in` or `depthwise_conv2d_in`, which saves zeroing it for every
 /// layer. What it holds between calls does not matter.
 pub struct Scratch {
-    #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+    #[cfg(any(edgekd_conv2d, feature = "fully-connected"))]
     pub(crate) cols: matvec::Cols,
     #[cfg(all(
-        any(feature = "conv2d", feature = "fully-connected"),
+        any(edgekd_conv2d, feature = "fully-connected"),
         not(all(target_arch = "arm", edgekd_dsp))
     ))]
     pub(crate) chans: matvec::Chans,
-    #[cfg(all(
-        target_arch = "arm",
-        edgekd_dsp,
-        any(feature = "conv2d", feature = "fully-connected", edgekd_depthwise)
-    ))]
+    #[cfg(all(target_arch = "arm", edgekd_dsp, any(edgekd_conv2d, edgekd_depthwise)))]
     pub(crate) layer: arm::table::Chans,
 }
 
@@ -132,18 +135,14 @@ impl Scratch {
     /// Zeroed working memory.
     pub const fn new() -> Self {
         Scratch {
-            #[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+            #[cfg(any(edgekd_conv2d, feature = "fully-connected"))]
             cols: matvec::Cols::new(),
             #[cfg(all(
-                any(feature = "conv2d", feature = "fully-connected"),
+                any(edgekd_conv2d, feature = "fully-connected"),
                 not(all(target_arch = "arm", edgekd_dsp))
             ))]
             chans: matvec::Chans::new(),
-            #[cfg(all(
-                target_arch = "arm",
-                edgekd_dsp,
-                any(feature = "conv2d", feature = "fully-connected", edgekd_depthwise)
-            ))]
+            #[cfg(all(target_arch = "arm", edgekd_dsp, any(edgekd_conv2d, edgekd_depthwise)))]
             layer: arm::table::Chans::new(),
         }
     }
@@ -339,14 +338,14 @@ pub(crate) fn check_len(len: usize, shape: Shape) -> Result<(), KernelError> {
 }
 
 /// The activation lengths a checked layer (`ConvLayer`, `FcLayer`) was made for.
-#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+#[cfg(any(edgekd_conv2d, feature = "fully-connected"))]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Activations {
     pub(crate) input: usize,
     pub(crate) output: usize,
 }
 
-#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+#[cfg(any(edgekd_conv2d, feature = "fully-connected"))]
 impl Activations {
     /// [`KernelError::ShapeMismatch`] unless `input` and `output` have these lengths.
     #[inline(always)]

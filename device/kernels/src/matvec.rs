@@ -12,9 +12,35 @@ use crate::quant::ChannelRq;
 #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 use crate::Requant;
 
-/// Longest column (`kh * kw * in_c` or `in_features`) the im2col path handles; longer
-/// ones take the generic kernels (the column lives on the stack: 512 bytes).
-pub(crate) const MAX_COLS: usize = 256;
+// Longest column (`kh * kw * in_c` or `in_features`) the im2col path handles, longer
+// ones take the generic kernels: `MAX_COLS`, 256 entries (512 bytes) unless a firmware
+// build sizes it to its model (`EDGEKD_MAX_COLS`, see `build.rs`).
+include!(concat!(env!("OUT_DIR"), "/max_cols.rs"));
+
+/// Column entries in builds whose buffer is not sized to a model.
+pub const DEFAULT_MAX_COLS: usize = 256;
+
+/// The column-buffer entries a conv layer with `columns` entries per output pixel
+/// (`kh * kw * in_c`) needs to run its fast path in every build: with pixel pairing the
+/// second column starts at [`PAIR_OFFSET`]. 0 for a layer over [`DEFAULT_MAX_COLS`],
+/// which runs the reference kernel and no column.
+pub fn conv2d_scratch_columns(columns: usize) -> usize {
+    match columns {
+        c if c > DEFAULT_MAX_COLS => 0,
+        c if c <= PAIR_OFFSET => PAIR_OFFSET + c.next_multiple_of(4),
+        c => c.next_multiple_of(4),
+    }
+}
+
+/// [`conv2d_scratch_columns`] for a fully connected layer: its input row, rounded up to
+/// whole groups of four.
+pub fn fully_connected_scratch_columns(in_features: usize) -> usize {
+    if in_features > DEFAULT_MAX_COLS {
+        0
+    } else {
+        in_features.next_multiple_of(4)
+    }
+}
 
 /// Word-aligned column buffer (the DSP kernels load it two lanes at a time).
 #[repr(C, align(8))]
@@ -58,7 +84,7 @@ pub(crate) fn widen_pack(col: &mut [i16], x: &[i8], zp: i32) {
 #[cfg(all(
     target_arch = "arm",
     edgekd_dsp,
-    any(feature = "conv2d", feature = "fully-connected")
+    any(edgekd_conv2d, feature = "fully-connected")
 ))]
 pub(crate) use crate::arm::matvec::{matvec, matvec2, pack, widen_pack, Chans as Table};
 
@@ -72,13 +98,18 @@ pub(crate) type Table = Chans;
 pub(crate) const PAIR_PIXELS: bool = cfg!(all(target_arch = "arm", edgekd_dsp));
 
 /// Where the second pixel's column starts in [`Cols`] when convolutions pair pixels: a
-/// fixed offset (half the buffer, 256 bytes) lets the DSP kernel address both columns
+/// fixed offset (128 entries, 256 bytes: half the default buffer) lets the DSP kernel address both columns
 /// from one pointer (`LDR` with an immediate offset), which frees the register a second
-/// pointer would take. Paired layers therefore need `k <= PAIR_OFFSET`.
-pub(crate) const PAIR_OFFSET: usize = MAX_COLS / 2;
+/// pointer would take. Paired layers therefore need `k <= PAIR_OFFSET` and a buffer of
+/// at least `PAIR_OFFSET + k` entries.
+pub(crate) const PAIR_OFFSET: usize = DEFAULT_MAX_COLS / 2;
 
-/// The column buffer and the channel table of a conv or fully connected layer.
-#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+/// The column buffer and the channel table of a conv (or, portable, fully connected)
+/// layer.
+#[cfg(any(
+    edgekd_conv2d,
+    all(feature = "fully-connected", not(all(target_arch = "arm", edgekd_dsp)))
+))]
 #[inline(always)]
 pub(crate) fn layer_scratch(s: &mut crate::Scratch) -> (&mut Cols, &mut Table) {
     #[cfg(all(target_arch = "arm", edgekd_dsp))]

@@ -321,6 +321,8 @@ impl FirmwareDir {
             .env("EDGEKD_OPS", golden.ops.join(","))
             // ... and the kernels' slow fallbacks only if a layer takes them.
             .env("EDGEKD_FALLBACK", if golden.fallback { "1" } else { "0" })
+            // ... and the column buffer sized to the model's largest layer (RAM).
+            .env("EDGEKD_MAX_COLS", golden.columns.to_string())
             // RUSTFLAGS would replace the firmware's own (and drop -Tlink.x).
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -382,6 +384,9 @@ pub(crate) struct Golden {
     /// Whether a layer takes a kernel's slow fallback, which the firmware then keeps
     /// (`EDGEKD_FALLBACK`, see `device/kernels/build.rs`).
     pub fallback: bool,
+    /// The kernels' column-buffer entries the model needs (`Op::scratch_columns`, at
+    /// least 4): the firmware's buffer is sized to it (`EDGEKD_MAX_COLS`).
+    pub columns: usize,
 }
 
 impl Golden {
@@ -397,9 +402,11 @@ impl Golden {
             None => synthetic_inputs(model)?,
         };
         let (mut ops, mut fallback): (Vec<String>, bool) = (Vec::new(), false);
+        let mut columns = 4;
         for op in model.ops() {
             let op = op?;
             fallback |= op.needs_fallback(&model)?;
+            columns = columns.max(op.scratch_columns(&model)?);
             let name = op.code.feature().to_string();
             if !ops.contains(&name) {
                 ops.push(name);
@@ -413,6 +420,7 @@ impl Golden {
             expected,
             ops,
             fallback,
+            columns,
         };
         std::fs::write(golden.input_path(), io::npy_bytes(&golden.inputs)?)?;
         std::fs::write(golden.expected_path(), io::npy_bytes(&golden.expected)?)?;
@@ -834,6 +842,8 @@ pub struct Report {
     pub compiled_ops: Vec<String>,
     /// Whether the kernels' slow fallbacks are compiled in (a layer needs them).
     pub fallback_kernels: bool,
+    /// Entries of the kernels' column buffer (`EDGEKD_MAX_COLS`).
+    pub scratch_columns: usize,
 }
 
 impl Report {
@@ -889,6 +899,7 @@ impl Report {
             outputs: run.outputs.clone(),
             compiled_ops: golden.ops.clone(),
             fallback_kernels: golden.fallback,
+            scratch_columns: golden.columns,
         })
     }
 
@@ -949,13 +960,14 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "runtime ops compiled in: {} (fallback kernels {})",
+            "runtime ops compiled in: {} (fallback kernels {}); column buffer {} entries",
             self.compiled_ops.join(", "),
             if self.fallback_kernels {
                 "in: a layer needs them"
             } else {
                 "left out"
-            }
+            },
+            self.scratch_columns
         );
         let _ = writeln!(
             s,

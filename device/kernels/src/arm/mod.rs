@@ -12,18 +12,18 @@
 pub(crate) mod depthwise;
 #[cfg(feature = "fully-connected")]
 pub(crate) mod fully_connected;
-#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+#[cfg(any(edgekd_conv2d, feature = "fully-connected"))]
 pub(crate) mod matvec;
 #[cfg(feature = "pool")]
 pub(crate) mod pool;
-#[cfg(any(feature = "conv2d", feature = "fully-connected", edgekd_depthwise))]
+#[cfg(any(edgekd_conv2d, feature = "fully-connected", edgekd_depthwise))]
 pub(crate) mod table;
 
 use core::arch::asm;
 
 /// `-zero_point` in both halfwords: the addend `SXTAB16` widens int8 lanes onto, so
 /// that one instruction gives two `x - zero_point` (|x - zp| <= 255 fits a lane).
-#[cfg(any(feature = "conv2d", feature = "fully-connected", edgekd_depthwise))]
+#[cfg(any(edgekd_conv2d, feature = "fully-connected", edgekd_depthwise))]
 #[inline(always)]
 pub(crate) fn neg_zero_point2(zero_point: i32) -> u32 {
     let neg = zero_point.wrapping_neg() as u32;
@@ -100,7 +100,7 @@ pub(crate) fn requant_rounding(x: i32, rq: &crate::quant::RoundingRq) -> i32 {
 
 /// [`requant_rounding`] saturated to int8 (`SSAT`): the output of a layer whose clamp is
 /// the whole int8 range.
-#[cfg(any(feature = "conv2d", feature = "fully-connected"))]
+#[cfg(any(edgekd_conv2d, feature = "fully-connected"))]
 #[inline(always)]
 pub(crate) fn requant_rounding_i8(x: i32, rq: &crate::quant::RoundingRq) -> i8 {
     saturate_i8(requant_rounding(x, rq))

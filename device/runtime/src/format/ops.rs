@@ -531,6 +531,27 @@ impl<'a> Op<'a> {
         })
     }
 
+    /// Entries of the kernels' column buffer this op needs to run its fast path
+    /// (`edgekd_kernels::conv2d_scratch_columns`; 0 for ops that use none). Firmware
+    /// sizes the buffer to the largest over its model's ops (`EDGEKD_MAX_COLS`).
+    ///
+    /// Errors: as [`Op::needs_fallback`].
+    pub fn scratch_columns(&self, model: &Model<'a>) -> Result<usize, Error> {
+        Ok(match self.code {
+            #[cfg(edgekd_op_conv2d)]
+            OpCode::Conv2d => {
+                let w = self.tensor(model, 1)?.shape();
+                edgekd_kernels::conv2d_scratch_columns(w.h * w.w * w.c)
+            }
+            #[cfg(edgekd_op_fully_connected)]
+            OpCode::FullyConnected => {
+                let in_features = *self.tensor(model, 1)?.dims().get(1).unwrap_or(&0);
+                edgekd_kernels::fully_connected_scratch_columns(in_features)
+            }
+            _ => 0,
+        })
+    }
+
     /// Multiply-accumulates of one run of this op (0 for ops without MACs).
     pub fn macs(&self, model: &Model<'a>) -> Result<u64, Error> {
         let out = self.output_tensor(model)?;
