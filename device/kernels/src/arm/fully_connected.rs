@@ -255,6 +255,58 @@ unsafe fn dot4_wide(
     }
 }
 
+/// [`wide_group4`] for the first two rows of a block only: the last block of a layer
+/// whose row count leaves one or two over skips its zero rows (`LDRD` post-indexed
+/// past rows 2 and 3).
+#[cfg(not(edgekd_size_opt))]
+macro_rules! wide_group2 {
+    () => {
+        concat!(
+            "ldrd {xa}, {xb}, [{x}], #8\n",
+            "ldrd {v}, {t}, [{w}], #8\n",
+            "smlad {a0}, {v}, {xa}, {a0}\n",
+            "smlad {a0}, {t}, {xb}, {a0}\n",
+            "ldrd {v}, {t}, [{w}], #24\n",
+            "smlad {a1}, {v}, {xa}, {a1}\n",
+            "smlad {a1}, {t}, {xb}, {a1}\n",
+        )
+    };
+}
+
+/// `acc[i] = init[i] + col . row_i` for rows 0 and 1 of one block of the widened
+/// filter (`fc_wide_weights`' layout): 7 instructions per 8 MACs, for a last block with
+/// one or two real rows, where [`dot4_wide`] would spend half or more of its work on
+/// the zero rows.
+///
+/// # Safety
+/// As [`dot4_wide`] with `blocks = 1`: `x` 4-byte aligned and valid for reading
+/// `4 * groups` i16, `w` 4-byte aligned and valid for reading `16 * groups` i16,
+/// `groups >= 1`.
+#[cfg(not(edgekd_size_opt))]
+#[inline(always)]
+unsafe fn dot2_wide(x: *const i16, w: *const i16, groups: usize, init: [i32; 2]) -> [i32; 2] {
+    let [mut a0, mut a1] = init;
+    // SAFETY: reads the `4 * groups` column entries and, per group, the first 8 of the
+    // block's 16 filter entries (LDRD on 4-byte aligned addresses), as the caller
+    // guarantees; writes only register operands and the flags (LSRS, SUBS).
+    unsafe {
+        asm!(
+            odd_then_pairs!("{n}", wide_group2),
+            x = inout(reg) x => _,
+            w = inout(reg) w => _,
+            n = inout(reg) groups => _,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            xa = out(reg) _,
+            xb = out(reg) _,
+            v = out(reg) _,
+            t = out(reg) _,
+            options(nostack, readonly),
+        );
+    }
+    [a0, a1]
+}
+
 /// `out[i] = SSAT8(requant(acc[i]))` for `i < n` with one multiplier and shift
 /// (`rounding_shift_fits`, checked by the caller), the output zero point `zp` folded in.
 ///
@@ -464,8 +516,9 @@ fn fc_row_wide(col: &[i16], layer: &FcLayer<'_>, wide: &[i16], out: &mut [i8]) {
         // aligned, so the `len.div_ceil(4)` blocks of chunk `c0` (a multiple of four,
         // `CHUNK` is) are `16 * groups` entries each from `w`; `col` holds
         // `4 * groups` entries (compared in `fc_row`), those past `k` met by zero
-        // filter entries; `a` has `CHUNK` entries, `len` rounded up to four of them
-        // written before the first `len` are read.
+        // filter entries; `a` has `CHUNK` entries, at least the first `len` of them
+        // written (by `dot4_wide`, and `dot2_wide` for a last block of one or two rows)
+        // before they are read.
         unsafe {
             if blocks > 0 {
                 dot4_wide(x, w, groups, blocks, init, init_step, a);
@@ -476,7 +529,13 @@ fn fc_row_wide(col: &[i16], layer: &FcLayer<'_>, wide: &[i16], out: &mut [i8]) {
                     *l = *init.add((blocks * 4 + j) * init_step);
                 }
                 let w_last = w.add(blocks * 16 * groups);
-                dot4_wide(x, w_last, groups, 1, last.as_ptr(), 0, a.add(blocks * 4));
+                if part <= 2 {
+                    let [a0, a1] = dot2_wide(x, w_last, groups, [last[0], last[1]]);
+                    *a.add(blocks * 4) = a0;
+                    *a.add(blocks * 4 + 1) = a1;
+                } else {
+                    dot4_wide(x, w_last, groups, 1, last.as_ptr(), 0, a.add(blocks * 4));
+                }
             }
             match layer.form {
                 RqForm::OneFits => requant_per_tensor(a, len, *m, *s, zp, o),
