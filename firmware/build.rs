@@ -363,6 +363,8 @@ struct ModelFacts {
     needs_fallback: bool,
     /// The kernels' column-buffer entries the model needs (`Op::scratch_columns`).
     scratch_columns: usize,
+    /// Multiply-accumulates per op (`Op::macs`).
+    op_macs: Vec<u64>,
     input_len: usize,
     output_len: usize,
     /// Fully connected ops' filters widened to 16 bits (`edgekd_runtime::fc_wide_weights`),
@@ -392,10 +394,12 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
     let (mut ops_used, mut needs_fallback): (Vec<String>, bool) = (Vec::new(), false);
     let mut wide_fc = Vec::new();
     let mut scratch_columns = 0;
+    let mut op_macs = Vec::new();
     for (index, op) in model.ops().enumerate() {
         let op = op.map_err(|e| e.to_string())?;
         let fallback = op.needs_fallback(&model).map_err(|e| e.to_string())?;
         needs_fallback |= fallback;
+        op_macs.push(op.macs(&model).map_err(|e| e.to_string())?);
         scratch_columns =
             scratch_columns.max(op.scratch_columns(&model).map_err(|e| e.to_string())?);
         if op.code == edgekd_runtime::OpCode::FullyConnected && !fallback {
@@ -421,6 +425,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         ops_used,
         needs_fallback,
         scratch_columns,
+        op_macs,
         input_len: tensor_len(model.input(0))?,
         output_len: tensor_len(model.output(0))?,
         wide_fc,
@@ -606,6 +611,21 @@ fn generated_source(
         "pub static WIDE_FC: [(usize, &[i16]); {}] = [{}];",
         table.len(),
         table.join(",")
+    );
+    let _ = writeln!(
+        s,
+        "/// Multiply-accumulates per op (`Op::macs`, counted here so the firmware does not\n/// carry the counting code, which only the report needs)."
+    );
+    let _ = writeln!(
+        s,
+        "pub static OP_MACS: [u64; {}] = [{}];",
+        facts.op_macs.len(),
+        facts
+            .op_macs
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     );
     let _ = writeln!(s, "/// Golden inputs, `SAMPLES` rows of `INPUT_LEN`.");
     let _ = writeln!(
