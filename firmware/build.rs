@@ -193,13 +193,13 @@ fn run() -> Result<(), String> {
     }
     // Counted whether or not this build's kernels read them (the linker drops them
     // from builds that do not).
-    let wide_bytes: usize = facts.wide_fc.iter().map(|(_, w)| 2 * w.len()).sum();
+    let wide_bytes: usize = facts.wide.iter().map(|(_, w)| 2 * w.len()).sum();
     let flash_needed =
         bytes.len() + inputs.data.len() + expected.data.len() + wide_bytes + CODE_RESERVE;
     if flash_needed > flash {
         return Err(format!(
             "the model {} does not fit board {}: model {} bytes + golden vectors {} bytes + \
-             widened FC filters {wide_bytes} bytes + {} bytes for code = {} bytes of flash, \
+             widened filters {wide_bytes} bytes + {} bytes for code = {} bytes of flash, \
              but the board has {} bytes ({})",
             model_path.display(),
             board.name,
@@ -367,9 +367,9 @@ struct ModelFacts {
     op_macs: Vec<u64>,
     input_len: usize,
     output_len: usize,
-    /// Fully connected ops' filters widened to 16 bits (`edgekd_runtime::fc_wide_weights`),
-    /// by op index, for builds whose kernels read them (`FC_USES_WIDE_WEIGHTS`).
-    wide_fc: Vec<(usize, Vec<i16>)>,
+    /// Filters widened to 16 bits (`fc_wide_weights`, `conv2d_wide_weights`) by op
+    /// index, for the ops DSP kernels read them for (`Op::reads_wide_weights`).
+    wide: Vec<(usize, Vec<i16>)>,
 }
 
 /// Parses the model with the same runtime the firmware runs, so a model the firmware
@@ -392,7 +392,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         ));
     }
     let (mut ops_used, mut needs_fallback): (Vec<String>, bool) = (Vec::new(), false);
-    let mut wide_fc = Vec::new();
+    let mut wide = Vec::new();
     let mut scratch_columns = 0;
     let mut op_macs = Vec::new();
     for (index, op) in model.ops().enumerate() {
@@ -402,17 +402,23 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         op_macs.push(op.macs(&model).map_err(|e| e.to_string())?);
         scratch_columns =
             scratch_columns.max(op.scratch_columns(&model).map_err(|e| e.to_string())?);
-        if op.code == edgekd_runtime::OpCode::FullyConnected && !fallback {
+        if op.reads_wide_weights(&model).map_err(|e| e.to_string())? {
             let filter = op
                 .input(1)
-                .ok_or("a fully connected op has no filter")
+                .ok_or("a conv or fully connected op has no filter")
                 .and_then(|t| model.tensor(t).map_err(|_| "bad filter tensor"))?;
-            if let ([out_f, in_f], Ok(w)) = (filter.dims(), filter.const_i8()) {
-                wide_fc.push((
-                    index,
-                    edgekd_runtime::fc_wide_weights(w, *in_f, *out_f).collect(),
-                ));
-            }
+            let w = filter.const_i8().map_err(|e| e.to_string())?;
+            let table = match (op.code, filter.dims()) {
+                (edgekd_runtime::OpCode::FullyConnected, &[out_f, in_f]) => {
+                    edgekd_runtime::fc_wide_weights(w, in_f, out_f).collect()
+                }
+                (edgekd_runtime::OpCode::Conv2d, _) => {
+                    let s = filter.shape();
+                    edgekd_runtime::conv2d_wide_weights(w, s.h * s.w * s.c, s.n).collect()
+                }
+                _ => return Err(format!("op {index}: unexpected filter for a widened table")),
+            };
+            wide.push((index, table));
         }
         let name = op.code.feature().to_string();
         if !ops_used.contains(&name) {
@@ -428,7 +434,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         op_macs,
         input_len: tensor_len(model.input(0))?,
         output_len: tensor_len(model.output(0))?,
-        wide_fc,
+        wide,
     })
 }
 
@@ -589,26 +595,26 @@ fn generated_source(
     };
     let _ = writeln!(
         s,
-        "/// A widened fully connected filter, aligned for word loads.\n#[repr(C, align(4))]\npub struct Wide<const N: usize>(pub [i16; N]);"
+        "/// A widened filter, aligned for word loads.\n#[repr(C, align(4))]\npub struct Wide<const N: usize>(pub [i16; N]);"
     );
     let mut table = Vec::new();
-    for (index, wide) in &facts.wide_fc {
+    for (index, wide) in &facts.wide {
         let values: Vec<String> = wide.iter().map(|x| x.to_string()).collect();
         let _ = writeln!(
             s,
-            "static WIDE_FC_{index}: Wide<{}> = Wide([{}]);",
+            "static WIDE_{index}: Wide<{}> = Wide([{}]);",
             wide.len(),
             values.join(",")
         );
-        table.push(format!("({index}, &WIDE_FC_{index}.0)"));
+        table.push(format!("({index}, &WIDE_{index}.0)"));
     }
     let _ = writeln!(
         s,
-        "/// Fully connected ops' widened filters by op index (`Interpreter::set_wide_weights`)."
+        "/// Conv and fully connected ops' widened filters by op index (`Interpreter::set_wide_weights`)."
     );
     let _ = writeln!(
         s,
-        "pub static WIDE_FC: [(usize, &[i16]); {}] = [{}];",
+        "pub static WIDE: [(usize, &[i16]); {}] = [{}];",
         table.len(),
         table.join(",")
     );

@@ -121,8 +121,8 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
     };
 
     // The linker drops the widened filters from builds whose kernels do not read them.
-    if edgekd_runtime::FC_USES_WIDE_WEIGHTS {
-        for &(op, wide) in gen::WIDE_FC.iter() {
+    if edgekd_runtime::FC_USES_WIDE_WEIGHTS || edgekd_runtime::CONV_USES_WIDE_WEIGHTS {
+        for &(op, wide) in gen::WIDE.iter() {
             if let Err(e) = interp.set_wide_weights(op, wide) {
                 writeln!(out, "error stage=wide-weights op={op} reason=\"{e}\"")?;
                 return Ok(Verdict::Fail);

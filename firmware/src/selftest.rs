@@ -15,21 +15,26 @@ type ElementwiseRun = fn(u64, u32) -> selftest::Tally;
 
 pub fn run(out: &mut impl Write) -> Verdict {
     let mut failed = false;
-    let mut totals = [(0u32, 0u32, 0u64); 3];
+    let mut totals = [selftest::Tally::default(); 3];
     for seed in SEEDS {
-        for (i, (_, t)) in selftest::run(seed, CASES).into_iter().enumerate() {
-            totals[i].0 += t.cases;
-            totals[i].1 += t.mismatches;
-            totals[i].2 += t.macs;
+        for (total, (_, t)) in totals.iter_mut().zip(selftest::run(seed, CASES)) {
+            total.cases += t.cases;
+            total.mismatches += t.mismatches;
+            total.macs += t.macs;
+            total.wide += t.wide;
         }
     }
     let names = ["Conv2D", "DepthwiseConv2D", "FullyConnected"];
-    for (name, (cases, mismatches, macs)) in names.iter().zip(totals) {
-        failed |= mismatches != 0 || cases == 0;
+    for (name, t) in names.iter().zip(totals) {
+        failed |= t.mismatches != 0 || t.cases == 0;
         let _ = writeln!(
             out,
-            "selftest kernel={name} dsp={} cases={cases} mismatches={mismatches} macs={macs}",
-            edgekd_kernels::DSP_KERNELS
+            "selftest kernel={name} dsp={} cases={} mismatches={} macs={} wide={}",
+            edgekd_kernels::DSP_KERNELS,
+            t.cases,
+            t.mismatches,
+            t.macs,
+            t.wide
         );
     }
     let elementwise: [(&str, ElementwiseRun); 2] = [

@@ -53,6 +53,16 @@ fn check(lines: &[String], dsp: bool) {
             .and_then(|v| v.parse().ok())
             .expect("macs=");
         assert!(macs > 100_000, "too little covered: {l}");
+        // Conv and fully connected cases run again from the widened filter wherever the
+        // DSP kernel reads one (checked on every core: the portable kernels ignore it).
+        let wide: u32 = l
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("wide="))
+            .and_then(|v| v.parse().ok())
+            .expect("wide=");
+        if !l.contains("kernel=DepthwiseConv2D") {
+            assert!(wide >= 10, "too few widened-filter cases: {l}");
+        }
     }
     // Add and MaxPool2D against their reference loops.
     let elementwise: Vec<&String> = lines

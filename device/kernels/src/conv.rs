@@ -81,6 +81,32 @@ pub struct ConvLayer<'a> {
     bias: Option<&'a [i32]>,
     output_shape: Shape,
     lens: Activations,
+    /// The filter in [`conv2d_wide_weights`]' layout, when the caller has it in flash
+    /// ([`ConvLayer::with_wide_weights`]); only builds with
+    /// [`crate::CONV_USES_WIDE_WEIGHTS`] read it.
+    #[cfg_attr(not(all(target_arch = "arm", edgekd_dsp)), allow(dead_code))]
+    wide: Option<&'a [i16]>,
+}
+
+/// Entries of [`conv2d_wide_weights`] for a layer of `columns` entries per output pixel
+/// (`kh * kw * in_c`) and `out_c` output channels: rounded up to a multiple of four
+/// and of two.
+pub const fn conv2d_wide_len(columns: usize, out_c: usize) -> usize {
+    columns.next_multiple_of(4) * out_c.next_multiple_of(2)
+}
+
+/// A conv filter (`[out_c][kh][kw][in_c]`, int8: `out_c` rows of `columns` entries)
+/// widened to 16 bits in the order the DSP kernel's paired-pixel loop reads it,
+/// [`conv2d_wide_len`] entries: `fc_wide_weights`' layout with blocks of two output
+/// channels (the loop's channel pair). The loop then loads two entries per word and
+/// needs no `SXTB16` per weight: 12 instead of 18 instructions per 16 MACs. It costs
+/// twice the filter's bytes of flash; firmware generates it at build time.
+pub fn conv2d_wide_weights(
+    filter: &[i8],
+    columns: usize,
+    out_c: usize,
+) -> impl Iterator<Item = i16> + '_ {
+    crate::matvec::widened::<2>(filter, columns, out_c)
 }
 
 impl<'a> ConvLayer<'a> {
@@ -115,7 +141,69 @@ impl<'a> ConvLayer<'a> {
             bias,
             output_shape,
             lens,
+            wide: None,
         })
+    }
+
+    /// The layer reading its filter from `wide`, the same filter in
+    /// [`conv2d_wide_weights`]' layout (e.g. a `static` the firmware's build script
+    /// wrote), compared with the layer's filter entry by entry, so a stale table is
+    /// refused rather than computed with. The DSP kernel reads it on its paired-pixel
+    /// path for layers whose every window is one run of the input (1-D signals, 1x1
+    /// kernels) clamped to the whole int8 range; other layers ignore it.
+    ///
+    /// Errors: [`KernelError::ShapeMismatch`] if `wide` differs from the layer's filter
+    /// in that layout or is not 4-byte aligned; [`KernelError::UnsupportedParams`] for
+    /// columns longer than the paired path takes (128 entries).
+    pub fn with_wide_weights(mut self, wide: &'a [i16]) -> Result<Self, KernelError> {
+        let fs = self.filter_shape;
+        let (k, n) = (fs.h * fs.w * fs.c, fs.n);
+        if k > PAIR_OFFSET {
+            return Err(KernelError::UnsupportedParams);
+        }
+        if wide.as_ptr() as usize % 4 != 0
+            || wide.len() != conv2d_wide_len(k, n)
+            || !wide
+                .iter()
+                .copied()
+                .eq(conv2d_wide_weights(self.filter, k, n))
+        {
+            return Err(KernelError::ShapeMismatch);
+        }
+        self.wide = Some(wide);
+        Ok(self)
+    }
+
+    /// Whether DSP builds ([`crate::CONV_USES_WIDE_WEIGHTS`]) read a widened filter for
+    /// this layer: its paired-pixel path, taken when every window is one run of the
+    /// input (unpadded 1-D signals, 1x1 kernels), the clamp is the whole int8 range, the
+    /// output channels are even in number with every requantization in the single-step
+    /// form, and columns have at most 128 entries. Firmware generates tables only for
+    /// such layers.
+    pub fn reads_wide_weights(&self) -> bool {
+        let (p, fs, ins, outs) = (
+            &self.p,
+            self.filter_shape,
+            self.input_shape,
+            self.output_shape,
+        );
+        let k = fs.h * fs.w * ins.c;
+        let ay = Axis::accepted(ins.h, fs.h, p.stride_h, p.dilation_h, p.pad_top);
+        let ax = Axis::accepted(ins.w, fs.w, p.stride_w, p.dilation_w, p.pad_left);
+        let single_step =
+            |(&m, &s): (&i32, &i32)| crate::quant::single_step_fits(m, s, p.output_zero_point);
+        (1..=PAIR_OFFSET).contains(&k)
+            && outs.c % 2 == 0
+            && p.clamp.min == i8::MIN
+            && p.clamp.max == i8::MAX
+            && contiguous_windows(p, ins, fs)
+            && dense_windows(p, ay, ax, fs, outs)
+            && self
+                .rq
+                .multiplier
+                .iter()
+                .zip(self.rq.shift)
+                .all(single_step)
     }
 
     /// Runs the convolution: `input` and `output` must hold the elements of the
@@ -145,7 +233,7 @@ impl<'a> ConvLayer<'a> {
         let k = fs.h * fs.w * ins.c;
         if k <= MAX_COLS {
             let done = im2col(
-                scratch, p, rq, ay, ax, ins, input, fs, filter, bias, outs, output,
+                scratch, p, rq, ay, ax, ins, input, fs, filter, self.wide, bias, outs, output,
             );
             if done {
                 return Ok(());
@@ -280,6 +368,36 @@ fn check_layer(
     Ok((ay, ax, lens))
 }
 
+/// Whether the rows of a full window follow each other in the input: one row, or a
+/// filter row spanning the whole input row, without dilation.
+fn contiguous_windows(p: &ConvParams, input_shape: Shape, filter_shape: Shape) -> bool {
+    let (f_row, in_row) = (
+        filter_shape.w * input_shape.c,
+        input_shape.w * input_shape.c,
+    );
+    p.dilation_w == 1 && (filter_shape.h == 1 || (p.dilation_h == 1 && f_row == in_row))
+}
+
+/// Whether every window lies wholly inside the input (no padding reaches it): the first
+/// and last windows of both axes are full, so all between are, and with no left padding
+/// and no dilation column `ox`'s window starts at input column `ox * stride_w`.
+fn dense_windows(
+    p: &ConvParams,
+    ay: Axis,
+    ax: Axis,
+    filter_shape: Shape,
+    output_shape: Shape,
+) -> bool {
+    let (kh, kw) = (filter_shape.h, filter_shape.w);
+    p.dilation_w == 1
+        && output_shape.h > 0
+        && output_shape.w > 0
+        && ay.window(0) == (0, kh, 0)
+        && ay.window(output_shape.h - 1).1 == kh
+        && ax.window(0) == (0, kw, 0)
+        && ax.window(output_shape.w - 1).1 == kw
+}
+
 /// Gathers each output pixel's receptive field into an i16 column (`x - zp`, zeros in
 /// the padding) and multiplies it with all filters at once; on DSP cores two pixels'
 /// columns at a time ([`PAIR_PIXELS`]). Returns `false` when the build's channel table
@@ -296,6 +414,7 @@ fn im2col(
     input: &[i8],
     filter_shape: Shape,
     filter: &[i8],
+    wide: Option<&[i16]>,
     bias: Option<&[i32]>,
     output_shape: Shape,
     output: &mut [i8],
@@ -313,21 +432,13 @@ fn im2col(
         lo: i32::from(p.clamp.min),
         hi: i32::from(p.clamp.max),
     };
-    // Rows of a full window follow each other in the input when there is one row, or
-    // when a filter row spans the whole input row without dilation.
-    let contiguous = dw == 1 && (kh == 1 || (dh == 1 && f_row == in_row));
+    let contiguous = contiguous_windows(p, input_shape, filter_shape);
     let out_c = output_shape.c;
-    // Every window lies wholly inside the input (no padding reaches it): the first and
-    // last windows of both axes are full, so all between are, and with no left padding
-    // and no dilation column `ox`'s window starts at input column `ox * stride_w`.
-    let dense = p.dilation_w == 1
-        && output_shape.h > 0
-        && output_shape.w > 0
-        && ay.window(0) == (0, kh, 0)
-        && ay.window(output_shape.h - 1).1 == kh
-        && ax.window(0) == (0, kw, 0)
-        && ax.window(output_shape.w - 1).1 == kw;
+    let dense = dense_windows(p, ay, ax, filter_shape, output_shape);
     let (cols, table) = layer_scratch(scratch);
+    // Only the DSP paired-pixel loop reads a widened filter.
+    #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
+    let _ = wide;
     // The second column of a pair starts at a fixed place (see `PAIR_OFFSET`).
     let second = PAIR_OFFSET;
     let pair = PAIR_PIXELS && k <= PAIR_OFFSET && PAIR_OFFSET + k <= MAX_COLS;
@@ -357,6 +468,7 @@ fn im2col(
                 k,
                 c0,
                 filter,
+                wide,
             );
             continue;
         }
@@ -457,10 +569,15 @@ fn dense_pairs(
     k: usize,
     c0: usize,
     filter: &[i8],
+    wide: Option<&[i16]>,
 ) {
     let n = chans.len();
     let in_img = input_shape.h * input_shape.w * input_shape.c;
     let (first, rest) = cols.0.split_at_mut(PAIR_OFFSET);
+    // The widened rows are read in whole groups of four: both columns must have room
+    // for `k` rounded up (entries past `k` meet zero weights).
+    let groups = k.div_ceil(4);
+    let room = first.len() >= 4 * groups && rest.len() >= 4 * groups;
     let (col_a, col_b) = (&mut first[..k], &mut rest[..k]);
     let Some(filter) = filter.get(..n * k) else {
         return;
@@ -468,6 +585,15 @@ fn dense_pairs(
     // Whole-range layers with an even number of channels go straight to the asm
     // channel loop (the checks `matvec2` makes per pair hold for the whole layer).
     let direct = q.lo <= -128 && q.hi >= 127 && n % 2 == 0 && n > 0 && k <= PAIR_OFFSET;
+    // This block's channel pairs in the widened filter, `8 * groups` entries each
+    // (size-optimized builds do without).
+    #[cfg(edgekd_size_opt)]
+    let _ = (wide, room);
+    #[cfg(not(edgekd_size_opt))]
+    let wide = wide
+        .and_then(|w| w.get(c0 * 4 * groups..))
+        .and_then(|w| w.get(..n / 2 * 8 * groups))
+        .filter(|_| direct && room && groups > 0);
     let mut waiting: Option<&mut [i8]> = None;
     let mut out_px = output.chunks_exact_mut(output_shape.c);
     for img in input.chunks_exact(in_img).take(input_shape.n) {
@@ -487,6 +613,28 @@ fn dense_pairs(
                     }
                     Some(prev) => {
                         widen_pack(col_b, x, zp);
+                        #[cfg(not(edgekd_size_opt))]
+                        if let Some(wide) = wide {
+                            // SAFETY: `col_a` starts the 8-byte aligned buffer and
+                            // `col_b` is `PAIR_OFFSET` entries on, each with room for
+                            // `4 * groups` entries (checked); `wide` is 4-byte aligned
+                            // (`ConvLayer::with_wide_weights`) and holds the `n / 2`
+                            // pairs' `8 * groups` entries each (sliced above);
+                            // `chans`, `prev` and `out` hold `n = 2 * (n / 2)`
+                            // entries; the table's shifts come from `RoundingRq::new`.
+                            unsafe {
+                                crate::arm::matvec::pair_rows_wide(
+                                    col_a.as_ptr(),
+                                    groups,
+                                    wide.as_ptr(),
+                                    chans.as_ptr(),
+                                    prev.as_mut_ptr(),
+                                    out.as_mut_ptr(),
+                                    n / 2,
+                                );
+                            }
+                            continue;
+                        }
                         if direct {
                             // SAFETY: `col_a` starts the 8-byte aligned buffer and
                             // `col_b` is `PAIR_OFFSET` entries on, both `k <=

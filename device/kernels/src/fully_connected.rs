@@ -114,25 +114,7 @@ pub fn fc_wide_weights(
     in_features: usize,
     out_features: usize,
 ) -> impl Iterator<Item = i16> + '_ {
-    let groups = in_features.div_ceil(4);
-    // Nested rather than one index split by division: the firmware checks its tables
-    // with this at start-up.
-    (0..out_features.div_ceil(4)).flat_map(move |b| {
-        (0..groups).flat_map(move |g| {
-            let full = 4 * g + 4 <= in_features;
-            (0..16).map(move |e| {
-                let (row, j) = (4 * b + e / 4, e % 4);
-                let col = 4 * g + if full { [0, 2, 1, 3][j] } else { j };
-                if row < out_features && col < in_features {
-                    filter
-                        .get(row * in_features + col)
-                        .map_or(0, |&w| i16::from(w))
-                } else {
-                    0
-                }
-            })
-        })
-    })
+    crate::matvec::widened::<4>(filter, in_features, out_features)
 }
 
 /// How a layer's outputs are requantized: `rq` holds one entry or `out_features`.

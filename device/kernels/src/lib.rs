@@ -68,7 +68,9 @@ mod softmax;
 #[cfg(feature = "add")]
 pub use add::add;
 #[cfg(edgekd_conv2d)]
-pub use conv::{conv2d, conv2d_in, conv2d_needs_fallback, ConvLayer};
+pub use conv::{
+    conv2d, conv2d_in, conv2d_needs_fallback, conv2d_wide_len, conv2d_wide_weights, ConvLayer,
+};
 #[cfg(edgekd_depthwise)]
 pub use depthwise::{depthwise_conv2d, depthwise_conv2d_in};
 #[cfg(feature = "fully-connected")]
@@ -88,6 +90,10 @@ pub use matvec::DEFAULT_MAX_COLS;
 /// optimized for size. Elsewhere a widened filter is checked, then ignored.
 pub const FC_USES_WIDE_WEIGHTS: bool =
     cfg!(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt)));
+
+/// [`FC_USES_WIDE_WEIGHTS`] for conv layers (`conv2d_wide_weights`,
+/// `ConvLayer::with_wide_weights`): the same builds.
+pub const CONV_USES_WIDE_WEIGHTS: bool = FC_USES_WIDE_WEIGHTS;
 #[cfg(feature = "mean")]
 pub use mean::global_avg_pool;
 #[cfg(feature = "pool")]

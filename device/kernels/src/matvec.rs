@@ -60,6 +60,37 @@ pub(crate) struct OutQ {
     pub(crate) hi: i32,
 }
 
+/// A filter of `rows` rows of `columns` int8 entries widened to 16 bits in the order
+/// the DSP kernels' `SMLAD`s read it: for each block of `BLOCK_ROWS` rows, for each
+/// group of four columns, the block's rows' entries of that group, in the order
+/// `0, 2, 1, 3` (the packed column's) for full groups and in natural order for the last
+/// group of a row whose length is not a multiple of four, with zeros beyond the last
+/// row and column (`fc_wide_weights`: blocks of 4, `conv2d_wide_weights`: 2).
+#[cfg(any(edgekd_conv2d, feature = "fully-connected"))]
+pub(crate) fn widened<const BLOCK_ROWS: usize>(
+    filter: &[i8],
+    columns: usize,
+    rows: usize,
+) -> impl Iterator<Item = i16> + '_ {
+    let groups = columns.div_ceil(4);
+    // Nested rather than one index split by division: the firmware checks its tables
+    // with this at start-up.
+    (0..rows.div_ceil(BLOCK_ROWS)).flat_map(move |b| {
+        (0..groups).flat_map(move |g| {
+            let full = 4 * g + 4 <= columns;
+            (0..4 * BLOCK_ROWS).map(move |e| {
+                let (row, j) = (BLOCK_ROWS * b + e / 4, e % 4);
+                let col = 4 * g + if full { [0, 2, 1, 3][j] } else { j };
+                if row < rows && col < columns {
+                    filter.get(row * columns + col).map_or(0, |&w| i16::from(w))
+                } else {
+                    0
+                }
+            })
+        })
+    })
+}
+
 /// Fills `dst` with `x - zp`.
 #[inline(always)]
 pub(crate) fn widen(dst: &mut [i16], x: &[i8], zp: i32) {

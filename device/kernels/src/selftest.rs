@@ -9,8 +9,9 @@
 #[cfg(feature = "add")]
 use crate::{add, AddParams};
 use crate::{
-    conv2d, depthwise_conv2d, fc_wide_len, fc_wide_weights, fully_connected, reference, Clamp,
-    ConvParams, FcLayer, FcParams, KernelError, Requant, Scratch, Shape,
+    conv2d, conv2d_wide_len, conv2d_wide_weights, depthwise_conv2d, fc_wide_len, fc_wide_weights,
+    fully_connected, reference, Clamp, ConvLayer, ConvParams, FcLayer, FcParams, KernelError,
+    Requant, Scratch, Shape,
 };
 #[cfg(feature = "pool")]
 use crate::{max_pool2d, PoolParams};
@@ -22,7 +23,8 @@ const MAX_OUT: usize = 1024;
 const MAX_CH: usize = 64;
 const MAX_WIDE: usize = 1024;
 
-/// A widened fully connected filter, aligned as `FcLayer::with_wide_weights` needs.
+/// A widened filter, aligned as `FcLayer::with_wide_weights` and
+/// `ConvLayer::with_wide_weights` need.
 #[repr(C, align(4))]
 struct Wide([i16; MAX_WIDE]);
 
@@ -46,6 +48,9 @@ pub struct Tally {
     pub mismatches: u32,
     /// Multiply-accumulates covered by the accepted cases.
     pub macs: u64,
+    /// Of the cases, those run a second time from the widened filter
+    /// (`FcLayer::with_wide_weights`, `ConvLayer::with_wide_weights`).
+    pub wide: u32,
 }
 
 /// xorshift64*: deterministic, no dependencies.
@@ -230,10 +235,15 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
                         .and_then(|layer| layer.with_wide_weights(wide))
                         .and_then(|layer| layer.run(&mut Scratch::new(), x, &mut out_a[..n]));
                     compare(fw, fb, &out_a[..n], &out_b[..n], macs, tally);
+                    tally.wide += 1;
                 }
                 continue;
             }
+            // One conv case in three is a 1-D signal with VALID padding, the layers the
+            // paired-pixel path (and its widened filter) serves.
+            let one_d = !depthwise && rng.range(0, 2) == 0;
             let (n, h, w) = (rng.usize(1, 2), rng.usize(1, 5), rng.usize(1, 24));
+            let h = if one_d { 1 } else { h };
             let in_c = rng.usize(1, if depthwise { 20 } else { 12 });
             let dm = if depthwise { rng.usize(1, 3) } else { 1 };
             let out_c = if depthwise {
@@ -245,6 +255,7 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
                 rng.usize(1, 9)
             };
             let (kh, kw) = (rng.usize(1, 3), rng.usize(1, 5));
+            let kh = if one_d { 1 } else { kh };
             let (sh, sw) = (rng.usize(1, 2), rng.usize(1, 3));
             let dil = rng.range(0, 4) == 0;
             let (dh, dw) = if dil {
@@ -252,7 +263,7 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
             } else {
                 (1, 1)
             };
-            let same = rng.range(0, 1) == 0;
+            let same = !one_d && rng.range(0, 1) == 0;
             let (Some((oh, pt)), Some((ow, pl))) = (
                 out_and_pad(h, kh, sh, dh, same),
                 out_and_pad(w, kw, sw, dw, same),
@@ -344,14 +355,30 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
                 )
             };
             let per_out = if depthwise { kh * kw } else { kh * kw * in_c };
-            compare(
-                fa,
-                fb,
-                &out_a[..no],
-                &out_b[..no],
-                (no * per_out) as u64,
-                tally,
-            );
+            let macs = (no * per_out) as u64;
+            compare(fa, fb, &out_a[..no], &out_b[..no], macs, tally);
+            if depthwise {
+                continue;
+            }
+            // The same layer from its widened filter (a second case) where the DSP
+            // kernel reads one.
+            let (k, len) = (kh * kw * in_c, conv2d_wide_len(kh * kw * in_c, out_c));
+            let layer = ConvLayer::new(&p, c.rq(), in_shape, f_shape, f, c.bias(), out_shape)
+                .ok()
+                .filter(ConvLayer::reads_wide_weights);
+            if let Some(layer) = layer {
+                if len <= MAX_WIDE {
+                    let wide = &mut wide_buf.0[..len];
+                    for (d, v) in wide.iter_mut().zip(conv2d_wide_weights(f, k, out_c)) {
+                        *d = v;
+                    }
+                    let fw = layer
+                        .with_wide_weights(wide)
+                        .and_then(|l| l.run(&mut Scratch::new(), x, &mut out_a[..no]));
+                    compare(fw, fb, &out_a[..no], &out_b[..no], macs, tally);
+                    tally.wide += 1;
+                }
+            }
         }
     }
     // The prepared per-channel requantization the fast kernels use (SMLAL/QADD on DSP

@@ -495,3 +495,105 @@ fn fallback_predicates_name_the_slow_layers() {
     assert!(!fully_connected_needs_fallback(256));
     assert!(fully_connected_needs_fallback(257));
 }
+
+/// A widened filter's storage, aligned as `ConvLayer::with_wide_weights` needs.
+#[repr(C, align(4))]
+struct Wide([i16; 40]);
+
+#[test]
+fn conv_wide_weights_layout_pairs_the_channels() {
+    // Three channels of five entries: blocks of two channels; per group of four, each
+    // channel's entries in the packed order (0, 2, 1, 3), the partial last group in
+    // natural order, zeros past the last entry and for the fourth channel.
+    let filter: Vec<i8> = [1..=5, 11..=15, 21..=25].into_iter().flatten().collect();
+    let wide: Vec<i16> = conv2d_wide_weights(&filter, 5, 3).collect();
+    assert_eq!(conv2d_wide_len(5, 3), 32);
+    #[rustfmt::skip]
+    let want: [i16; 32] = [
+        1, 3, 2, 4,   11, 13, 12, 14,   5, 0, 0, 0,   15, 0, 0, 0,
+        21, 23, 22, 24,   0, 0, 0, 0,   25, 0, 0, 0,   0, 0, 0, 0,
+    ];
+    assert_eq!(wide, want);
+}
+
+/// A 1-D layer (one row, VALID): 4 channels, kernel 3, 2 input channels.
+fn one_d_layer<'a>(p: &ConvParams, filter: &'a [i8], rq: Requant<'a>) -> ConvLayer<'a> {
+    let (ins, fs, outs) = (
+        Shape::new(1, 1, 10, 2),
+        Shape::new(4, 1, 3, 2),
+        Shape::new(1, 1, 8, 4),
+    );
+    ConvLayer::new(p, rq, ins, fs, filter, None, outs).unwrap()
+}
+
+#[test]
+fn conv_wide_weights_are_checked_and_read_where_the_kernel_can() {
+    let rq = Requant {
+        multiplier: &[1 << 30],
+        shift: &[-4],
+    };
+    let filter: Vec<i8> = (0..24).map(|i| (i * 37 % 255 - 127) as i8).collect();
+    let p = params(1, 1, 0, 3, -2, Clamp::NONE);
+    let layer = one_d_layer(&p, &filter, rq);
+    assert!(layer.reads_wide_weights());
+    let mut buf = Wide([0; 40]);
+    for (d, v) in buf.0.iter_mut().zip(conv2d_wide_weights(&filter, 6, 4)) {
+        *d = v;
+    }
+    assert_eq!(conv2d_wide_len(6, 4), 32);
+    // The right table is taken, and the layer computes what it computed without it.
+    let x: Vec<i8> = (0..20).map(|i| (i * 53 % 251 - 125) as i8).collect();
+    let (mut a, mut b) = ([0i8; 32], [0i8; 32]);
+    let mut scratch = Scratch::new();
+    layer.run(&mut scratch, &x, &mut a).unwrap();
+    let wide = layer.with_wide_weights(&buf.0[..32]).unwrap();
+    wide.run(&mut scratch, &x, &mut b).unwrap();
+    assert_eq!(a, b);
+    // Wrong length, misaligned, or one entry off: refused.
+    let refused = |w: &[i16]| layer.with_wide_weights(w).map(|_| ()).unwrap_err();
+    assert_eq!(refused(&buf.0[..31]), KernelError::ShapeMismatch);
+    buf.0.copy_within(0..32, 1);
+    assert_eq!(refused(&buf.0[1..33]), KernelError::ShapeMismatch);
+    buf.0.copy_within(1..33, 0);
+    buf.0[9] += 1;
+    assert_eq!(refused(&buf.0[..32]), KernelError::ShapeMismatch);
+    // Layers off the paired-pixel path do not read one: a narrowed clamp, padding, an
+    // odd number of channels, a requantization outside the single-step form.
+    let narrowed = params(
+        1,
+        1,
+        0,
+        3,
+        -2,
+        Clamp {
+            min: -100,
+            max: 127,
+        },
+    );
+    assert!(!one_d_layer(&narrowed, &filter, rq).reads_wide_weights());
+    let padded = ConvParams { pad_left: 1, ..p };
+    let (ins, fs) = (Shape::new(1, 1, 10, 2), Shape::new(4, 1, 3, 2));
+    let layer = ConvLayer::new(&padded, rq, ins, fs, &filter, None, Shape::new(1, 1, 10, 4));
+    assert!(!layer.unwrap().reads_wide_weights());
+    let (fs3, outs3) = (Shape::new(3, 1, 3, 2), Shape::new(1, 1, 8, 3));
+    let layer = ConvLayer::new(&p, rq, ins, fs3, &filter[..18], None, outs3).unwrap();
+    assert!(!layer.reads_wide_weights());
+    let left = Requant {
+        multiplier: &[1 << 30],
+        shift: &[1],
+    };
+    assert!(!one_d_layer(&p, &filter, left).reads_wide_weights());
+    // Columns over 128 entries cannot take one.
+    let big = vec![1i8; 2 * 130];
+    let (ins, fs, outs) = (
+        Shape::new(1, 1, 1, 130),
+        Shape::new(2, 1, 1, 130),
+        Shape::new(1, 1, 1, 2),
+    );
+    let layer = ConvLayer::new(&p, rq, ins, fs, &big, None, outs).unwrap();
+    let table: Vec<i16> = conv2d_wide_weights(&big, 130, 2).collect();
+    assert_eq!(
+        layer.with_wide_weights(&table).map(|_| ()).unwrap_err(),
+        KernelError::UnsupportedParams
+    );
+}

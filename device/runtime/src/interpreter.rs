@@ -274,22 +274,29 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
         })
     }
 
-    /// Gives fully connected op `index` its filter widened to 16 bits in
-    /// [`crate::fc_wide_weights`]' layout (4-byte aligned, e.g. a `static` a firmware
-    /// build script wrote), which the DSP kernel reads without widening each weight:
-    /// about 0.5 fewer instructions per MAC for twice the filter's bytes of flash. Only
-    /// builds with [`crate::FC_USES_WIDE_WEIGHTS`] read it; every build checks it
-    /// against the model's filter first.
+    /// Gives fully connected or conv op `index` its filter widened to 16 bits in
+    /// `fc_wide_weights`' or `conv2d_wide_weights`' layout (4-byte aligned, e.g. a
+    /// `static` a firmware build script wrote), which the DSP kernels read without
+    /// widening each weight: about 0.4 fewer instructions per MAC for twice the
+    /// filter's bytes of flash (conv: on the paired-pixel path of layers whose windows
+    /// are runs of the input, clamped to the whole int8 range). Only builds with
+    /// [`crate::FC_USES_WIDE_WEIGHTS`] / [`crate::CONV_USES_WIDE_WEIGHTS`] read it;
+    /// every build checks it against the model's filter first.
     ///
     /// Errors: [`Error::BadIndex`] if there is no op `index`; [`Error::InvalidValue`] if
-    /// it is not a fully connected op; [`Error::ShapeMismatch`] if `wide` is not the
-    /// op's filter in that layout or not 4-byte aligned; [`Error::UnsupportedParams`]
-    /// for a layer with more than 256 input features.
+    /// it is neither; [`Error::ShapeMismatch`] if `wide` is not the op's filter in that
+    /// layout or not 4-byte aligned; [`Error::UnsupportedParams`] for a fully connected
+    /// layer with more than 256 input features or a conv column over 128 entries.
     pub fn set_wide_weights(&mut self, index: usize, wide: &'m [i16]) -> Result<(), Error> {
         let step = self.steps.get_mut(index).ok_or(Error::BadIndex)?;
         match &mut step.kernel {
             #[cfg(edgekd_op_fully_connected)]
             Kernel::FullyConnected(layer) => {
+                *layer = layer.with_wide_weights(wide).map_err(kernel_error)?;
+                Ok(())
+            }
+            #[cfg(edgekd_op_conv2d)]
+            Kernel::Conv2d(layer) => {
                 *layer = layer.with_wide_weights(wide).map_err(kernel_error)?;
                 Ok(())
             }

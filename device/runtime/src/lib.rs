@@ -21,9 +21,11 @@ mod interpreter;
 #[cfg(feature = "std")]
 pub mod writer;
 
-pub use edgekd_kernels::FC_USES_WIDE_WEIGHTS;
+#[cfg(edgekd_op_conv2d)]
+pub use edgekd_kernels::{conv2d_wide_len, conv2d_wide_weights};
 #[cfg(feature = "fully-connected")]
 pub use edgekd_kernels::{fc_wide_len, fc_wide_weights};
+pub use edgekd_kernels::{CONV_USES_WIDE_WEIGHTS, FC_USES_WIDE_WEIGHTS};
 pub use error::Error;
 pub use format::{DType, Model, OpCode, Quant, Tensor};
 pub use interpreter::{Interpreter, OpStats, Profiler, DEFAULT_MAX_OPS};

@@ -160,6 +160,79 @@ fn wide_weights_are_checked_per_op() {
     assert_eq!(interp.output(0).unwrap(), &y[..ecols]);
 }
 
+/// Every op of tiny_cnn that DSP kernels read a widened filter for (both convs and the
+/// fully connected layer) takes its table, refuses another op's, and the outputs stay
+/// the golden ones.
+#[test]
+fn conv_and_fc_take_their_widened_filters() {
+    use edgekd_runtime::{conv2d_wide_weights, fc_wide_weights, Error, OpCode};
+    let (_, model_bytes, input, expected) = REFERENCE
+        .iter()
+        .find(|r| r.0 == "tiny_cnn")
+        .expect("the tiny_cnn reference model");
+    let buf = aligned(model_bytes);
+    let model = Model::parse(buf.as_bytes()).unwrap();
+    let mut tables: Vec<(usize, Vec<u32>, usize)> = Vec::new();
+    for (index, op) in model.ops().enumerate() {
+        let op = op.unwrap();
+        if !op.reads_wide_weights(&model).unwrap() {
+            continue;
+        }
+        let w = model.tensor(op.input(1).unwrap()).unwrap();
+        let filter = w.const_i8().unwrap();
+        let wide: Vec<i16> = match op.code {
+            OpCode::Conv2d => {
+                let s = w.shape();
+                conv2d_wide_weights(filter, s.h * s.w * s.c, s.n).collect()
+            }
+            OpCode::FullyConnected => {
+                let [out_f, in_f] = w.dims() else { panic!() };
+                fc_wide_weights(filter, *in_f, *out_f).collect()
+            }
+            other => panic!("{other:?} reads no widened filter"),
+        };
+        let mut words = vec![0u32; wide.len().div_ceil(2)];
+        bytemuck_i16(&mut words)[..wide.len()].copy_from_slice(&wide);
+        tables.push((index, words, wide.len()));
+    }
+    let codes: Vec<OpCode> = tables
+        .iter()
+        .map(|t| model.ops().nth(t.0).unwrap().unwrap().code)
+        .collect();
+    assert_eq!(
+        codes,
+        [OpCode::Conv2d, OpCode::Conv2d, OpCode::FullyConnected]
+    );
+    let views: Vec<(usize, &[i16])> = tables
+        .iter_mut()
+        .map(|(i, words, len)| (*i, &bytemuck_i16(words)[..*len]))
+        .collect();
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut interp = Interpreter::new(model, &mut arena).unwrap();
+    let [(c0, w0), (c1, w1), (fc, wf)] = views[..] else {
+        panic!()
+    };
+    assert_eq!(interp.set_wide_weights(c0, w1), Err(Error::ShapeMismatch));
+    assert_eq!(interp.set_wide_weights(c1, wf), Err(Error::ShapeMismatch));
+    interp.set_wide_weights(c0, w0).unwrap();
+    interp.set_wide_weights(c1, w1).unwrap();
+    interp.set_wide_weights(fc, wf).unwrap();
+    let (rows, cols, x) = npy_i8(input);
+    let (_, ecols, y) = npy_i8(expected);
+    for r in 0..rows {
+        interp
+            .input_mut(0)
+            .unwrap()
+            .copy_from_slice(&x[r * cols..][..cols]);
+        interp.invoke().unwrap();
+        assert_eq!(
+            interp.output(0).unwrap(),
+            &y[r * ecols..][..ecols],
+            "row {r}"
+        );
+    }
+}
+
 fn bytemuck_i16(words: &mut [u32]) -> &mut [i16] {
     bytemuck::cast_slice_mut(words)
 }

@@ -604,6 +604,127 @@ pub(crate) unsafe fn pair_rows_i8(
     }
 }
 
+/// One group of four column entries of pixels a (`[xa]`) and b (`[xa, #256]`) against
+/// the channel pair's two rows of the widened filter (`[w]`, eight entries in
+/// `conv2d_wide_weights`' order), into `a0`, `b0`, `a1`, `b1`: four `LDRD`s, eight
+/// `SMLAD`s.
+#[cfg(not(edgekd_size_opt))]
+macro_rules! wide_group_2x2 {
+    () => {
+        concat!(
+            "ldrd {v0}, {v1}, [{xa}, #256]\n",
+            "ldrd {u0}, {u1}, [{xa}], #8\n",
+            "ldrd {x}, {t}, [{w}], #8\n",
+            "smlad {a0}, {x}, {u0}, {a0}\n",
+            "smlad {a0}, {t}, {u1}, {a0}\n",
+            "smlad {b0}, {x}, {v0}, {b0}\n",
+            "smlad {b0}, {t}, {v1}, {b0}\n",
+            "ldrd {x}, {t}, [{w}], #8\n",
+            "smlad {a1}, {x}, {u0}, {a1}\n",
+            "smlad {a1}, {t}, {u1}, {a1}\n",
+            "smlad {b1}, {x}, {v0}, {b1}\n",
+            "smlad {b1}, {t}, {v1}, {b1}\n",
+        )
+    };
+}
+
+/// [`pair_rows_i8`] from the filter widened to 16 bits (`conv2d_wide_weights`' layout):
+/// the MAC loop reads each channel pair's rows group by group with no `SXTB16` and no
+/// leftover entries (the layout pads each row to `4 * groups` entries with zeros), 14
+/// instructions per 16 MACs instead of 20; the requantization and stores are the same.
+///
+/// # Safety
+/// `xa` must be 4-byte aligned with `4 * groups` readable entries at `xa` and at
+/// `xa + PAIR_OFFSET` (entries past the layer's `k` meet zero weights); `w` 4-byte
+/// aligned with `8 * groups * pairs` readable entries; `chans` valid for reading and
+/// `out_a`, `out_b` for writing `2 * pairs` entries; `groups >= 1`, `pairs >= 1`. Every
+/// `Chan`'s shift is at most 22 (as [`crate::quant::RoundingRq::new`] makes them).
+#[cfg(not(edgekd_size_opt))]
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub(crate) unsafe fn pair_rows_wide(
+    xa: *const i16,
+    groups: usize,
+    w: *const i16,
+    chans: *const Chan,
+    out_a: *mut i8,
+    out_b: *mut i8,
+    pairs: usize,
+) {
+    // SAFETY: per pass, reads two `Chan`s (20 bytes each, 4-byte aligned for LDRD),
+    // `4 * groups` entries of both columns and of two widened rows (LDRD on 4-byte
+    // aligned addresses), and writes two outputs of each pixel, all within what the
+    // caller guarantees; `w` moves two rows per pass. ASR by a register of at most 22
+    // behaves like Rust's `>>`. The 24 bytes of stack it takes are given back before
+    // the block ends; otherwise only register operands and the flags change.
+    unsafe {
+        asm!(
+            // [sp]: chans, [sp, #4]: out_a, [sp, #8]: out_b - out_a, [sp, #12]: passes
+            // left, [sp, #16]: column start, [sp, #20]: groups.
+            "sub sp, sp, #24",
+            "str {a0}, [sp]",
+            "str {a1}, [sp, #4]",
+            "sub {b0}, {b0}, {a1}",
+            "str {b0}, [sp, #8]",
+            "str {b1}, [sp, #12]",
+            "str {xa}, [sp, #16]",
+            "str {n}, [sp, #20]",
+            "1:",
+            "ldr {x}, [sp]",
+            "ldr {a0}, [{x}]",
+            "ldr {a1}, [{x}, #20]",
+            "mov {b0}, {a0}",
+            "mov {b1}, {a1}",
+            "ldr {xa}, [sp, #16]",
+            "ldr {n}, [sp, #20]",
+            "2:",
+            wide_group_2x2!(),
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "ldr {x}, [sp]",
+            "ldr {u0}, [{x}, #4]",
+            "ldrd {v0}, {v1}, [{x}, #8]",
+            "ldr {n}, [{x}, #16]",
+            requant_acc!("a0"),
+            requant_acc!("b0"),
+            "ldr {u0}, [{x}, #24]",
+            "ldrd {v0}, {v1}, [{x}, #28]",
+            "ldr {n}, [{x}, #36]",
+            requant_acc!("a1"),
+            requant_acc!("b1"),
+            "add {x}, {x}, #40",
+            "str {x}, [sp]",
+            "ldr {x}, [sp, #4]",
+            "ldr {xa}, [sp, #8]",
+            "add {xa}, {xa}, {x}",
+            "strb {a0}, [{x}]",
+            "strb {a1}, [{x}, #1]",
+            "strb {b0}, [{xa}]",
+            "strb {b1}, [{xa}, #1]",
+            "add {x}, {x}, #2",
+            "str {x}, [sp, #4]",
+            "ldr {n}, [sp, #12]",
+            "subs {n}, {n}, #1",
+            "str {n}, [sp, #12]",
+            "bne 1b",
+            "add sp, sp, #24",
+            xa = inout(reg) xa => _,
+            w = inout(reg) w => _,
+            n = inout(reg) groups => _,
+            a0 = inout(reg) chans => _,
+            a1 = inout(reg) out_a => _,
+            b0 = inout(reg) out_b => _,
+            b1 = inout(reg) pairs => _,
+            u0 = out(reg) _,
+            u1 = out(reg) _,
+            v0 = out(reg) _,
+            v1 = out(reg) _,
+            x = out(reg) _,
+            t = out(reg) _,
+        );
+    }
+}
+
 /// The channel loop of [`matvec2`] for a clamp narrower than int8 (whole-range layers
 /// take [`pair_rows_i8`]), whose checks it relies on: `xa` 4-byte aligned with `k`
 /// entries at `xa` and at `xa + PAIR_OFFSET` (`xb`), `w` the first of `chans.len()`

@@ -552,6 +552,34 @@ impl<'a> Op<'a> {
         })
     }
 
+    /// Whether DSP builds read a widened filter for this op if given one
+    /// (`Interpreter::set_wide_weights`): a fully connected layer on its fast path, a
+    /// conv layer on its paired-pixel path (`edgekd_kernels::ConvLayer::reads_wide_weights`).
+    /// Firmware generates tables only for these.
+    ///
+    /// Errors: the op's own (bad tensors or parameters), as [`Op::needs_fallback`].
+    pub fn reads_wide_weights(&self, model: &Model<'a>) -> Result<bool, Error> {
+        Ok(match self.params(model)? {
+            #[cfg(edgekd_op_conv2d)]
+            OpParams::Conv2d(p, rq) => {
+                let w = self.tensor(model, 1)?;
+                let bias = match self.input(2) {
+                    Some(t) => Some(model.tensor(t)?.const_i32()?),
+                    None => None,
+                };
+                let (ins, outs) = (
+                    self.tensor(model, 0)?.shape(),
+                    self.output_tensor(model)?.shape(),
+                );
+                edgekd_kernels::ConvLayer::new(&p, rq, ins, w.shape(), w.const_i8()?, bias, outs)
+                    .is_ok_and(|layer| layer.reads_wide_weights())
+            }
+            #[cfg(edgekd_op_fully_connected)]
+            OpParams::FullyConnected(..) => !self.needs_fallback(model)?,
+            _ => false,
+        })
+    }
+
     /// Multiply-accumulates of one run of this op (0 for ops without MACs).
     pub fn macs(&self, model: &Model<'a>) -> Result<u64, Error> {
         let out = self.output_tensor(model)?;
