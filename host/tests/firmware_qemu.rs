@@ -83,12 +83,18 @@ fn host_outputs(model_path: &Path, inputs: &edgekd::io::Matrix<i8>) -> Vec<Vec<i
 }
 
 fn check_model(target: &str, name: &str) -> serde_json::Value {
+    check_model_at(target, name, "3")
+}
+
+/// [`check_model`] for a firmware built at `opt_level` (size builds compile other
+/// variants of the DSP kernels: no widened filters, one copy of specialized loops).
+fn check_model_at(target: &str, name: &str, opt_level: &str) -> serde_json::Value {
     let dir = repo().join("models/reference");
     let model = dir.join(format!("{name}.ekd"));
     let inputs = read_i8_matrix(&dir.join(format!("{name}.input.npy"))).unwrap();
     let golden = read_i8_matrix(&dir.join(format!("{name}.expected.npy"))).unwrap();
 
-    let out = bench(target, &model, &[]);
+    let out = bench(target, &model, &["--opt-level", opt_level]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -168,6 +174,16 @@ fn cortex_m4_outputs_equal_host_runtime() {
             r["per_inference"]
         );
     }
+}
+
+/// Builds optimized for size take other kernel variants: tiny_cnn (conv pairs, fully
+/// connected) at "z" on the M4.
+#[test]
+fn size_optimized_cortex_m4_outputs_equal_host_runtime() {
+    require_tools(&["thumbv7em-none-eabihf"]);
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let r = check_model_at("qemu-m4", "tiny_cnn", "z");
+    assert_eq!(r["opt_level"], "z");
 }
 
 #[test]

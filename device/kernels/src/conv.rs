@@ -149,8 +149,7 @@ impl<'a> ConvLayer<'a> {
     /// [`conv2d_wide_weights`]' layout (e.g. a `static` the firmware's build script
     /// wrote), compared with the layer's filter entry by entry, so a stale table is
     /// refused rather than computed with. The DSP kernel reads it on its paired-pixel
-    /// path for layers whose every window is one run of the input (1-D signals, 1x1
-    /// kernels) clamped to the whole int8 range; other layers ignore it.
+    /// path ([`ConvLayer::reads_wide_weights`]); other layers ignore it.
     ///
     /// Errors: [`KernelError::ShapeMismatch`] if `wide` differs from the layer's filter
     /// in that layout or is not 4-byte aligned; [`KernelError::UnsupportedParams`] for
@@ -175,29 +174,19 @@ impl<'a> ConvLayer<'a> {
     }
 
     /// Whether DSP builds ([`crate::CONV_USES_WIDE_WEIGHTS`]) read a widened filter for
-    /// this layer: its paired-pixel path, taken when every window is one run of the
-    /// input (unpadded 1-D signals, 1x1 kernels), the clamp is the whole int8 range, the
-    /// output channels are even in number with every requantization in the single-step
-    /// form, and columns have at most 128 entries. Firmware generates tables only for
-    /// such layers.
+    /// this layer: its paired-pixel loop does, for columns of at most 128 entries and at
+    /// least two output channels, when the clamp is the whole int8 range and every
+    /// channel's requantization is in the single-step form. Firmware generates tables
+    /// only for such layers.
     pub fn reads_wide_weights(&self) -> bool {
-        let (p, fs, ins, outs) = (
-            &self.p,
-            self.filter_shape,
-            self.input_shape,
-            self.output_shape,
-        );
-        let k = fs.h * fs.w * ins.c;
-        let ay = Axis::accepted(ins.h, fs.h, p.stride_h, p.dilation_h, p.pad_top);
-        let ax = Axis::accepted(ins.w, fs.w, p.stride_w, p.dilation_w, p.pad_left);
+        let (p, fs) = (&self.p, self.filter_shape);
+        let k = fs.h * fs.w * fs.c;
         let single_step =
             |(&m, &s): (&i32, &i32)| crate::quant::single_step_fits(m, s, p.output_zero_point);
         (1..=PAIR_OFFSET).contains(&k)
-            && outs.c % 2 == 0
+            && fs.n >= 2
             && p.clamp.min == i8::MIN
             && p.clamp.max == i8::MAX
-            && contiguous_windows(p, ins, fs)
-            && dense_windows(p, ay, ax, fs, outs)
             && self
                 .rq
                 .multiplier
@@ -450,6 +439,14 @@ fn im2col(
             return false;
         };
         let filter = &filter[c0 * k..][..n * k];
+        // This block's channel pairs in the widened filter (`8 * groups` entries each),
+        // read in whole groups of four: the second column needs room for `k` rounded up
+        // (the first has it: `k <= PAIR_OFFSET`, a multiple of four).
+        let groups = k.div_ceil(4);
+        let wide = wide
+            .filter(|_| pair && PAIR_OFFSET + 4 * groups <= MAX_COLS)
+            .and_then(|w| w.get(c0 * 4 * groups..))
+            .and_then(|w| w.get(..n / 2 * 8 * groups));
         // Builds optimized for size keep only the general loop (this one is a second
         // copy of the pair kernel: 2.5 KB for 3 % of tiny_cnn's instructions).
         #[cfg(all(target_arch = "arm", edgekd_dsp))]
@@ -531,7 +528,7 @@ fn im2col(
                         pack(col);
                     }
                     if let Some(prev) = waiting.take() {
-                        matvec2(&first[..k], &rest[..k], filter, chans, q, prev, out);
+                        matvec2(&first[..k], &rest[..k], filter, wide, chans, q, prev, out);
                     } else if pair {
                         waiting = Some(out);
                     } else {
@@ -574,10 +571,7 @@ fn dense_pairs(
     let n = chans.len();
     let in_img = input_shape.h * input_shape.w * input_shape.c;
     let (first, rest) = cols.0.split_at_mut(PAIR_OFFSET);
-    // The widened rows are read in whole groups of four: both columns must have room
-    // for `k` rounded up (entries past `k` meet zero weights).
     let groups = k.div_ceil(4);
-    let room = first.len() >= 4 * groups && rest.len() >= 4 * groups;
     let (col_a, col_b) = (&mut first[..k], &mut rest[..k]);
     let Some(filter) = filter.get(..n * k) else {
         return;
@@ -585,15 +579,9 @@ fn dense_pairs(
     // Whole-range layers with an even number of channels go straight to the asm
     // channel loop (the checks `matvec2` makes per pair hold for the whole layer).
     let direct = q.lo <= -128 && q.hi >= 127 && n % 2 == 0 && n > 0 && k <= PAIR_OFFSET;
-    // This block's channel pairs in the widened filter, `8 * groups` entries each
-    // (size-optimized builds do without).
+    // Size-optimized builds do without the widened filter.
     #[cfg(edgekd_size_opt)]
-    let _ = (wide, room);
-    #[cfg(not(edgekd_size_opt))]
-    let wide = wide
-        .and_then(|w| w.get(c0 * 4 * groups..))
-        .and_then(|w| w.get(..n / 2 * 8 * groups))
-        .filter(|_| direct && room && groups > 0);
+    let _ = groups;
     let mut waiting: Option<&mut [i8]> = None;
     let mut out_px = output.chunks_exact_mut(output_shape.c);
     for img in input.chunks_exact(in_img).take(input_shape.n) {
@@ -614,12 +602,13 @@ fn dense_pairs(
                     Some(prev) => {
                         widen_pack(col_b, x, zp);
                         #[cfg(not(edgekd_size_opt))]
-                        if let Some(wide) = wide {
+                        if let Some(wide) = wide.filter(|_| direct && groups > 0) {
                             // SAFETY: `col_a` starts the 8-byte aligned buffer and
                             // `col_b` is `PAIR_OFFSET` entries on, each with room for
-                            // `4 * groups` entries (checked); `wide` is 4-byte aligned
-                            // (`ConvLayer::with_wide_weights`) and holds the `n / 2`
-                            // pairs' `8 * groups` entries each (sliced above);
+                            // `4 * groups` entries (the caller checked); `wide` is
+                            // 4-byte aligned (`ConvLayer::with_wide_weights`, blocks
+                            // start 16 channels apart) and holds the `n / 2` pairs'
+                            // `8 * groups` entries each (the caller sliced it);
                             // `chans`, `prev` and `out` hold `n = 2 * (n / 2)`
                             // entries; the table's shifts come from `RoundingRq::new`.
                             unsafe {
@@ -654,7 +643,10 @@ fn dense_pairs(
                                 );
                             }
                         } else {
-                            matvec2(col_a, col_b, filter, chans, q, prev, out);
+                            // Without the widened filter: passing it here (odd channel
+                            // counts only) cost tiny_cnn 250 instructions elsewhere in
+                            // this loop (register pressure).
+                            matvec2(col_a, col_b, filter, None, chans, q, prev, out);
                         }
                     }
                 }

@@ -247,6 +247,7 @@ pub(crate) fn matvec2(
     col_a: &[i16],
     col_b: &[i16],
     filter: &[i8],
+    _wide: Option<&[i16]>,
     chans: &[Chan],
     q: OutQ,
     out_a: &mut [i8],

@@ -557,8 +557,15 @@ fn conv_wide_weights_are_checked_and_read_where_the_kernel_can() {
     buf.0.copy_within(1..33, 0);
     buf.0[9] += 1;
     assert_eq!(refused(&buf.0[..32]), KernelError::ShapeMismatch);
-    // Layers off the paired-pixel path do not read one: a narrowed clamp, padding, an
-    // odd number of channels, a requantization outside the single-step form.
+    // Padded layers and odd channel counts read one too; a narrowed clamp, one output
+    // channel or a requantization outside the single-step form do not.
+    let padded = ConvParams { pad_left: 1, ..p };
+    let (ins, fs) = (Shape::new(1, 1, 10, 2), Shape::new(4, 1, 3, 2));
+    let layer = ConvLayer::new(&padded, rq, ins, fs, &filter, None, Shape::new(1, 1, 10, 4));
+    assert!(layer.unwrap().reads_wide_weights());
+    let (fs3, outs3) = (Shape::new(3, 1, 3, 2), Shape::new(1, 1, 8, 3));
+    let layer = ConvLayer::new(&p, rq, ins, fs3, &filter[..18], None, outs3).unwrap();
+    assert!(layer.reads_wide_weights());
     let narrowed = params(
         1,
         1,
@@ -571,12 +578,8 @@ fn conv_wide_weights_are_checked_and_read_where_the_kernel_can() {
         },
     );
     assert!(!one_d_layer(&narrowed, &filter, rq).reads_wide_weights());
-    let padded = ConvParams { pad_left: 1, ..p };
-    let (ins, fs) = (Shape::new(1, 1, 10, 2), Shape::new(4, 1, 3, 2));
-    let layer = ConvLayer::new(&padded, rq, ins, fs, &filter, None, Shape::new(1, 1, 10, 4));
-    assert!(!layer.unwrap().reads_wide_weights());
-    let (fs3, outs3) = (Shape::new(3, 1, 3, 2), Shape::new(1, 1, 8, 3));
-    let layer = ConvLayer::new(&p, rq, ins, fs3, &filter[..18], None, outs3).unwrap();
+    let (fs1, outs1) = (Shape::new(1, 1, 3, 2), Shape::new(1, 1, 8, 1));
+    let layer = ConvLayer::new(&p, rq, ins, fs1, &filter[..6], None, outs1).unwrap();
     assert!(!layer.reads_wide_weights());
     let left = Requant {
         multiplier: &[1 << 30],

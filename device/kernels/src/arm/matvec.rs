@@ -424,13 +424,18 @@ pub(super) fn packed_dot(col: &[i16], row: &[i8], bias: i32) -> i32 {
 }
 
 /// [`matvec`] for two columns (two output pixels) at once: `out_a` from `col_a`,
-/// `out_b` from `col_b`, both packed, of equal length and 4-byte aligned.
+/// `out_b` from `col_b`, both packed, of equal length and 4-byte aligned. `wide`: the
+/// channel pairs' rows of the widened filter (`conv2d_wide_weights`, `8 * groups`
+/// entries a pair, from this block's first channel), for a caller that checked both
+/// columns have room for `k` rounded up to whole groups of four; read by whole-range
+/// layers.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matvec2(
     col_a: &[i16],
     col_b: &[i16],
     filter: &[i8],
+    wide: Option<&[i16]>,
     chans: &[Chan],
     q: OutQ,
     out_a: &mut [i8],
@@ -453,7 +458,32 @@ pub(crate) fn matvec2(
     // zero point -128, the common case) saturate with one `SSAT` instead of two compares.
     if q.lo <= -128 && q.hi >= 127 {
         let pairs = n / 2;
-        if pairs > 0 {
+        let groups = k.div_ceil(4);
+        // Size-optimized builds do without the widened filter (no `pair_rows_wide`).
+        let wide =
+            wide.filter(|w| !cfg!(edgekd_size_opt) && w.len() >= pairs * 8 * groups && pairs > 0);
+        if let Some(w) = wide {
+            #[cfg(edgekd_size_opt)]
+            let _ = w;
+            // SAFETY: `xa` is 4-byte aligned (checked above) and both columns have room
+            // for `4 * groups` entries (the caller's guarantee); `w` holds the `pairs`
+            // pairs' `8 * groups` entries (checked), 4-byte aligned as
+            // `ConvLayer::with_wide_weights` checked of the table and every block starts
+            // a multiple of 16 channels in; `chans`, `out_a` and `out_b` hold
+            // `n >= 2 * pairs` entries.
+            #[cfg(not(edgekd_size_opt))]
+            unsafe {
+                pair_rows_wide(
+                    xa,
+                    groups,
+                    w.as_ptr(),
+                    chans.as_ptr(),
+                    out_a.as_mut_ptr(),
+                    out_b.as_mut_ptr(),
+                    pairs,
+                );
+            }
+        } else if pairs > 0 {
             // SAFETY: `xa` is 4-byte aligned with `k` entries at `xa` and `xa +
             // PAIR_OFFSET` (checked above); `filter` holds `n * k` bytes (checked);
             // `chans`, `out_a` and `out_b` hold `n >= 2 * pairs` entries.
