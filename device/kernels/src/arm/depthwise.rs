@@ -101,9 +101,10 @@ pub(crate) fn depthwise_dm1(
     output: &mut [i8],
 ) -> bool {
     let c = output_shape.c;
-    // Checked for every block before any output is written, so a refusal leaves the
-    // output to the portable kernel whole.
-    for cb in (0..c).step_by(BLOCK) {
+    // Layers of several blocks check them all before any output is written, so a
+    // refusal leaves the output to the portable kernel whole; a single block (the
+    // common case) is prepared once, by `blocks`, which refuses before writing.
+    for cb in (0..c).step_by(BLOCK).filter(|_| c > BLOCK) {
         if table
             .prepare_layer(bias, rq, p.output_zero_point, cb, BLOCK.min(c - cb))
             .is_none()
@@ -124,11 +125,10 @@ pub(crate) fn depthwise_dm1(
     // A second copy of the loops saturating with `SSAT` (1.5k of ds_cnn's 19k
     // instructions in this layer for 3 KB of code): not in builds optimized for size.
     if !cfg!(edgekd_size_opt) && p.clamp.min == i8::MIN && p.clamp.max == i8::MAX {
-        blocks::<true>(table, rq, bias, &args, output);
+        blocks::<true>(table, rq, bias, &args, output)
     } else {
-        blocks::<false>(table, rq, bias, &args, output);
+        blocks::<false>(table, rq, bias, &args, output)
     }
-    true
 }
 
 /// What [`blocks`] needs of a validated layer.
@@ -145,7 +145,8 @@ struct Layer<'a> {
 
 /// The layer in blocks of [`BLOCK`] channels, each prepared once; per output pixel,
 /// groups of four channels through [`row4`], then the block's last `n % 4` channels
-/// one at a time.
+/// one at a time. `false` when a block's requantization does not fit the single-step
+/// form, before any of that block's outputs is written.
 #[inline(always)]
 fn blocks<const FULL: bool>(
     table: &mut Chans,
@@ -153,7 +154,7 @@ fn blocks<const FULL: bool>(
     bias: Option<&[i32]>,
     l: &Layer<'_>,
     output: &mut [i8],
-) {
+) -> bool {
     let c = l.output_shape.c;
     let in_w = l.input_shape.w;
     let in_img = l.input_shape.h * in_w * c;
@@ -168,7 +169,7 @@ fn blocks<const FULL: bool>(
     for cb in (0..c).step_by(BLOCK) {
         let nb = BLOCK.min(c - cb);
         let Some(chans) = table.prepare_layer(bias, rq, l.p.output_zero_point, cb, nb) else {
-            return;
+            return false;
         };
         let (groups, tail) = chans.split_at(nb / 4 * 4);
         let mut out_px = output.chunks_exact_mut(c);
@@ -178,7 +179,7 @@ fn blocks<const FULL: bool>(
                 for ox in 0..l.output_shape.w {
                     let (kx0, kx1, ix0) = l.ax.window(ox);
                     let Some(out) = out_px.next() else {
-                        return;
+                        return true;
                     };
                     let out = &mut out[cb..][..nb];
                     let (out4, out_tail) = out.split_at_mut(groups.len());
@@ -196,7 +197,7 @@ fn blocks<const FULL: bool>(
                         .get((ky0 * l.kw + kx0) * c + cb..)
                         .and_then(|w| w.get(..span(row_w, sw)));
                     let (Some(xs), Some(ws)) = (xs, ws) else {
-                        return;
+                        return true;
                     };
                     for (g, (o4, cg)) in out4
                         .chunks_exact_mut(4)
@@ -244,4 +245,5 @@ fn blocks<const FULL: bool>(
             }
         }
     }
+    true
 }
