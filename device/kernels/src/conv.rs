@@ -581,7 +581,7 @@ fn dense_pairs(
     let direct = q.lo <= -128 && q.hi >= 127 && n % 2 == 0 && n > 0 && k <= PAIR_OFFSET;
     // Size-optimized builds do without the widened filter.
     #[cfg(edgekd_size_opt)]
-    let _ = groups;
+    let _ = (groups, wide);
     let mut waiting: Option<&mut [i8]> = None;
     let mut out_px = output.chunks_exact_mut(output_shape.c);
     for img in input.chunks_exact(in_img).take(input_shape.n) {
