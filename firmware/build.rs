@@ -402,23 +402,8 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         op_macs.push(op.macs(&model).map_err(|e| e.to_string())?);
         scratch_columns =
             scratch_columns.max(op.scratch_columns(&model).map_err(|e| e.to_string())?);
-        if op.reads_wide_weights(&model).map_err(|e| e.to_string())? {
-            let filter = op
-                .input(1)
-                .ok_or("a conv or fully connected op has no filter")
-                .and_then(|t| model.tensor(t).map_err(|_| "bad filter tensor"))?;
-            let w = filter.const_i8().map_err(|e| e.to_string())?;
-            let table = match (op.code, filter.dims()) {
-                (edgekd_runtime::OpCode::FullyConnected, &[out_f, in_f]) => {
-                    edgekd_runtime::fc_wide_weights(w, in_f, out_f).collect()
-                }
-                (edgekd_runtime::OpCode::Conv2d, _) => {
-                    let s = filter.shape();
-                    edgekd_runtime::conv2d_wide_weights(w, s.h * s.w * s.c, s.n).collect()
-                }
-                _ => return Err(format!("op {index}: unexpected filter for a widened table")),
-            };
-            wide.push((index, table));
+        if let Some(table) = op.wide_weights(&model).map_err(|e| e.to_string())? {
+            wide.push((index, table.collect()));
         }
         let name = op.code.feature().to_string();
         if !ops_used.contains(&name) {

@@ -195,6 +195,13 @@ impl<'a> ConvLayer<'a> {
                 .all(single_step)
     }
 
+    /// This layer's [`conv2d_wide_weights`] table (what [`ConvLayer::with_wide_weights`]
+    /// takes), for tools that write it.
+    pub fn wide_weights(self) -> impl Iterator<Item = i16> + 'a {
+        let fs = self.filter_shape;
+        conv2d_wide_weights(self.filter, fs.h * fs.w * fs.c, fs.n)
+    }
+
     /// Runs the convolution: `input` and `output` must hold the elements of the
     /// shapes given to [`ConvLayer::new`].
     ///

@@ -7,7 +7,7 @@ use crate::matvec::OutQ;
 #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 use crate::matvec::BLOCK;
 use crate::matvec::{widen_pack, MAX_COLS};
-use crate::quant::{requantize, rounding_shift_fits};
+use crate::quant::{requantize, rounding_shift_fits, single_step_fits, RoundingRq};
 use crate::{check_bias, check_requant, dot, Activations, FcParams, KernelError, Requant, Scratch};
 
 /// int8 fully connected layer: `output[b][o] = requant(sum_i (x[b][i] - input_zp) * w[o][i] + bias[o])`.
@@ -94,27 +94,69 @@ pub struct FcLayer<'a> {
     pub(crate) wide: Option<&'a [i16]>,
 }
 
-/// Entries of [`fc_wide_weights`] for a layer: both dimensions rounded up to a
-/// multiple of four.
+/// Entries of [`fc_wide_weights`] for a layer: per block of four output rows, the
+/// filter with both dimensions rounded up to a multiple of four, plus 40 entries of
+/// biases and requantization.
 pub const fn fc_wide_len(in_features: usize, out_features: usize) -> usize {
-    in_features.next_multiple_of(4) * out_features.next_multiple_of(4)
+    out_features.div_ceil(4) * (16 * in_features.div_ceil(4) + FC_WIDE_CHANNEL_ENTRIES)
 }
 
-/// A fully connected filter (`[out_features][in_features]`, int8) widened to 16 bits
-/// in the order the DSP kernel's `SMLAD`s read it, [`fc_wide_len`] entries: for each
-/// block of four output rows, for each group of four input columns, the four rows'
-/// entries of that group — in the order `0, 2, 1, 3` (the packed column's order) for
-/// full groups, in natural order for the last group of a row whose length is not a
-/// multiple of four — with zeros beyond the last row and column. The kernel then loads
-/// two entries per word and needs no `SXTB16` per weight (CMSIS-NN's legacy
-/// `arm_fully_connected_q7_opt` reorders its weights offline the same way); it costs
-/// twice the filter's bytes of flash. Firmware generates it at build time.
-pub fn fc_wide_weights(
-    filter: &[i8],
+/// Entries of one block's four biases (a word each) and four single-step
+/// requantizations (four words each), as 16-bit halves.
+const FC_WIDE_CHANNEL_ENTRIES: usize = 2 * (4 + 4 * 4);
+
+/// A fully connected layer prepared for the DSP kernel, [`fc_wide_len`] 16-bit entries
+/// (firmware generates it at build time; it costs a little over twice the filter's
+/// bytes of flash). For each block of four output rows, in the order the kernel reads
+/// them:
+/// - the four rows' biases, one little-endian word each (two entries, low half first);
+/// - the filter widened to 16 bits: for each group of four input columns, the four
+///   rows' entries of that group, in the order `0, 2, 1, 3` (the packed column's order)
+///   for full groups, in natural order for the last group of a row whose length is not
+///   a multiple of four, with zeros beyond the last row and column. The kernel then
+///   loads two entries per word and needs no `SXTB16` per weight (CMSIS-NN's legacy
+///   `arm_fully_connected_q7_opt` reorders its weights offline the same way);
+/// - the four rows' single-step requantizations with `output_zero_point` folded in
+///   (multiplier, the 64-bit nudge's low and high words, right shift: four words
+///   each), so the kernel requantizes each block's four accumulators while they are
+///   still in registers.
+///
+/// Rows past `out_features` have zero biases and requantizations; so does a channel
+/// outside the single-step form (a layer with one is refused by
+/// [`FcLayer::with_wide_weights`]). `rq` holds one entry for the whole layer or one per
+/// output row, as in [`fully_connected`].
+pub fn fc_wide_weights<'a>(
+    filter: &'a [i8],
+    bias: Option<&'a [i32]>,
+    rq: Requant<'a>,
+    output_zero_point: i32,
     in_features: usize,
     out_features: usize,
-) -> impl Iterator<Item = i16> + '_ {
-    crate::matvec::widened::<4>(filter, in_features, out_features)
+) -> impl Iterator<Item = i16> + 'a {
+    let halves = |v: i32| [v as i16, (v >> 16) as i16];
+    let row_rq = move |row: usize| {
+        let at = if rq.multiplier.len() == 1 { 0 } else { row };
+        let (m, s) = (rq.multiplier.get(at), rq.shift.get(at));
+        match (row < out_features, m, s) {
+            (true, Some(&m), Some(&s)) => RoundingRq::new(m, s, output_zero_point),
+            _ => None,
+        }
+        .map_or([0; 4], |r| r.words())
+    };
+    (0..out_features.div_ceil(4)).flat_map(move |b| {
+        let rows = 4 * b..4 * b + 4;
+        let biases = rows.clone().flat_map(move |row| {
+            let v = bias.and_then(|bias| bias.get(row)).copied();
+            halves(if row < out_features {
+                v.unwrap_or(0)
+            } else {
+                0
+            })
+        });
+        let filter = crate::matvec::widened_block::<4>(filter, in_features, out_features, b);
+        let rqs = rows.flat_map(move |row| row_rq(row).into_iter().flat_map(halves));
+        biases.chain(filter).chain(rqs)
+    })
 }
 
 /// How a layer's outputs are requantized: `rq` holds one entry or `out_features`.
@@ -177,23 +219,51 @@ impl<'a> FcLayer<'a> {
         })
     }
 
-    /// The layer reading its filter from `wide`, the same filter in
+    /// Whether DSP builds ([`crate::FC_USES_WIDE_WEIGHTS`]) run this layer from its
+    /// [`fc_wide_weights`] table, so firmware generates one: every layer the fast
+    /// kernel takes ([`fully_connected_needs_fallback`]) whose channels all fit the
+    /// single-step requantization (a dividing shift and a non-negative multiplier).
+    pub fn reads_wide_weights(&self) -> bool {
+        let zp = self.p.output_zero_point;
+        let single_step = |(&m, &s): (&i32, &i32)| single_step_fits(m, s, zp);
+        !fully_connected_needs_fallback(self.in_features)
+            && self
+                .rq
+                .multiplier
+                .iter()
+                .zip(self.rq.shift)
+                .all(single_step)
+    }
+
+    /// This layer's [`fc_wide_weights`] table (what [`FcLayer::with_wide_weights`]
+    /// takes), for tools that write it.
+    pub fn wide_weights(self) -> impl Iterator<Item = i16> + 'a {
+        let (k, n, zp) = (
+            self.in_features,
+            self.out_features,
+            self.p.output_zero_point,
+        );
+        fc_wide_weights(self.filter, self.bias, self.rq, zp, k, n)
+    }
+
+    /// The layer reading its filter, biases and requantization from `wide`, the layer in
     /// [`fc_wide_weights`]' layout (e.g. a `static` the firmware's build script wrote).
-    /// `wide` is compared with the layer's filter entry by entry, so a stale table is
-    /// refused rather than computed with.
+    /// `wide` is compared with the layer entry by entry, so a stale table is refused
+    /// rather than computed with.
     ///
-    /// Errors: [`KernelError::ShapeMismatch`] if `wide` differs from the layer's filter
-    /// in that layout or is not 4-byte aligned (the kernel loads it a word at a time);
-    /// [`KernelError::UnsupportedParams`] for a layer with more input features than
-    /// the fast kernel takes ([`fully_connected_needs_fallback`]).
+    /// Errors: [`KernelError::ShapeMismatch`] if `wide` differs from the layer in that
+    /// layout or is not 4-byte aligned (the kernel loads it a word at a time);
+    /// [`KernelError::UnsupportedParams`] for a layer that does not
+    /// [read](FcLayer::reads_wide_weights) one (too many input features for the fast
+    /// kernel, or a channel outside the single-step requantization).
     pub fn with_wide_weights(mut self, wide: &'a [i16]) -> Result<Self, KernelError> {
         let (k, n) = (self.in_features, self.out_features);
-        if fully_connected_needs_fallback(k) {
+        if !self.reads_wide_weights() {
             return Err(KernelError::UnsupportedParams);
         }
         if wide.as_ptr() as usize % 4 != 0
             || wide.len() != fc_wide_len(k, n)
-            || !wide.iter().copied().eq(fc_wide_weights(self.filter, k, n))
+            || !wide.iter().copied().eq(self.wide_weights())
         {
             return Err(KernelError::ShapeMismatch);
         }

@@ -72,21 +72,30 @@ pub(crate) fn widened<const BLOCK_ROWS: usize>(
     columns: usize,
     rows: usize,
 ) -> impl Iterator<Item = i16> + '_ {
-    let groups = columns.div_ceil(4);
+    (0..rows.div_ceil(BLOCK_ROWS))
+        .flat_map(move |b| widened_block::<BLOCK_ROWS>(filter, columns, rows, b))
+}
+
+/// Block `b` (rows `BLOCK_ROWS * b ..`) of [`widened`].
+#[cfg(any(edgekd_conv2d, feature = "fully-connected"))]
+pub(crate) fn widened_block<const BLOCK_ROWS: usize>(
+    filter: &[i8],
+    columns: usize,
+    rows: usize,
+    b: usize,
+) -> impl Iterator<Item = i16> + '_ {
     // Nested rather than one index split by division: the firmware checks its tables
     // with this at start-up.
-    (0..rows.div_ceil(BLOCK_ROWS)).flat_map(move |b| {
-        (0..groups).flat_map(move |g| {
-            let full = 4 * g + 4 <= columns;
-            (0..4 * BLOCK_ROWS).map(move |e| {
-                let (row, j) = (BLOCK_ROWS * b + e / 4, e % 4);
-                let col = 4 * g + if full { [0, 2, 1, 3][j] } else { j };
-                if row < rows && col < columns {
-                    filter.get(row * columns + col).map_or(0, |&w| i16::from(w))
-                } else {
-                    0
-                }
-            })
+    (0..columns.div_ceil(4)).flat_map(move |g| {
+        let full = 4 * g + 4 <= columns;
+        (0..4 * BLOCK_ROWS).map(move |e| {
+            let (row, j) = (BLOCK_ROWS * b + e / 4, e % 4);
+            let col = 4 * g + if full { [0, 2, 1, 3][j] } else { j };
+            if row < rows && col < columns {
+                filter.get(row * columns + col).map_or(0, |&w| i16::from(w))
+            } else {
+                0
+            }
         })
     })
 }

@@ -385,8 +385,14 @@ pub(crate) fn rounding_shift(x: i32, multiplier: i32, shift: i32, zero_point: i3
 /// constant (the sum cannot overflow for `r <= 23`: `|x * m| < 2^62`, the nudge is below
 /// `2^62`), the sign term one more multiply (`SMLAL` of `x >> 31` by `i32::MIN` on
 /// Cortex-M) and the division the high word shifted by `r - 1`.
-// `repr(C)`: the conv channel loop's asm reads the fields at fixed offsets.
-#[cfg(any(test, all(target_arch = "arm", edgekd_dsp)))]
+// `repr(C)`: the conv channel loop's asm reads the fields at fixed offsets. Compiled
+// with the fully connected kernel on every target: its widened table carries one per
+// output channel (`fc_wide_weights`), which host tools write.
+#[cfg(any(
+    test,
+    feature = "fully-connected",
+    all(target_arch = "arm", edgekd_dsp)
+))]
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub(crate) struct RoundingRq {
@@ -398,7 +404,11 @@ pub(crate) struct RoundingRq {
     pub(crate) shift: u32,
 }
 
-#[cfg(any(test, all(target_arch = "arm", edgekd_dsp)))]
+#[cfg(any(
+    test,
+    feature = "fully-connected",
+    all(target_arch = "arm", edgekd_dsp)
+))]
 impl RoundingRq {
     /// Prepares `multiplier * 2^shift / 2^31` plus `zero_point`; `None` unless
     /// `-23 <= shift < 0`, `multiplier >= 0` and `|zero_point| <= 128`.
@@ -422,6 +432,13 @@ impl RoundingRq {
             nudge_hi: hi_bit + (zero_point << (r - 1)),
             shift: r - 1,
         })
+    }
+
+    /// The four fields as words, in `repr(C)` order (a table's entry).
+    #[cfg(feature = "fully-connected")]
+    pub(crate) fn words(&self) -> [i32; 4] {
+        let shift = self.shift as i32; // at most 22
+        [self.multiplier, self.nudge_lo as i32, self.nudge_hi, shift]
     }
 
     /// [`multiply_by_quantized_multiplier`]`(x, multiplier, shift) + zero_point`.

@@ -157,64 +157,127 @@ fn fc_random_vs_references() {
     eprintln!("fully_connected: max |int8 - f64 reference| = {max_err} LSB");
 }
 
-/// A widened filter's storage, aligned as `FcLayer::with_wide_weights` needs.
+/// A prepared table's storage, aligned as `FcLayer::with_wide_weights` needs.
 #[repr(C, align(4))]
-struct Wide([i16; 40]);
+struct Wide([i16; 80]);
+
+const WIDE_P: FcParams = FcParams {
+    input_zero_point: 3,
+    output_zero_point: -2,
+    clamp: Clamp::NONE,
+};
+
+const WIDE_RQ: Requant<'static> = Requant {
+    multiplier: &[1 << 30],
+    shift: &[-3],
+};
 
 #[test]
-fn wide_weights_layout_is_the_packed_smlad_order() {
+fn wide_weights_layout_is_bias_packed_smlad_order_then_requantization() {
     // Two rows of five: one full group (order 0, 2, 1, 3), one partial group (natural
-    // order, zero padded), and rows 2 and 3 of the block all zeros.
+    // order, zero padded), and rows 2 and 3 of the block all zeros. Biases and the
+    // single-step requantization (multiplier 2^30, shift -3: r = 3, so the nudge is
+    // 2^30 in the low word and 2^(r-2) + zp * 2^(r-1) = 2 - 8 in the high word, right
+    // shift r - 1 = 2) as little-endian words, zeros for the padding rows.
     let filter: Vec<i8> = (1..=10).collect();
-    let wide: Vec<i16> = fc_wide_weights(&filter, 5, 2).collect();
-    assert_eq!(fc_wide_len(5, 2), 32);
+    let bias = [100_000, -2];
+    let wide: Vec<i16> = fc_wide_weights(&filter, Some(&bias), WIDE_RQ, -2, 5, 2).collect();
+    assert_eq!(fc_wide_len(5, 2), 72);
     #[rustfmt::skip]
-    let want: [i16; 32] = [
+    let want: [i16; 72] = [
+        // 100_000 = 0x1_86A0; -2.
+        0x86A0_u16 as i16, 1,   -2, -1,   0, 0,   0, 0,
         1, 3, 2, 4,   6, 8, 7, 9,    0, 0, 0, 0,  0, 0, 0, 0,
         5, 0, 0, 0,   10, 0, 0, 0,   0, 0, 0, 0,  0, 0, 0, 0,
+        0, 0x4000,   0, 0x4000,   -6, -1,   2, 0,
+        0, 0x4000,   0, 0x4000,   -6, -1,   2, 0,
+        0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0,
     ];
     assert_eq!(wide, want);
 }
 
 #[test]
-fn wide_weights_are_checked_against_the_filter() {
-    let p = FcParams {
-        input_zero_point: 3,
-        output_zero_point: -2,
-        clamp: Clamp::NONE,
-    };
-    let rq = Requant {
-        multiplier: &[1 << 30],
-        shift: &[-3],
-    };
+fn wide_weights_are_checked_against_the_layer() {
     let filter: Vec<i8> = (0..10).map(|i| (i * 37 % 255 - 127) as i8).collect();
-    let layer = FcLayer::new(&p, rq, 5, &filter, None, 2, 5, 2).unwrap();
-    let mut buf = Wide([0; 40]);
-    for (d, v) in buf.0.iter_mut().zip(fc_wide_weights(&filter, 5, 2)) {
+    let bias = [1000, -700];
+    let layer = FcLayer::new(&WIDE_P, WIDE_RQ, 5, &filter, Some(&bias), 2, 5, 2).unwrap();
+    assert!(layer.reads_wide_weights());
+    let mut buf = Wide([0; 80]);
+    for (d, v) in buf
+        .0
+        .iter_mut()
+        .zip(fc_wide_weights(&filter, Some(&bias), WIDE_RQ, -2, 5, 2))
+    {
         *d = v;
     }
     // The right table is taken, and the layer computes what it computed without it.
     let (x, mut a, mut b) = ([5i8, -7, 9, 100, -128], [0i8; 2], [0i8; 2]);
     let mut scratch = Scratch::new();
     layer.run(&mut scratch, &x, &mut a).unwrap();
-    let wide = layer.with_wide_weights(&buf.0[..32]).unwrap();
+    let wide = layer.with_wide_weights(&buf.0[..72]).unwrap();
     wide.run(&mut scratch, &x, &mut b).unwrap();
     assert_eq!(a, b);
-    // Wrong length, misaligned, or one entry off: refused.
+    // Wrong length, misaligned, or one entry off (bias, filter, requantization):
+    // refused.
     let refused = |w: &[i16]| layer.with_wide_weights(w).map(|_| ()).unwrap_err();
-    assert_eq!(refused(&buf.0[..31]), KernelError::ShapeMismatch);
-    buf.0.copy_within(0..32, 1);
-    assert_eq!(refused(&buf.0[1..33]), KernelError::ShapeMismatch);
-    buf.0.copy_within(1..33, 0);
-    assert!(layer.with_wide_weights(&buf.0[..32]).is_ok());
-    buf.0[17] += 1;
-    assert_eq!(refused(&buf.0[..32]), KernelError::ShapeMismatch);
-    // Layers beyond the fast kernel's column limit cannot take one.
+    assert_eq!(refused(&buf.0[..71]), KernelError::ShapeMismatch);
+    buf.0.copy_within(0..72, 1);
+    assert_eq!(refused(&buf.0[1..73]), KernelError::ShapeMismatch);
+    buf.0.copy_within(1..73, 0);
+    assert!(layer.with_wide_weights(&buf.0[..72]).is_ok());
+    for at in [0, 17, 45] {
+        buf.0[at] += 1;
+        assert_eq!(
+            refused(&buf.0[..72]),
+            KernelError::ShapeMismatch,
+            "entry {at}"
+        );
+        buf.0[at] -= 1;
+    }
+    // A table written for another bias or output zero point is stale.
+    let other = |bias: &[i32], zp| -> Vec<i16> {
+        fc_wide_weights(&filter, Some(bias), WIDE_RQ, zp, 5, 2).collect()
+    };
+    for table in [other(&[1000, -701], -2), other(&bias, -1)] {
+        buf.0[..72].copy_from_slice(&table);
+        assert_eq!(refused(&buf.0[..72]), KernelError::ShapeMismatch);
+    }
+}
+
+#[test]
+fn layers_off_the_fast_path_take_no_wide_weights() {
+    // Beyond the fast kernel's column limit.
     let big = vec![1i8; 300];
-    let layer = FcLayer::new(&p, rq, 300, &big, None, 1, 300, 1).unwrap();
-    let table: Vec<i16> = fc_wide_weights(&big, 300, 1).collect();
+    let layer = FcLayer::new(&WIDE_P, WIDE_RQ, 300, &big, None, 1, 300, 1).unwrap();
+    assert!(!layer.reads_wide_weights());
+    let table: Vec<i16> = fc_wide_weights(&big, None, WIDE_RQ, -2, 300, 1).collect();
     assert_eq!(
         layer.with_wide_weights(&table).map(|_| ()).unwrap_err(),
+        KernelError::UnsupportedParams
+    );
+    // A channel outside the single-step requantization (shift 0 multiplies).
+    let filter = [1i8; 8];
+    let rq = Requant {
+        multiplier: &[1 << 30, 1 << 30],
+        shift: &[-3, 0],
+    };
+    let layer = FcLayer::new(&WIDE_P, rq, 4, &filter, None, 2, 4, 2).unwrap();
+    assert!(!layer.reads_wide_weights());
+    let mut buf = Wide([0; 80]);
+    let len = fc_wide_len(4, 2);
+    for (d, v) in buf
+        .0
+        .iter_mut()
+        .zip(fc_wide_weights(&filter, None, rq, -2, 4, 2))
+    {
+        *d = v;
+    }
+    assert_eq!(
+        layer
+            .with_wide_weights(&buf.0[..len])
+            .map(|_| ())
+            .unwrap_err(),
         KernelError::UnsupportedParams
     );
 }

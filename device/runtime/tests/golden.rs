@@ -117,7 +117,7 @@ fn float_inputs_are_checked() {
 /// and other tables are refused, and the outputs stay the golden ones.
 #[test]
 fn wide_weights_are_checked_per_op() {
-    use edgekd_runtime::{fc_wide_weights, Error, OpCode};
+    use edgekd_runtime::{Error, OpCode};
     let (_, model_bytes, input, expected) = REFERENCE
         .iter()
         .find(|r| r.0 == "mlp")
@@ -131,9 +131,7 @@ fn wide_weights_are_checked_per_op() {
         if op.code != OpCode::FullyConnected {
             continue;
         }
-        let w = model.tensor(op.input(1).unwrap()).unwrap();
-        let [out_f, in_f] = w.dims() else { panic!() };
-        let wide: Vec<i16> = fc_wide_weights(w.const_i8().unwrap(), *in_f, *out_f).collect();
+        let wide: Vec<i16> = op.wide_weights(&model).unwrap().unwrap().collect();
         let mut words = vec![0u32; wide.len().div_ceil(2)];
         bytemuck_i16(&mut words)[..wide.len()].copy_from_slice(&wide);
         tables.push((index, words, wide.len()));
@@ -165,7 +163,7 @@ fn wide_weights_are_checked_per_op() {
 /// the golden ones.
 #[test]
 fn conv_and_fc_take_their_widened_filters() {
-    use edgekd_runtime::{conv2d_wide_weights, fc_wide_weights, Error, OpCode};
+    use edgekd_runtime::{conv2d_wide_weights, fc_wide_len, Error, OpCode};
     let (_, model_bytes, input, expected) = REFERENCE
         .iter()
         .find(|r| r.0 == "tiny_cnn")
@@ -175,22 +173,25 @@ fn conv_and_fc_take_their_widened_filters() {
     let mut tables: Vec<(usize, Vec<u32>, usize)> = Vec::new();
     for (index, op) in model.ops().enumerate() {
         let op = op.unwrap();
-        if !op.reads_wide_weights(&model).unwrap() {
+        let Some(wide) = op.wide_weights(&model).unwrap() else {
+            assert!(!op.reads_wide_weights(&model).unwrap());
             continue;
-        }
-        let w = model.tensor(op.input(1).unwrap()).unwrap();
-        let filter = w.const_i8().unwrap();
-        let wide: Vec<i16> = match op.code {
-            OpCode::Conv2d => {
-                let s = w.shape();
-                conv2d_wide_weights(filter, s.h * s.w * s.c, s.n).collect()
-            }
-            OpCode::FullyConnected => {
-                let [out_f, in_f] = w.dims() else { panic!() };
-                fc_wide_weights(filter, *in_f, *out_f).collect()
-            }
-            other => panic!("{other:?} reads no widened filter"),
         };
+        assert!(op.reads_wide_weights(&model).unwrap());
+        let wide: Vec<i16> = wide.collect();
+        // The tables are the kernels' layouts of the op's own tensors.
+        let w = model.tensor(op.input(1).unwrap()).unwrap();
+        let (filter, s) = (w.const_i8().unwrap(), w.shape());
+        match op.code {
+            OpCode::Conv2d => {
+                assert!(wide
+                    .iter()
+                    .copied()
+                    .eq(conv2d_wide_weights(filter, s.h * s.w * s.c, s.n)))
+            }
+            OpCode::FullyConnected => assert_eq!(wide.len(), fc_wide_len(s.c, s.w)),
+            other => panic!("{other:?} reads no widened filter"),
+        }
         let mut words = vec![0u32; wide.len().div_ceil(2)];
         bytemuck_i16(&mut words)[..wide.len()].copy_from_slice(&wide);
         tables.push((index, words, wide.len()));

@@ -1,12 +1,18 @@
-//! Fully connected rows on DSP cores: four filter rows per pass against one packed
-//! column ([`dot4`]: each column word loaded once for four rows, 1.375 instructions per
-//! MAC), the accumulators of up to [`CHUNK`] rows kept in a small stack buffer, then
+//! Fully connected rows on DSP cores. From the layer's prepared table
+//! (`fc_wide_weights`, generated at build time): four rows per pass, biases, 16-bit
+//! filter and single-step requantization read in order from flash, the four outputs
+//! requantized in registers ([`dot4_wide_rq`]: 13 instructions per 16 MACs, 8 per
+//! output). Without one: four filter rows per pass against one packed column
+//! ([`dot4`]: each column word loaded once for four rows, 1.375 instructions per MAC),
+//! the accumulators of up to [`CHUNK`] rows kept in a small stack buffer, then
 //! requantized in one `asm` loop per chunk with [`crate::quant::rounding_shift`]'s form
 //! (the zero point folded into the high word `SMLAL` accumulates into: two `SMLAL`s,
 //! one shift and `SSAT` per output, no prepared table).
 
 use super::matvec::{dot1, dot2};
 use crate::fully_connected::{FcLayer, RqForm};
+#[cfg(not(edgekd_size_opt))]
+use crate::quant::RoundingRq;
 use crate::quant::{rounding_shift, rounding_shift_fits, ChannelRq};
 use crate::{Clamp, Requant};
 use core::arch::asm;
@@ -184,73 +190,87 @@ macro_rules! wide_group4 {
     };
 }
 
-/// [`dot4_blocks`] on the widened filter: `acc[i] = init[i] + col . row_i` for
-/// `4 * blocks` rows, `groups` groups of four column entries each, the rows' entries
-/// read in order from `w` (`fc_wide_weights`' layout, which pads every row to
-/// `4 * groups` entries and the rows to whole blocks): 13 instructions per 16 MACs.
+/// Requantizes accumulator `$acc` by the next channel entry at `{w}` (multiplier,
+/// nudge low and high words, shift: [`crate::quant::RoundingRq`]) and stores it
+/// saturated to int8 at `{out}`; `{x}` holds `i32::MIN`. Clobbers the accumulator.
+#[cfg(not(edgekd_size_opt))]
+macro_rules! requant_store {
+    ($acc:literal) => {
+        concat!(
+            "ldrd {xa}, {xb}, [{w}], #8\n",
+            "ldrd {v}, {n}, [{w}], #8\n",
+            "smlal {xb}, {v}, {",
+            $acc,
+            "}, {xa}\n",
+            "lsr {",
+            $acc,
+            "}, {",
+            $acc,
+            "}, #31\n",
+            "smlal {xb}, {v}, {",
+            $acc,
+            "}, {x}\n",
+            "asr {v}, {v}, {n}\n",
+            "ssat {v}, #8, {v}\n",
+            "strb {v}, [{out}], #1\n",
+        )
+    };
+}
+
+/// The DSP fully connected layer from its prepared table ([`crate::fc_wide_weights`]):
+/// for each of `blocks` blocks of four output rows, the accumulators start at the
+/// block's biases, take `groups` groups of four column entries (13 instructions per 16
+/// MACs), and are requantized in registers and stored saturated to int8, four bytes at
+/// `out` (8 instructions per output, no accumulator buffer, no per-chunk loop).
 ///
 /// # Safety
 /// `x` 4-byte aligned and valid for reading `4 * groups` i16; `w` 4-byte aligned and
-/// valid for reading `16 * groups * blocks` i16; `init` for reading `4 * blocks` i32
-/// (or four, with `init_step` 0); `acc` for writing `4 * blocks` i32; `groups >= 1`,
-/// `blocks >= 1`.
+/// valid for reading `blocks` blocks of `16 * groups + 40` i16 laid out as
+/// `fc_wide_weights` writes them, every shift at most 30; `out` valid for writing
+/// `4 * blocks` bytes; `groups >= 1`, `blocks >= 1`.
 #[cfg(not(edgekd_size_opt))]
 #[inline(never)]
-unsafe fn dot4_wide(
-    x: *const i16,
-    w: *const i16,
-    groups: usize,
-    blocks: usize,
-    init: *const i32,
-    init_step: usize,
-    acc: *mut i32,
-) {
-    // SAFETY: per block, reads four i32 at `init`, the `4 * groups` column entries
-    // (LDRD on the 4-byte aligned column) and the block's `16 * groups` filter entries
-    // (LDRD, 4-byte aligned), and writes four i32 at `acc`, all guaranteed by the
-    // caller. The 16 bytes of stack it takes are given back before the block ends;
-    // otherwise only register operands and the flags (LSRS, SUBS) change.
+unsafe fn dot4_wide_rq(x: *const i16, w: *const i16, groups: usize, blocks: usize, out: *mut i8) {
+    // SAFETY: per block, reads the four bias words, the `16 * groups` filter entries
+    // and the four channel entries at `w` (LDRD, 4-byte aligned) and the `4 * groups`
+    // column entries (LDRD on the 4-byte aligned column), and writes four bytes at
+    // `out`, all guaranteed by the caller. ASR by register with a shift of at most 30
+    // behaves like Rust's `>>`. The 8 bytes of stack it takes are given back before
+    // the block ends; otherwise only register operands and the flags (LSRS, SUBS)
+    // change (SSAT's Q flag is read by nothing).
     unsafe {
         asm!(
-            // [sp]: column start, [sp, #4]: groups, [sp, #8]: blocks left, [sp, #12]:
-            // init step in bytes.
-            "sub sp, sp, #16",
+            // [sp]: column start, [sp, #4]: groups.
+            "sub sp, sp, #8",
             "str {x}, [sp]",
-            "str {a0}, [sp, #4]",
-            "str {a1}, [sp, #8]",
-            "str {a2}, [sp, #12]",
+            "str {n}, [sp, #4]",
             "1:",
-            "ldr {a0}, [{init}]",
-            "ldr {a1}, [{init}, #4]",
-            "ldr {a2}, [{init}, #8]",
-            "ldr {a3}, [{init}, #12]",
-            "ldr {n}, [sp, #12]",
-            "add {init}, {init}, {n}",
+            "ldrd {a0}, {a1}, [{w}], #8",
+            "ldrd {a2}, {a3}, [{w}], #8",
             "ldr {x}, [sp]",
             "ldr {n}, [sp, #4]",
             odd_then_pairs!("{n}", wide_group4),
-            "str {a0}, [{acc}], #4",
-            "str {a1}, [{acc}], #4",
-            "str {a2}, [{acc}], #4",
-            "str {a3}, [{acc}], #4",
-            "ldr {n}, [sp, #8]",
-            "subs {n}, {n}, #1",
-            "str {n}, [sp, #8]",
+            "mov {x}, #0x80000000",
+            requant_store!("a0"),
+            requant_store!("a1"),
+            requant_store!("a2"),
+            requant_store!("a3"),
+            "subs {blocks}, {blocks}, #1",
             "bne 1b",
-            "add sp, sp, #16",
+            "add sp, sp, #8",
             x = inout(reg) x => _,
             w = inout(reg) w => _,
-            init = inout(reg) init => _,
-            acc = inout(reg) acc => _,
-            a0 = inout(reg) groups => _,
-            a1 = inout(reg) blocks => _,
-            a2 = inout(reg) init_step * 16 => _,
+            n = inout(reg) groups => _,
+            blocks = inout(reg) blocks => _,
+            out = inout(reg) out => _,
+            a0 = out(reg) _,
+            a1 = out(reg) _,
+            a2 = out(reg) _,
             a3 = out(reg) _,
             xa = out(reg) _,
             xb = out(reg) _,
             v = out(reg) _,
             t = out(reg) _,
-            n = out(reg) _,
         );
     }
 }
@@ -424,6 +444,10 @@ pub(crate) fn fc_row(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
         // Not reached with the kernels' own (aligned) buffers.
         return fc_row_scalar(col, layer, out);
     }
+    #[cfg(not(edgekd_size_opt))]
+    if let Some(wide) = layer.wide {
+        return fc_row_wide(col, layer, wide, out);
+    }
     let groups = k / 4;
     let x = col.as_ptr();
     // A missing bias reads four zeros for every block.
@@ -436,10 +460,6 @@ pub(crate) fn fc_row(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
     let a = acc.as_mut_ptr().cast::<i32>();
     let (mut w, mut o) = (layer.filter.as_ptr(), out.as_mut_ptr());
     let (m, s) = (rq.multiplier.as_ptr(), rq.shift.as_ptr());
-    #[cfg(not(edgekd_size_opt))]
-    if let Some(wide) = layer.wide {
-        return fc_row_wide(col, layer, wide, out);
-    }
     let mut c0 = 0;
     while c0 < n {
         let len = CHUNK.min(n - c0);
@@ -486,70 +506,60 @@ pub(crate) fn fc_row(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
     }
 }
 
-/// [`fc_row`] from the widened filter (`wide`, checked by
-/// [`FcLayer::with_wide_weights`]): whole blocks of four rows through [`dot4_wide`],
-/// the padded last block with its bias copied beside zeros, then the same
-/// requantization loops.
+/// [`fc_row`] from the layer's prepared table (`wide`, checked by
+/// [`FcLayer::with_wide_weights`], which takes only layers whose channels all fit the
+/// single-step form): whole blocks of four rows through [`dot4_wide_rq`]; a last block
+/// of one or two rows through [`dot2_wide`], of three through [`dot4_wide_rq`] into a
+/// local buffer. A clamp narrower than int8 is applied afterwards.
 #[cfg(not(edgekd_size_opt))]
 #[inline(always)]
 fn fc_row_wide(col: &[i16], layer: &FcLayer<'_>, wide: &[i16], out: &mut [i8]) {
-    let (k, n) = (layer.in_features, layer.out_features);
-    let (rq, zp) = (&layer.rq, layer.p.output_zero_point);
-    let groups = k.div_ceil(4);
-    let x = col.as_ptr();
-    static ZEROS: [i32; 4] = [0; 4];
-    let (mut init, init_step) = match layer.bias {
-        Some(b) => (b.as_ptr(), 1),
-        None => (ZEROS.as_ptr(), 0),
-    };
-    let mut acc = core::mem::MaybeUninit::<[i32; CHUNK]>::uninit();
-    let a = acc.as_mut_ptr().cast::<i32>();
-    let (mut w, mut o) = (wide.as_ptr(), out.as_mut_ptr());
-    // The chunk loop, bias start and requantization `match` repeat `fc_row`'s: shared
-    // through helpers they cost 0.3 KB of code at opt-level 3 (measured on the mlp).
-    let (m, s) = (rq.multiplier.as_ptr(), rq.shift.as_ptr());
-    let mut c0 = 0;
-    while c0 < n {
-        let len = CHUNK.min(n - c0);
-        let (blocks, part) = (len / 4, len % 4);
-        // SAFETY: as in `fc_row`, and: `wide` holds `fc_wide_len(k, n)` entries, 4-byte
-        // aligned, so the `len.div_ceil(4)` blocks of chunk `c0` (a multiple of four,
-        // `CHUNK` is) are `16 * groups` entries each from `w`; `col` holds
-        // `4 * groups` entries (compared in `fc_row`), those past `k` met by zero
-        // filter entries; `a` has `CHUNK` entries, at least the first `len` of them
-        // written (by `dot4_wide`, and `dot2_wide` for a last block of one or two rows)
-        // before they are read.
-        unsafe {
-            if blocks > 0 {
-                dot4_wide(x, w, groups, blocks, init, init_step, a);
-            }
-            if part > 0 {
-                let mut last = [0i32; 4];
-                for (j, l) in last.iter_mut().enumerate().take(part) {
-                    *l = *init.add((blocks * 4 + j) * init_step);
-                }
-                let w_last = w.add(blocks * 16 * groups);
-                if part <= 2 {
-                    let [a0, a1] = dot2_wide(x, w_last, groups, [last[0], last[1]]);
-                    *a.add(blocks * 4) = a0;
-                    *a.add(blocks * 4 + 1) = a1;
-                } else {
-                    dot4_wide(x, w_last, groups, 1, last.as_ptr(), 0, a.add(blocks * 4));
-                }
-            }
-            match layer.form {
-                RqForm::OneFits => requant_per_tensor(a, len, *m, *s, zp, o),
-                RqForm::AllFit => requant_per_channel(a, len, m.add(c0), s.add(c0), zp, o),
-                RqForm::Mixed => requant_mixed(a, len, rq, c0, zp, o),
-            }
-            if layer.p.clamp.min > -128 || layer.p.clamp.max < 127 {
-                clamp(o, len, layer.p.clamp);
-            }
-            w = w.add(len.div_ceil(4) * 16 * groups);
-            o = o.add(len);
-            init = init.add(len * init_step);
+    let (groups, n) = (layer.in_features.div_ceil(4), out.len());
+    let (blocks, part) = (n / 4, n % 4);
+    let block_len = 16 * groups + 40;
+    let (x, w) = (col.as_ptr(), wide.as_ptr());
+    // SAFETY: `FcLayer::with_wide_weights` checked that `wide` is 4-byte aligned and
+    // holds `n.div_ceil(4)` blocks of `block_len` entries in `fc_wide_weights`' layout,
+    // its shifts from `RoundingRq::new` (at most 22); `fc_row` compared
+    // `col.len() == 4 * groups` (4-byte aligned) and `out.len() == n`. So the whole
+    // blocks write `4 * blocks <= n` outputs, and the last block starts at entry
+    // `blocks * block_len` with its biases, filter (from entry 8) and channels (from
+    // entry `8 + 16 * groups`).
+    unsafe {
+        if blocks > 0 {
+            dot4_wide_rq(x, w, groups, blocks, out.as_mut_ptr());
         }
-        c0 += len;
+        if part > 0 {
+            let last = w.add(blocks * block_len);
+            let tail = &mut out[4 * blocks..];
+            if part <= 2 {
+                // The little-endian word at entry `at` of the block.
+                let word = |at: usize| {
+                    let (lo, hi) = (*last.add(at), *last.add(at + 1));
+                    i32::from(lo as u16) | i32::from(hi) << 16
+                };
+                let acc = dot2_wide(x, last.add(8), groups, [word(0), word(2)]);
+                for (j, (o, a)) in tail.iter_mut().zip(acc).enumerate() {
+                    let at = 8 + 16 * groups + 8 * j;
+                    let rq = RoundingRq {
+                        multiplier: word(at),
+                        nudge_lo: word(at + 2) as u32,
+                        nudge_hi: word(at + 4),
+                        shift: word(at + 6) as u32,
+                    };
+                    *o = super::requant_rounding_i8(a, &rq);
+                }
+            } else {
+                let mut four = [0i8; 4];
+                dot4_wide_rq(x, last, groups, 1, four.as_mut_ptr());
+                tail.copy_from_slice(&four[..part]);
+            }
+        }
+    }
+    let c = layer.p.clamp;
+    if c.min > -128 || c.max < 127 {
+        // SAFETY: `out` holds `n` entries.
+        unsafe { clamp(out.as_mut_ptr(), n, c) };
     }
 }
 

@@ -559,24 +559,71 @@ impl<'a> Op<'a> {
     ///
     /// Errors: the op's own (bad tensors or parameters), as [`Op::needs_fallback`].
     pub fn reads_wide_weights(&self, model: &Model<'a>) -> Result<bool, Error> {
-        Ok(match self.params(model)? {
-            #[cfg(edgekd_op_conv2d)]
-            OpParams::Conv2d(p, rq) => {
-                let w = self.tensor(model, 1)?;
-                let bias = match self.input(2) {
-                    Some(t) => Some(model.tensor(t)?.const_i32()?),
-                    None => None,
-                };
-                let (ins, outs) = (
-                    self.tensor(model, 0)?.shape(),
-                    self.output_tensor(model)?.shape(),
-                );
-                edgekd_kernels::ConvLayer::new(&p, rq, ins, w.shape(), w.const_i8()?, bias, outs)
-                    .is_ok_and(|layer| layer.reads_wide_weights())
+        Ok(self.wide_weights(model)?.is_some())
+    }
+
+    /// The widened table DSP builds read for this op (`edgekd_kernels::fc_wide_weights`
+    /// or `conv2d_wide_weights`, what `Interpreter::set_wide_weights` takes), or `None`
+    /// if they read none ([`Op::reads_wide_weights`]). Firmware build scripts write it.
+    ///
+    /// Errors: as [`Op::reads_wide_weights`].
+    pub fn wide_weights(
+        &self,
+        model: &Model<'a>,
+    ) -> Result<Option<impl Iterator<Item = i16> + 'a>, Error> {
+        let (params, filter) = match self.code {
+            OpCode::Conv2d | OpCode::FullyConnected => {
+                (self.params(model)?, self.tensor(model, 1)?)
             }
-            #[cfg(edgekd_op_fully_connected)]
-            OpParams::FullyConnected(..) => !self.needs_fallback(model)?,
-            _ => false,
+            _ => return Ok(None),
+        };
+        let bias = match self.input(2) {
+            Some(t) => Some(model.tensor(t)?.const_i32()?),
+            None => None,
+        };
+        let (input, output) = (self.tensor(model, 0)?, self.output_tensor(model)?);
+        // Built as the interpreter builds them (a layer its checks refuse reads none);
+        // one iterator type for both ops: at most one of the two is `Some`.
+        #[cfg(edgekd_op_fully_connected)]
+        let fc = match (&params, filter.dims()) {
+            (OpParams::FullyConnected(p, rq), &[out_f, in_f]) => {
+                let (n_in, n_out) = (input.range().len(), output.range().len());
+                edgekd_kernels::FcLayer::new(
+                    p,
+                    *rq,
+                    in_f,
+                    filter.const_i8()?,
+                    bias,
+                    out_f,
+                    n_in,
+                    n_out,
+                )
+                .ok()
+                .filter(|layer| layer.reads_wide_weights())
+                .map(|layer| layer.wide_weights())
+            }
+            _ => None,
+        };
+        #[cfg(not(edgekd_op_fully_connected))]
+        let fc = None::<core::iter::Empty<i16>>;
+        #[cfg(edgekd_op_conv2d)]
+        let conv = match &params {
+            OpParams::Conv2d(p, rq) => {
+                let (ins, outs, w) = (input.shape(), output.shape(), filter.shape());
+                edgekd_kernels::ConvLayer::new(p, *rq, ins, w, filter.const_i8()?, bias, outs)
+                    .ok()
+                    .filter(|layer| layer.reads_wide_weights())
+                    .map(|layer| layer.wide_weights())
+            }
+            _ => None,
+        };
+        #[cfg(not(edgekd_op_conv2d))]
+        let conv = None::<core::iter::Empty<i16>>;
+        // Builds with neither op compile the arguments for nothing.
+        let _ = (&params, &bias, &input, &output, &filter);
+        Ok(match (fc, conv) {
+            (None, None) => None,
+            (fc, conv) => Some(fc.into_iter().flatten().chain(conv.into_iter().flatten())),
         })
     }
 
