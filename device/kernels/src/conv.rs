@@ -89,24 +89,49 @@ pub struct ConvLayer<'a> {
 }
 
 /// Entries of [`conv2d_wide_weights`] for a layer of `columns` entries per output pixel
-/// (`kh * kw * in_c`) and `out_c` output channels: rounded up to a multiple of four
-/// and of two.
+/// (`kh * kw * in_c`) and `out_c` output channels: 10 per channel (its bias and
+/// requantization), then the filter with `columns` rounded up to a multiple of four and
+/// `out_c` to a multiple of two.
 pub const fn conv2d_wide_len(columns: usize, out_c: usize) -> usize {
-    columns.next_multiple_of(4) * out_c.next_multiple_of(2)
+    CONV_WIDE_CHANNEL_ENTRIES * out_c + columns.next_multiple_of(4) * out_c.next_multiple_of(2)
 }
 
-/// A conv filter (`[out_c][kh][kw][in_c]`, int8: `out_c` rows of `columns` entries)
-/// widened to 16 bits in the order the DSP kernel's paired-pixel loop reads it,
-/// [`conv2d_wide_len`] entries: `fc_wide_weights`' layout with blocks of two output
-/// channels (the loop's channel pair). The loop then loads two entries per word and
-/// needs no `SXTB16` per weight: 12 instead of 18 instructions per 16 MACs. It costs
-/// twice the filter's bytes of flash; firmware generates it at build time.
-pub fn conv2d_wide_weights(
-    filter: &[i8],
+/// Entries of one output channel's bias and single-step requantization: five words
+/// as 16-bit halves.
+pub(crate) const CONV_WIDE_CHANNEL_ENTRIES: usize = 10;
+
+/// A conv layer prepared for the DSP kernel, [`conv2d_wide_len`] 16-bit entries
+/// (firmware generates it at build time):
+/// - for each output channel, its bias and single-step requantization with
+///   `output_zero_point` folded in (multiplier, the 64-bit nudge's low and high words,
+///   right shift), five little-endian words, low half first: the table the kernel
+///   otherwise prepares in RAM on every call (zeros for a channel outside that form;
+///   a layer with one does not take the table);
+/// - the filter (`[out_c][kh][kw][in_c]`, int8: `out_c` rows of `columns` entries)
+///   widened to 16 bits in the order the paired-pixel loop reads it:
+///   `fc_wide_weights`' filter layout with blocks of two output channels (the loop's
+///   channel pair). The loop then loads two entries per word and needs no `SXTB16` per
+///   weight: 12 instead of 18 instructions per 16 MACs.
+///
+/// It costs twice the filter's bytes of flash plus 20 bytes per output channel. `rq`
+/// holds one entry or one per output channel, as in [`conv2d`].
+pub fn conv2d_wide_weights<'a>(
+    filter: &'a [i8],
+    bias: Option<&'a [i32]>,
+    rq: Requant<'a>,
+    output_zero_point: i32,
     columns: usize,
     out_c: usize,
-) -> impl Iterator<Item = i16> + '_ {
-    crate::matvec::widened::<2>(filter, columns, out_c)
+) -> impl Iterator<Item = i16> + 'a {
+    use crate::matvec::{halves, prepared_channel};
+    let channels = (0..out_c).flat_map(move |c| {
+        let (bias, [m, nudge_lo, nudge_hi, shift]) =
+            prepared_channel(bias, &rq, output_zero_point, c);
+        [bias, m, nudge_lo, nudge_hi, shift]
+            .into_iter()
+            .flat_map(halves)
+    });
+    channels.chain(crate::matvec::widened::<2>(filter, columns, out_c))
 }
 
 impl<'a> ConvLayer<'a> {
@@ -145,27 +170,25 @@ impl<'a> ConvLayer<'a> {
         })
     }
 
-    /// The layer reading its filter from `wide`, the same filter in
-    /// [`conv2d_wide_weights`]' layout (e.g. a `static` the firmware's build script
-    /// wrote), compared with the layer's filter entry by entry, so a stale table is
-    /// refused rather than computed with. The DSP kernel reads it on its paired-pixel
-    /// path ([`ConvLayer::reads_wide_weights`]); other layers ignore it.
+    /// The layer reading its channels' bias and requantization and its widened filter
+    /// from `wide`, the layer in [`conv2d_wide_weights`]' layout (e.g. a `static` the
+    /// firmware's build script wrote), compared with the layer entry by entry, so a
+    /// stale table is refused rather than computed with. DSP builds
+    /// ([`crate::CONV_USES_WIDE_WEIGHTS`]) then prepare no channel table per call and
+    /// read the widened filter on the paired-pixel path.
     ///
-    /// Errors: [`KernelError::ShapeMismatch`] if `wide` differs from the layer's filter
-    /// in that layout or is not 4-byte aligned; [`KernelError::UnsupportedParams`] for
-    /// columns longer than the paired path takes (128 entries).
+    /// Errors: [`KernelError::ShapeMismatch`] if `wide` differs from the layer in that
+    /// layout or is not 4-byte aligned; [`KernelError::UnsupportedParams`] for a layer
+    /// that does not [read](ConvLayer::reads_wide_weights) one.
     pub fn with_wide_weights(mut self, wide: &'a [i16]) -> Result<Self, KernelError> {
         let fs = self.filter_shape;
         let (k, n) = (fs.h * fs.w * fs.c, fs.n);
-        if k > PAIR_OFFSET {
+        if !self.reads_wide_weights() {
             return Err(KernelError::UnsupportedParams);
         }
         if wide.as_ptr() as usize % 4 != 0
             || wide.len() != conv2d_wide_len(k, n)
-            || !wide
-                .iter()
-                .copied()
-                .eq(conv2d_wide_weights(self.filter, k, n))
+            || !wide.iter().copied().eq(self.wide_weights())
         {
             return Err(KernelError::ShapeMismatch);
         }
@@ -198,8 +221,15 @@ impl<'a> ConvLayer<'a> {
     /// This layer's [`conv2d_wide_weights`] table (what [`ConvLayer::with_wide_weights`]
     /// takes), for tools that write it.
     pub fn wide_weights(self) -> impl Iterator<Item = i16> + 'a {
-        let fs = self.filter_shape;
-        conv2d_wide_weights(self.filter, fs.h * fs.w * fs.c, fs.n)
+        let (fs, zp) = (self.filter_shape, self.p.output_zero_point);
+        conv2d_wide_weights(
+            self.filter,
+            self.bias,
+            self.rq,
+            zp,
+            fs.h * fs.w * fs.c,
+            fs.n,
+        )
     }
 
     /// Runs the convolution: `input` and `output` must hold the elements of the
@@ -442,8 +472,17 @@ fn im2col(
     // with at most `BLOCK` output channels (all the reference ones) make one pass.
     for c0 in (0..out_c).step_by(BLOCK) {
         let n = BLOCK.min(out_c - c0);
-        let Some(chans) = table.prepare_layer(bias, rq, q.zero_point, c0, n) else {
-            return false;
+        // DSP builds read the channels from the layer's prepared table when it has one.
+        #[cfg(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt)))]
+        let prepared = crate::arm::table::prepared_channels(wide, out_c, c0, n);
+        #[cfg(not(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt))))]
+        let prepared = None;
+        let chans = match prepared {
+            Some(chans) => chans,
+            None => match table.prepare_layer(bias, rq, q.zero_point, c0, n) {
+                Some(chans) => chans,
+                None => return false,
+            },
         };
         let filter = &filter[c0 * k..][..n * k];
         // This block's channel pairs in the widened filter (`8 * groups` entries each),
@@ -452,7 +491,7 @@ fn im2col(
         let groups = k.div_ceil(4);
         let wide = wide
             .filter(|_| pair && PAIR_OFFSET + 4 * groups <= MAX_COLS)
-            .and_then(|w| w.get(c0 * 4 * groups..))
+            .and_then(|w| w.get(CONV_WIDE_CHANNEL_ENTRIES * out_c + c0 * 4 * groups..))
             .and_then(|w| w.get(..n / 2 * 8 * groups));
         // Builds optimized for size keep only the general loop (this one is a second
         // copy of the pair kernel: 2.5 KB for 3 % of tiny_cnn's instructions).

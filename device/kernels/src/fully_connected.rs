@@ -7,7 +7,7 @@ use crate::matvec::OutQ;
 #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 use crate::matvec::BLOCK;
 use crate::matvec::{widen_pack, MAX_COLS};
-use crate::quant::{requantize, rounding_shift_fits, single_step_fits, RoundingRq};
+use crate::quant::{requantize, rounding_shift_fits, single_step_fits};
 use crate::{check_bias, check_requant, dot, Activations, FcParams, KernelError, Requant, Scratch};
 
 /// int8 fully connected layer: `output[b][o] = requant(sum_i (x[b][i] - input_zp) * w[o][i] + bias[o])`.
@@ -133,28 +133,16 @@ pub fn fc_wide_weights<'a>(
     in_features: usize,
     out_features: usize,
 ) -> impl Iterator<Item = i16> + 'a {
-    let halves = |v: i32| [v as i16, (v >> 16) as i16];
-    let row_rq = move |row: usize| {
-        let at = if rq.multiplier.len() == 1 { 0 } else { row };
-        let (m, s) = (rq.multiplier.get(at), rq.shift.get(at));
-        match (row < out_features, m, s) {
-            (true, Some(&m), Some(&s)) => RoundingRq::new(m, s, output_zero_point),
-            _ => None,
-        }
-        .map_or([0; 4], |r| r.words())
+    use crate::matvec::{halves, prepared_channel};
+    let channel = move |row: usize| match row < out_features {
+        true => prepared_channel(bias, &rq, output_zero_point, row),
+        false => (0, [0; 4]),
     };
     (0..out_features.div_ceil(4)).flat_map(move |b| {
         let rows = 4 * b..4 * b + 4;
-        let biases = rows.clone().flat_map(move |row| {
-            let v = bias.and_then(|bias| bias.get(row)).copied();
-            halves(if row < out_features {
-                v.unwrap_or(0)
-            } else {
-                0
-            })
-        });
+        let biases = rows.clone().flat_map(move |row| halves(channel(row).0));
         let filter = crate::matvec::widened_block::<4>(filter, in_features, out_features, b);
-        let rqs = rows.flat_map(move |row| row_rq(row).into_iter().flat_map(halves));
+        let rqs = rows.flat_map(move |row| channel(row).1.into_iter().flat_map(halves));
         biases.chain(filter).chain(rqs)
     })
 }

@@ -100,6 +100,33 @@ pub(crate) fn widened_block<const BLOCK_ROWS: usize>(
     })
 }
 
+/// A word as two 16-bit table entries, low half first (little-endian, as the DSP
+/// kernels load them).
+#[cfg(any(edgekd_conv2d, feature = "fully-connected"))]
+pub(crate) fn halves(v: i32) -> [i16; 2] {
+    [v as i16, (v >> 16) as i16]
+}
+
+/// Output channel `c`'s words in a prepared table: its bias (0 without one) and its
+/// single-step requantization with the output zero point folded in
+/// ([`crate::quant::RoundingRq`]; zeros for a channel outside that form, which a layer
+/// reading the table refuses). `rq` holds one entry or one per channel.
+#[cfg(any(edgekd_conv2d, feature = "fully-connected"))]
+pub(crate) fn prepared_channel(
+    bias: Option<&[i32]>,
+    rq: &crate::Requant<'_>,
+    output_zero_point: i32,
+    c: usize,
+) -> (i32, [i32; 4]) {
+    let at = if rq.multiplier.len() == 1 { 0 } else { c };
+    let single_step = match (rq.multiplier.get(at), rq.shift.get(at)) {
+        (Some(&m), Some(&s)) => crate::quant::RoundingRq::new(m, s, output_zero_point),
+        _ => None,
+    };
+    let bias = bias.and_then(|b| b.get(c)).copied().unwrap_or(0);
+    (bias, single_step.map_or([0; 4], |r| r.words()))
+}
+
 /// Fills `dst` with `x - zp`.
 #[inline(always)]
 pub(crate) fn widen(dst: &mut [i16], x: &[i8], zp: i32) {

@@ -386,8 +386,9 @@ pub(crate) fn rounding_shift(x: i32, multiplier: i32, shift: i32, zero_point: i3
 /// `2^62`), the sign term one more multiply (`SMLAL` of `x >> 31` by `i32::MIN` on
 /// Cortex-M) and the division the high word shifted by `r - 1`.
 // `repr(C)`: the conv channel loop's asm reads the fields at fixed offsets. Compiled
-// with the fully connected kernel on every target: its widened table carries one per
-// output channel (`fc_wide_weights`), which host tools write.
+// with the conv and fully connected kernels on every target: their prepared tables
+// carry one per output channel (`conv2d_wide_weights`, `fc_wide_weights`), which host
+// tools write.
 #[cfg(any(
     test,
     feature = "fully-connected",
@@ -435,7 +436,7 @@ impl RoundingRq {
     }
 
     /// The four fields as words, in `repr(C)` order (a table's entry).
-    #[cfg(feature = "fully-connected")]
+    #[cfg(any(edgekd_conv2d, feature = "fully-connected"))]
     pub(crate) fn words(&self) -> [i32; 4] {
         let shift = self.shift as i32; // at most 22
         [self.multiplier, self.nudge_lo as i32, self.nudge_hi, shift]

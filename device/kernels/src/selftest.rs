@@ -9,9 +9,8 @@
 #[cfg(feature = "add")]
 use crate::{add, AddParams};
 use crate::{
-    conv2d, conv2d_wide_len, conv2d_wide_weights, depthwise_conv2d, fc_wide_len, fully_connected,
-    reference, Clamp, ConvLayer, ConvParams, FcLayer, FcParams, KernelError, Requant, Scratch,
-    Shape,
+    conv2d, conv2d_wide_len, depthwise_conv2d, fc_wide_len, fully_connected, reference, Clamp,
+    ConvLayer, ConvParams, FcLayer, FcParams, KernelError, Requant, Scratch, Shape,
 };
 #[cfg(feature = "pool")]
 use crate::{max_pool2d, PoolParams};
@@ -366,14 +365,14 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
             }
             // The same layer from its widened filter (a second case) where the DSP
             // kernel reads one.
-            let (k, len) = (kh * kw * in_c, conv2d_wide_len(kh * kw * in_c, out_c));
+            let len = conv2d_wide_len(kh * kw * in_c, out_c);
             let layer = ConvLayer::new(&p, c.rq(), in_shape, f_shape, f, c.bias(), out_shape)
                 .ok()
                 .filter(ConvLayer::reads_wide_weights);
             if let Some(layer) = layer {
                 if len <= MAX_WIDE {
                     let wide = &mut wide_buf.0[..len];
-                    for (d, v) in wide.iter_mut().zip(conv2d_wide_weights(f, k, out_c)) {
+                    for (d, v) in wide.iter_mut().zip(layer.wide_weights()) {
                         *d = v;
                     }
                     let fw = layer

@@ -496,23 +496,38 @@ fn fallback_predicates_name_the_slow_layers() {
     assert!(fully_connected_needs_fallback(257));
 }
 
-/// A widened filter's storage, aligned as `ConvLayer::with_wide_weights` needs.
+/// A prepared table's storage, aligned as `ConvLayer::with_wide_weights` needs.
 #[repr(C, align(4))]
-struct Wide([i16; 40]);
+struct Wide([i16; 80]);
 
 #[test]
-fn conv_wide_weights_layout_pairs_the_channels() {
-    // Three channels of five entries: blocks of two channels; per group of four, each
-    // channel's entries in the packed order (0, 2, 1, 3), the partial last group in
-    // natural order, zeros past the last entry and for the fourth channel.
+fn conv_wide_weights_layout_is_channels_then_paired_filter() {
+    // Three channels of five entries. First each channel's bias and single-step
+    // requantization as little-endian words (multiplier 2^30, shift -1: r = 1, so the
+    // nudge's low word is 2^30 + 2^31 and its high word the zero point 3, right shift
+    // r - 1 = 0); then blocks of two channels: per group of four, each channel's
+    // entries in the packed order (0, 2, 1, 3), the partial last group in natural
+    // order, zeros past the last entry and for the fourth channel.
     let filter: Vec<i8> = [1..=5, 11..=15, 21..=25].into_iter().flatten().collect();
-    let wide: Vec<i16> = conv2d_wide_weights(&filter, 5, 3).collect();
-    assert_eq!(conv2d_wide_len(5, 3), 32);
+    let rq = Requant {
+        multiplier: &[1 << 30],
+        shift: &[-1],
+    };
+    let bias = [70_000, -1, 5];
+    let wide: Vec<i16> = conv2d_wide_weights(&filter, Some(&bias), rq, 3, 5, 3).collect();
+    assert_eq!(conv2d_wide_len(5, 3), 62);
+    let rq_entries = [0, 0x4000, 0, 0xC000_u16 as i16, 3, 0, 0, 0];
+    let mut want = Vec::new();
+    // 70_000 = 0x1_1170.
+    for b in [[0x1170, 1], [-1, -1], [5, 0]] {
+        want.extend(b);
+        want.extend(rq_entries);
+    }
     #[rustfmt::skip]
-    let want: [i16; 32] = [
+    want.extend([
         1, 3, 2, 4,   11, 13, 12, 14,   5, 0, 0, 0,   15, 0, 0, 0,
         21, 23, 22, 24,   0, 0, 0, 0,   25, 0, 0, 0,   0, 0, 0, 0,
-    ];
+    ]);
     assert_eq!(wide, want);
 }
 
@@ -536,27 +551,42 @@ fn conv_wide_weights_are_checked_and_read_where_the_kernel_can() {
     let p = params(1, 1, 0, 3, -2, Clamp::NONE);
     let layer = one_d_layer(&p, &filter, rq);
     assert!(layer.reads_wide_weights());
-    let mut buf = Wide([0; 40]);
-    for (d, v) in buf.0.iter_mut().zip(conv2d_wide_weights(&filter, 6, 4)) {
+    let mut buf = Wide([0; 80]);
+    for (d, v) in buf.0.iter_mut().zip(layer.wide_weights()) {
         *d = v;
     }
-    assert_eq!(conv2d_wide_len(6, 4), 32);
+    assert_eq!(conv2d_wide_len(6, 4), 72);
+    assert!(buf.0[..72]
+        .iter()
+        .copied()
+        .eq(conv2d_wide_weights(&filter, None, rq, -2, 6, 4)));
     // The right table is taken, and the layer computes what it computed without it.
     let x: Vec<i8> = (0..20).map(|i| (i * 53 % 251 - 125) as i8).collect();
     let (mut a, mut b) = ([0i8; 32], [0i8; 32]);
     let mut scratch = Scratch::new();
     layer.run(&mut scratch, &x, &mut a).unwrap();
-    let wide = layer.with_wide_weights(&buf.0[..32]).unwrap();
+    let wide = layer.with_wide_weights(&buf.0[..72]).unwrap();
     wide.run(&mut scratch, &x, &mut b).unwrap();
     assert_eq!(a, b);
-    // Wrong length, misaligned, or one entry off: refused.
+    // Wrong length, misaligned, one entry off (channel header or filter), or written
+    // for another output zero point: refused.
     let refused = |w: &[i16]| layer.with_wide_weights(w).map(|_| ()).unwrap_err();
-    assert_eq!(refused(&buf.0[..31]), KernelError::ShapeMismatch);
-    buf.0.copy_within(0..32, 1);
-    assert_eq!(refused(&buf.0[1..33]), KernelError::ShapeMismatch);
-    buf.0.copy_within(1..33, 0);
-    buf.0[9] += 1;
-    assert_eq!(refused(&buf.0[..32]), KernelError::ShapeMismatch);
+    assert_eq!(refused(&buf.0[..71]), KernelError::ShapeMismatch);
+    buf.0.copy_within(0..72, 1);
+    assert_eq!(refused(&buf.0[1..73]), KernelError::ShapeMismatch);
+    buf.0.copy_within(1..73, 0);
+    for at in [3, 49] {
+        buf.0[at] += 1;
+        assert_eq!(
+            refused(&buf.0[..72]),
+            KernelError::ShapeMismatch,
+            "entry {at}"
+        );
+        buf.0[at] -= 1;
+    }
+    let other_zp: Vec<i16> = conv2d_wide_weights(&filter, None, rq, -1, 6, 4).collect();
+    buf.0[..72].copy_from_slice(&other_zp);
+    assert_eq!(refused(&buf.0[..72]), KernelError::ShapeMismatch);
     // Padded layers and odd channel counts read one too; a narrowed clamp, one output
     // channel or a requantization outside the single-step form do not.
     let padded = ConvParams { pad_left: 1, ..p };
@@ -577,7 +607,13 @@ fn conv_wide_weights_are_checked_and_read_where_the_kernel_can() {
             max: 127,
         },
     );
-    assert!(!one_d_layer(&narrowed, &filter, rq).reads_wide_weights());
+    let layer = one_d_layer(&narrowed, &filter, rq);
+    assert!(!layer.reads_wide_weights());
+    let table: Vec<i16> = layer.wide_weights().collect();
+    assert_eq!(
+        layer.with_wide_weights(&table).map(|_| ()).unwrap_err(),
+        KernelError::UnsupportedParams
+    );
     let (fs1, outs1) = (Shape::new(1, 1, 3, 2), Shape::new(1, 1, 8, 1));
     let layer = ConvLayer::new(&p, rq, ins, fs1, &filter[..6], None, outs1).unwrap();
     assert!(!layer.reads_wide_weights());
@@ -594,7 +630,7 @@ fn conv_wide_weights_are_checked_and_read_where_the_kernel_can() {
         Shape::new(1, 1, 1, 2),
     );
     let layer = ConvLayer::new(&p, rq, ins, fs, &big, None, outs).unwrap();
-    let table: Vec<i16> = conv2d_wide_weights(&big, 130, 2).collect();
+    let table: Vec<i16> = layer.wide_weights().collect();
     assert_eq!(
         layer.with_wide_weights(&table).map(|_| ()).unwrap_err(),
         KernelError::UnsupportedParams

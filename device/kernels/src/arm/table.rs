@@ -66,3 +66,35 @@ impl Chans {
         Some(table)
     }
 }
+
+// A conv layer's prepared table stores its channels as `Chan`s, entry for entry.
+#[cfg(edgekd_conv2d)]
+const _: () = assert!(
+    core::mem::size_of::<Chan>() == 2 * crate::conv::CONV_WIDE_CHANNEL_ENTRIES
+        && core::mem::align_of::<Chan>() == 4
+);
+
+/// Channels `c0..c0 + n` from the header of a conv layer's prepared table
+/// (`conv2d_wide_weights`: one [`Chan`] per output channel from entry 0, written by the
+/// same `RoundingRq::new` as [`Chans::prepare_layer`], so every shift is at most 22), or
+/// `None` without a table (the caller prepares them in RAM). Size-optimized builds
+/// read no table.
+#[cfg(all(edgekd_conv2d, not(edgekd_size_opt)))]
+#[inline(always)]
+pub(crate) fn prepared_channels(
+    wide: Option<&[i16]>,
+    out_c: usize,
+    c0: usize,
+    n: usize,
+) -> Option<&[Chan]> {
+    let entries = crate::conv::CONV_WIDE_CHANNEL_ENTRIES.checked_mul(out_c)?;
+    let header = wide?.get(..entries)?;
+    if header.as_ptr() as usize % 4 != 0 {
+        return None;
+    }
+    // SAFETY: `Chan` is `repr(C)` of five 4-byte integers (20 bytes, alignment 4, no
+    // padding, every bit pattern valid: asserted above); `header` is 4-byte aligned
+    // (checked) and holds `out_c * 20` bytes, borrowed shared for the result's lifetime.
+    let all: &[Chan] = unsafe { core::slice::from_raw_parts(header.as_ptr().cast(), out_c) };
+    all.get(c0..c0.checked_add(n)?)
+}
