@@ -119,6 +119,7 @@ fn run() -> Result<(), String> {
         "EDGEKD_OPS",
         "EDGEKD_FALLBACK",
         "EDGEKD_MAX_COLS",
+        "EDGEKD_CHANNEL_TABLE",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -153,6 +154,7 @@ fn run() -> Result<(), String> {
     check_ops(&facts, &model_path)?;
     check_fallback(&facts, &model_path)?;
     check_columns(&facts, &model_path)?;
+    check_channel_table(&facts, &model_path)?;
     let inputs = read_i8_npy(&input_path)?;
     let expected = read_i8_npy(&expected_path)?;
     if inputs.cols != facts.input_len {
@@ -302,6 +304,28 @@ fn check_columns(facts: &ModelFacts, model_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// `EDGEKD_CHANNEL_TABLE=0` leaves the DSP kernels' RAM channel table out (see the
+/// kernels' build script): refuse it for a model with an op that needs the table (its
+/// conv layers would run the reference kernel, or fail without it) and for the
+/// self-test. The kernels refuse it for depthwise and size-optimized builds themselves.
+fn check_channel_table(facts: &ModelFacts, model_path: &Path) -> Result<(), String> {
+    if env::var("EDGEKD_CHANNEL_TABLE").as_deref() != Ok("0") {
+        return Ok(());
+    }
+    if env::var_os("CARGO_FEATURE_SELFTEST").is_some() {
+        return Err("the self-test needs the channel table: unset EDGEKD_CHANNEL_TABLE".into());
+    }
+    if let Some(index) = facts.channel_table_op {
+        return Err(format!(
+            "op {index} of the model {} prepares its channels in the kernels' channel table \
+             (a depthwise layer, or a conv layer without a prepared table), but \
+             EDGEKD_CHANNEL_TABLE=0 leaves it out: unset EDGEKD_CHANNEL_TABLE",
+            model_path.display()
+        ));
+    }
+    Ok(())
+}
+
 fn select_board() -> Result<&'static Board, String> {
     let chosen: Vec<&Board> = BOARDS
         .iter()
@@ -370,6 +394,8 @@ struct ModelFacts {
     /// Filters widened to 16 bits (`fc_wide_weights`, `conv2d_wide_weights`) by op
     /// index, for the ops DSP kernels read them for (`Op::reads_wide_weights`).
     wide: Vec<(usize, Vec<i16>)>,
+    /// The first op whose channels DSP builds prepare in RAM (`Op::needs_channel_table`).
+    channel_table_op: Option<usize>,
 }
 
 /// Parses the model with the same runtime the firmware runs, so a model the firmware
@@ -395,6 +421,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
     let mut wide = Vec::new();
     let mut scratch_columns = 0;
     let mut op_macs = Vec::new();
+    let mut channel_table_op = None;
     for (index, op) in model.ops().enumerate() {
         let op = op.map_err(|e| e.to_string())?;
         let fallback = op.needs_fallback(&model).map_err(|e| e.to_string())?;
@@ -402,6 +429,9 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         op_macs.push(op.macs(&model).map_err(|e| e.to_string())?);
         scratch_columns =
             scratch_columns.max(op.scratch_columns(&model).map_err(|e| e.to_string())?);
+        if op.needs_channel_table(&model).map_err(|e| e.to_string())? {
+            channel_table_op.get_or_insert(index);
+        }
         if let Some(table) = op.wide_weights(&model).map_err(|e| e.to_string())? {
             wide.push((index, table.collect()));
         }
@@ -420,6 +450,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         input_len: tensor_len(model.input(0))?,
         output_len: tensor_len(model.output(0))?,
         wide,
+        channel_table_op,
     })
 }
 

@@ -6,15 +6,17 @@
 //! ARMv8-M Mainline (`thumbv8m.main-*`) has it only for the cores that implement it
 //! (M33, M35P, M55, M85), named with `-C target-cpu` or `-C target-feature=+dsp`.
 //!
-//! Also reads `EDGEKD_FALLBACK` (see [`fallback_knob`]) and the opt-level ([`size_knob`]).
+//! Also reads `EDGEKD_FALLBACK` ([`fallback_knob`]), `EDGEKD_MAX_COLS` ([`columns_knob`]),
+//! `EDGEKD_OPS` ([`op_knobs`]), `EDGEKD_CHANNEL_TABLE` ([`channel_table_knob`]) and the
+//! opt-level ([`size_knob`]).
 
 use std::env;
 
 fn main() {
     fallback_knob();
     columns_knob();
-    size_knob();
-    op_knobs();
+    let size_opt = size_knob();
+    let (depthwise, conv) = op_knobs();
     println!("cargo::rustc-check-cfg=cfg(edgekd_dsp)");
     println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     let target = env::var("TARGET").unwrap_or_default();
@@ -52,6 +54,40 @@ fn main() {
     };
     if dsp {
         println!("cargo::rustc-cfg=edgekd_dsp");
+    }
+    channel_table_knob(dsp, size_opt, depthwise, conv);
+}
+
+/// `EDGEKD_CHANNEL_TABLE=0` leaves the DSP kernels' channel table (320 bytes of every
+/// interpreter's RAM) out of `Scratch` (`cfg(edgekd_no_channel_table)`): conv layers
+/// then read their channels only from their prepared tables (`conv2d_wide_weights`,
+/// `ConvLayer::with_wide_weights`), and a conv layer without one runs the reference
+/// kernel. `edgekd bench`/`flash` set it when every conv layer of the model has a table
+/// (the firmware's build script checks); depthwise layers and size-optimized builds
+/// (which read no tables) need the table, so it is refused there. Bare-metal DSP
+/// targets only; elsewhere there is no such table.
+fn channel_table_knob(dsp: bool, size_opt: bool, depthwise: bool, conv: bool) {
+    println!("cargo::rustc-check-cfg=cfg(edgekd_no_channel_table)");
+    println!("cargo::rerun-if-env-changed=EDGEKD_CHANNEL_TABLE");
+    let bare_metal = env::var("TARGET").unwrap_or_default().contains("-none");
+    match env::var("EDGEKD_CHANNEL_TABLE").as_deref() {
+        Ok("0") if bare_metal && dsp => {
+            if depthwise {
+                println!(
+                    "cargo::error=EDGEKD_CHANNEL_TABLE=0 leaves out the channel table the \
+                     depthwise kernel needs: unset it for models with depthwise layers"
+                );
+            } else if size_opt && conv {
+                println!(
+                    "cargo::error=EDGEKD_CHANNEL_TABLE=0 needs opt-level 2 or 3: \
+                     size-optimized builds prepare every conv layer's channels in the table"
+                );
+            } else {
+                println!("cargo::rustc-cfg=edgekd_no_channel_table");
+            }
+        }
+        Ok("0" | "1") | Err(_) => {}
+        Ok(other) => println!("cargo::error=EDGEKD_CHANNEL_TABLE must be 0 or 1, not `{other}`"),
     }
 }
 
@@ -104,11 +140,13 @@ fn columns_knob() {
 /// Builds optimized for size (`opt-level` "s" or "z") get `cfg(edgekd_size_opt)`: the
 /// kernels then keep one copy of the fully connected row loop, which they otherwise
 /// specialize for layers clamped to the whole int8 range (saturating with `SSAT`).
-fn size_knob() {
+fn size_knob() -> bool {
     println!("cargo::rustc-check-cfg=cfg(edgekd_size_opt)");
-    if matches!(env::var("OPT_LEVEL").as_deref(), Ok("s" | "z")) {
+    let size_opt = matches!(env::var("OPT_LEVEL").as_deref(), Ok("s" | "z"));
+    if size_opt {
         println!("cargo::rustc-cfg=edgekd_size_opt");
     }
+    size_opt
 }
 
 /// `cfg(edgekd_depthwise)` and `cfg(edgekd_conv2d)`: the depthwise and conv kernels,
@@ -117,12 +155,15 @@ fn size_knob() {
 /// cargo feature is on, unless a bare-metal build's `EDGEKD_OPS` (the list
 /// `edgekd-runtime` narrows its ops by) leaves the op out. The self-test, which checks
 /// every kernel, keeps them.
-fn op_knobs() {
-    op_knob("DEPTHWISE_CONV2D", "depthwise-conv2d", "edgekd_depthwise");
-    op_knob("CONV2D", "conv2d", "edgekd_conv2d");
+fn op_knobs() -> (bool, bool) {
+    (
+        op_knob("DEPTHWISE_CONV2D", "depthwise-conv2d", "edgekd_depthwise"),
+        op_knob("CONV2D", "conv2d", "edgekd_conv2d"),
+    )
 }
 
-fn op_knob(feature: &str, op: &str, cfg: &str) {
+/// Whether the kernel is compiled.
+fn op_knob(feature: &str, op: &str, cfg: &str) -> bool {
     println!("cargo::rustc-check-cfg=cfg({cfg})");
     println!("cargo::rerun-if-env-changed=EDGEKD_OPS");
     let feature = env::var_os(format!("CARGO_FEATURE_{feature}")).is_some();
@@ -132,7 +173,9 @@ fn op_knob(feature: &str, op: &str, cfg: &str) {
         Ok(list) if bare_metal => list.split(',').any(|o| o.trim() == op),
         _ => true,
     };
-    if feature && (listed || selftest) {
+    let compiled = feature && (listed || selftest);
+    if compiled {
         println!("cargo::rustc-cfg={cfg}");
     }
+    compiled
 }

@@ -173,6 +173,20 @@ fn cortex_m4_outputs_equal_host_runtime() {
             "qemu-m4 {name}: {} instructions per inference",
             r["per_inference"]
         );
+        // Every conv layer of tiny_cnn reads its channels from its prepared table, so
+        // the firmware leaves the RAM channel table out; ds_cnn's depthwise layer
+        // needs it. tiny_cnn's arena plus interpreter then stay under the 1,588-byte
+        // arena TFLite Micro needs for the same model (issue 5).
+        let (arena, interp) = (&r["arena_bytes"], &r["interpreter_bytes"]);
+        let ram = arena.as_u64().unwrap() + interp.as_u64().unwrap();
+        match name {
+            "tiny_cnn" => {
+                assert_eq!(r["channel_table"], false);
+                assert!(ram < 1588, "tiny_cnn: arena + interpreter {ram} bytes");
+            }
+            "ds_cnn" => assert_eq!(r["channel_table"], true),
+            _ => {}
+        }
     }
 }
 
@@ -184,6 +198,7 @@ fn size_optimized_cortex_m4_outputs_equal_host_runtime() {
     let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
     let r = check_model_at("qemu-m4", "tiny_cnn", "z");
     assert_eq!(r["opt_level"], "z");
+    assert_eq!(r["channel_table"], true);
 }
 
 #[test]
@@ -372,6 +387,34 @@ fn too_small_column_buffer_is_refused() {
     assert!(!build.status.success(), "the build took EDGEKD_MAX_COLS=36");
     assert!(
         stderr.contains("needs a column buffer of 40 entries") && stderr.contains("mlp.ekd"),
+        "{stderr}"
+    );
+}
+
+/// `EDGEKD_CHANNEL_TABLE=0` is refused for a model whose layers need the table (ds_cnn:
+/// a depthwise layer), naming the variable.
+#[test]
+fn channel_table_is_kept_for_layers_that_need_it() {
+    require_tools(&["thumbv7em-none-eabihf"]);
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let fw = repo().join("firmware");
+    let model = repo().join("models/reference/ds_cnn.ekd");
+    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&fw)
+        .args(["build", "--release"])
+        .env("CARGO_TARGET_DIR", fw.join("target"))
+        .env("EDGEKD_MODEL", &model)
+        .env("EDGEKD_CHANNEL_TABLE", "0")
+        .env_remove("RUSTFLAGS")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(
+        !build.status.success(),
+        "the build took EDGEKD_CHANNEL_TABLE=0"
+    );
+    assert!(
+        stderr.contains("EDGEKD_CHANNEL_TABLE=0") && stderr.contains("depthwise"),
         "{stderr}"
     );
 }

@@ -1,8 +1,7 @@
 //! 2-D convolution (TFLite `ConvPerChannel`, int8).
 
 use crate::matvec::{
-    layer_scratch, matvec, matvec2, pack, widen, widen_pack, OutQ, BLOCK, MAX_COLS, PAIR_OFFSET,
-    PAIR_PIXELS,
+    matvec, matvec2, pack, widen, widen_pack, OutQ, BLOCK, MAX_COLS, PAIR_OFFSET, PAIR_PIXELS,
 };
 
 use crate::quant::{requantize, single_step_fits};
@@ -461,7 +460,10 @@ fn im2col(
     let contiguous = contiguous_windows(p, input_shape, filter_shape);
     let out_c = output_shape.c;
     let dense = dense_windows(p, ay, ax, filter_shape, output_shape);
-    let (cols, table) = layer_scratch(scratch);
+    #[cfg(not(edgekd_no_channel_table))]
+    let (cols, table) = crate::matvec::layer_scratch(scratch);
+    #[cfg(edgekd_no_channel_table)]
+    let (cols, _) = (&mut scratch.cols, (rq, bias));
     // Only the DSP paired-pixel loop reads a widened filter.
     #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
     let _ = wide;
@@ -479,6 +481,11 @@ fn im2col(
         let prepared = None;
         let chans = match prepared {
             Some(chans) => chans,
+            // Builds without the channel table (`EDGEKD_CHANNEL_TABLE=0`) run a layer
+            // without a prepared table on the reference kernel.
+            #[cfg(edgekd_no_channel_table)]
+            None => return false,
+            #[cfg(not(edgekd_no_channel_table))]
             None => match table.prepare_layer(bias, rq, q.zero_point, c0, n) {
                 Some(chans) => chans,
                 None => return false,

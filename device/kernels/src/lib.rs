@@ -133,7 +133,12 @@ pub struct Scratch {
         not(all(target_arch = "arm", edgekd_dsp))
     ))]
     pub(crate) chans: matvec::Chans,
-    #[cfg(all(target_arch = "arm", edgekd_dsp, any(edgekd_conv2d, edgekd_depthwise)))]
+    #[cfg(all(
+        target_arch = "arm",
+        edgekd_dsp,
+        any(edgekd_conv2d, edgekd_depthwise),
+        not(edgekd_no_channel_table)
+    ))]
     pub(crate) layer: arm::table::Chans,
 }
 
@@ -148,7 +153,12 @@ impl Scratch {
                 not(all(target_arch = "arm", edgekd_dsp))
             ))]
             chans: matvec::Chans::new(),
-            #[cfg(all(target_arch = "arm", edgekd_dsp, any(edgekd_conv2d, edgekd_depthwise)))]
+            #[cfg(all(
+                target_arch = "arm",
+                edgekd_dsp,
+                any(edgekd_conv2d, edgekd_depthwise),
+                not(edgekd_no_channel_table)
+            ))]
             layer: arm::table::Chans::new(),
         }
     }

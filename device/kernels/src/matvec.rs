@@ -174,7 +174,7 @@ pub(crate) const PAIR_OFFSET: usize = DEFAULT_MAX_COLS / 2;
 /// The column buffer and the channel table of a conv (or, portable, fully connected)
 /// layer.
 #[cfg(any(
-    edgekd_conv2d,
+    all(edgekd_conv2d, not(edgekd_no_channel_table)),
     all(feature = "fully-connected", not(all(target_arch = "arm", edgekd_dsp)))
 ))]
 #[inline(always)]

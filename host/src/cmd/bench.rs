@@ -323,6 +323,16 @@ impl FirmwareDir {
             .env("EDGEKD_FALLBACK", if golden.fallback { "1" } else { "0" })
             // ... and the column buffer sized to the model's largest layer (RAM).
             .env("EDGEKD_MAX_COLS", golden.columns.to_string())
+            // ... and the DSP kernels' RAM channel table only if a layer prepares its
+            // channels there (size-optimized builds always do).
+            .env(
+                "EDGEKD_CHANNEL_TABLE",
+                if golden.needs_channel_table(opt_level) {
+                    "1"
+                } else {
+                    "0"
+                },
+            )
             // RUSTFLAGS would replace the firmware's own (and drop -Tlink.x).
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -387,6 +397,10 @@ pub(crate) struct Golden {
     /// The kernels' column-buffer entries the model needs (`Op::scratch_columns`, at
     /// least 4): the firmware's buffer is sized to it (`EDGEKD_MAX_COLS`).
     pub columns: usize,
+    /// Whether a layer prepares its channels in the DSP kernels' RAM table
+    /// (`Op::needs_channel_table`); without one the firmware leaves the table out
+    /// (`EDGEKD_CHANNEL_TABLE`).
+    pub channel_table: bool,
 }
 
 impl Golden {
@@ -402,11 +416,12 @@ impl Golden {
             None => synthetic_inputs(model)?,
         };
         let (mut ops, mut fallback): (Vec<String>, bool) = (Vec::new(), false);
-        let mut columns = 4;
+        let (mut columns, mut channel_table) = (4, false);
         for op in model.ops() {
             let op = op?;
             fallback |= op.needs_fallback(&model)?;
             columns = columns.max(op.scratch_columns(&model)?);
+            channel_table |= op.needs_channel_table(&model)?;
             let name = op.code.feature().to_string();
             if !ops.contains(&name) {
                 ops.push(name);
@@ -421,10 +436,18 @@ impl Golden {
             ops,
             fallback,
             columns,
+            channel_table,
         };
         std::fs::write(golden.input_path(), io::npy_bytes(&golden.inputs)?)?;
         std::fs::write(golden.expected_path(), io::npy_bytes(&golden.expected)?)?;
         Ok(golden)
+    }
+
+    /// Whether firmware built at `opt_level` keeps the DSP kernels' RAM channel table:
+    /// when a layer prepares its channels there, and in size-optimized builds (which
+    /// read no prepared tables).
+    pub fn needs_channel_table(&self, opt_level: &str) -> bool {
+        self.channel_table || matches!(opt_level, "s" | "z")
     }
 
     /// The inputs' `.npy` file.
@@ -844,6 +867,9 @@ pub struct Report {
     pub fallback_kernels: bool,
     /// Entries of the kernels' column buffer (`EDGEKD_MAX_COLS`).
     pub scratch_columns: usize,
+    /// Whether the DSP kernels' RAM channel table is compiled in (`EDGEKD_CHANNEL_TABLE`;
+    /// cores without DSP have a portable table instead).
+    pub channel_table: bool,
 }
 
 impl Report {
@@ -900,6 +926,7 @@ impl Report {
             compiled_ops: golden.ops.clone(),
             fallback_kernels: golden.fallback,
             scratch_columns: golden.columns,
+            channel_table: golden.needs_channel_table(opt_level),
         })
     }
 
@@ -960,14 +987,20 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "runtime ops compiled in: {} (fallback kernels {}); column buffer {} entries",
+            "runtime ops compiled in: {} (fallback kernels {}); column buffer {} entries; \
+             channel table {}",
             self.compiled_ops.join(", "),
             if self.fallback_kernels {
                 "in: a layer needs them"
             } else {
                 "left out"
             },
-            self.scratch_columns
+            self.scratch_columns,
+            if self.channel_table {
+                "in"
+            } else {
+                "left out (DSP: every conv layer reads its prepared one)"
+            }
         );
         let _ = writeln!(
             s,

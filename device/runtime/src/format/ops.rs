@@ -562,6 +562,20 @@ impl<'a> Op<'a> {
         Ok(self.wide_weights(model)?.is_some())
     }
 
+    /// Whether DSP builds at opt-level 2 or 3 prepare this op's channels in the
+    /// kernels' RAM channel table: depthwise ops, and conv ops without a prepared table
+    /// ([`Op::wide_weights`] gives none). Firmware whose model has no such op is built
+    /// without the table (`EDGEKD_CHANNEL_TABLE=0`, 320 bytes less RAM).
+    ///
+    /// Errors: as [`Op::reads_wide_weights`].
+    pub fn needs_channel_table(&self, model: &Model<'a>) -> Result<bool, Error> {
+        Ok(match self.code {
+            OpCode::DepthwiseConv2d => true,
+            OpCode::Conv2d => self.wide_weights(model)?.is_none(),
+            _ => false,
+        })
+    }
+
     /// The widened table DSP builds read for this op (`edgekd_kernels::fc_wide_weights`
     /// or `conv2d_wide_weights`, what `Interpreter::set_wide_weights` takes), or `None`
     /// if they read none ([`Op::reads_wide_weights`]). Firmware build scripts write it.
