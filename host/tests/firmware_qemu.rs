@@ -345,16 +345,7 @@ fn long_fully_connected_keeps_the_fallback() {
     assert_eq!(report["fallback_kernels"], true);
     assert_eq!(report["bit_exact"], true);
 
-    let fw = repo().join("firmware");
-    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&fw)
-        .args(["build", "--release"])
-        .env("CARGO_TARGET_DIR", fw.join("target"))
-        .env("EDGEKD_MODEL", &model)
-        .env("EDGEKD_FALLBACK", "0")
-        .env_remove("RUSTFLAGS")
-        .output()
-        .unwrap();
+    let build = build_firmware(&model, ("EDGEKD_FALLBACK", "0"));
     let stderr = String::from_utf8_lossy(&build.stderr);
     assert!(
         !build.status.success(),
@@ -366,23 +357,29 @@ fn long_fully_connected_keeps_the_fallback() {
     );
 }
 
+/// Builds the M4 firmware for `model` with one build-time variable set (the tests of
+/// what its build script refuses).
+fn build_firmware(model: &Path, (var, value): (&str, &str)) -> std::process::Output {
+    let fw = repo().join("firmware");
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&fw)
+        .args(["build", "--release"])
+        .env("CARGO_TARGET_DIR", fw.join("target"))
+        .env("EDGEKD_MODEL", model)
+        .env(var, value)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .unwrap()
+}
+
 /// A column buffer smaller than the model's layers need (`EDGEKD_MAX_COLS`) is refused
 /// by the firmware's build, naming the model and the size it needs.
 #[test]
 fn too_small_column_buffer_is_refused() {
     require_tools(&["thumbv7em-none-eabihf"]);
     let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
-    let fw = repo().join("firmware");
     let model = repo().join("models/reference/mlp.ekd");
-    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&fw)
-        .args(["build", "--release"])
-        .env("CARGO_TARGET_DIR", fw.join("target"))
-        .env("EDGEKD_MODEL", &model)
-        .env("EDGEKD_MAX_COLS", "36")
-        .env_remove("RUSTFLAGS")
-        .output()
-        .unwrap();
+    let build = build_firmware(&model, ("EDGEKD_MAX_COLS", "36"));
     let stderr = String::from_utf8_lossy(&build.stderr);
     assert!(!build.status.success(), "the build took EDGEKD_MAX_COLS=36");
     assert!(
@@ -397,17 +394,8 @@ fn too_small_column_buffer_is_refused() {
 fn channel_table_is_kept_for_layers_that_need_it() {
     require_tools(&["thumbv7em-none-eabihf"]);
     let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
-    let fw = repo().join("firmware");
     let model = repo().join("models/reference/ds_cnn.ekd");
-    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&fw)
-        .args(["build", "--release"])
-        .env("CARGO_TARGET_DIR", fw.join("target"))
-        .env("EDGEKD_MODEL", &model)
-        .env("EDGEKD_CHANNEL_TABLE", "0")
-        .env_remove("RUSTFLAGS")
-        .output()
-        .unwrap();
+    let build = build_firmware(&model, ("EDGEKD_CHANNEL_TABLE", "0"));
     let stderr = String::from_utf8_lossy(&build.stderr);
     assert!(
         !build.status.success(),

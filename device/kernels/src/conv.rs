@@ -4,7 +4,7 @@ use crate::matvec::{
     matvec, matvec2, pack, widen, widen_pack, OutQ, BLOCK, MAX_COLS, PAIR_OFFSET, PAIR_PIXELS,
 };
 
-use crate::quant::{requantize, single_step_fits};
+use crate::quant::{all_single_step, requantize};
 use crate::{
     check_bias, check_len, check_requant, dot, Activations, Axis, ConvParams, KernelError, Requant,
     Scratch, Shape,
@@ -203,18 +203,11 @@ impl<'a> ConvLayer<'a> {
     pub fn reads_wide_weights(&self) -> bool {
         let (p, fs) = (&self.p, self.filter_shape);
         let k = fs.h * fs.w * fs.c;
-        let single_step =
-            |(&m, &s): (&i32, &i32)| crate::quant::single_step_fits(m, s, p.output_zero_point);
         (1..=PAIR_OFFSET).contains(&k)
             && fs.n >= 2
             && p.clamp.min == i8::MIN
             && p.clamp.max == i8::MAX
-            && self
-                .rq
-                .multiplier
-                .iter()
-                .zip(self.rq.shift)
-                .all(single_step)
+            && all_single_step(&self.rq, p.output_zero_point)
     }
 
     /// This layer's [`conv2d_wide_weights`] table (what [`ConvLayer::with_wide_weights`]
@@ -281,12 +274,7 @@ impl<'a> ConvLayer<'a> {
 /// with `EDGEKD_FALLBACK=0`, which compiles the fallback out (such a layer would then
 /// fail with [`KernelError::UnsupportedParams`]).
 pub fn conv2d_needs_fallback(columns: usize, rq: Requant<'_>, output_zero_point: i32) -> bool {
-    columns > MAX_COLS
-        || rq
-            .multiplier
-            .iter()
-            .zip(rq.shift)
-            .any(|(&m, &s)| !single_step_fits(m, s, output_zero_point))
+    columns > MAX_COLS || !all_single_step(&rq, output_zero_point)
 }
 
 /// The portable reference [`conv2d`]: same contract and bits, no im2col, no

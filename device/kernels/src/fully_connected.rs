@@ -7,7 +7,7 @@ use crate::matvec::OutQ;
 #[cfg(not(all(target_arch = "arm", edgekd_dsp)))]
 use crate::matvec::BLOCK;
 use crate::matvec::{widen_pack, MAX_COLS};
-use crate::quant::{requantize, rounding_shift_fits, single_step_fits};
+use crate::quant::{all_single_step, requantize, rounding_shift_fits};
 use crate::{check_bias, check_requant, dot, Activations, FcParams, KernelError, Requant, Scratch};
 
 /// int8 fully connected layer: `output[b][o] = requant(sum_i (x[b][i] - input_zp) * w[o][i] + bias[o])`.
@@ -212,15 +212,8 @@ impl<'a> FcLayer<'a> {
     /// kernel takes ([`fully_connected_needs_fallback`]) whose channels all fit the
     /// single-step requantization (a dividing shift and a non-negative multiplier).
     pub fn reads_wide_weights(&self) -> bool {
-        let zp = self.p.output_zero_point;
-        let single_step = |(&m, &s): (&i32, &i32)| single_step_fits(m, s, zp);
         !fully_connected_needs_fallback(self.in_features)
-            && self
-                .rq
-                .multiplier
-                .iter()
-                .zip(self.rq.shift)
-                .all(single_step)
+            && all_single_step(&self.rq, self.p.output_zero_point)
     }
 
     /// This layer's [`fc_wide_weights`] table (what [`FcLayer::with_wide_weights`]

@@ -338,6 +338,15 @@ pub(crate) fn single_step_fits(multiplier: i32, shift: i32, zero_point: i32) -> 
     multiplier >= 0 && (-23..0).contains(&shift) && (-128..=128).contains(&zero_point)
 }
 
+/// Whether every channel of `rq` takes [`RoundingRq`]'s single-step form
+/// ([`single_step_fits`]) with output zero point `zero_point`.
+pub(crate) fn all_single_step(rq: &crate::Requant<'_>, zero_point: i32) -> bool {
+    rq.multiplier
+        .iter()
+        .zip(rq.shift)
+        .all(|(&m, &s)| single_step_fits(m, s, zero_point))
+}
+
 /// Whether [`rounding_shift`] takes a channel: `-23 <= shift <= -2`, `multiplier >= 0`.
 #[cfg_attr(not(all(target_arch = "arm", edgekd_dsp)), allow(dead_code))]
 #[inline(always)]
