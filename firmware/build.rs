@@ -201,7 +201,7 @@ fn run() -> Result<(), String> {
     if flash_needed > flash {
         return Err(format!(
             "the model {} does not fit board {}: model {} bytes + golden vectors {} bytes + \
-             widened filters {wide_bytes} bytes + {} bytes for code = {} bytes of flash, \
+             prepared tables {wide_bytes} bytes + {} bytes for code = {} bytes of flash, \
              but the board has {} bytes ({})",
             model_path.display(),
             board.name,
@@ -391,8 +391,8 @@ struct ModelFacts {
     op_macs: Vec<u64>,
     input_len: usize,
     output_len: usize,
-    /// Filters widened to 16 bits (`fc_wide_weights`, `conv2d_wide_weights`) by op
-    /// index, for the ops DSP kernels read them for (`Op::reads_wide_weights`).
+    /// Prepared tables (`fc_wide_weights`, `conv2d_wide_weights`, `add_tables`) by op
+    /// index, for the ops DSP kernels read them for (`Op::wide_weights`).
     wide: Vec<(usize, Vec<i16>)>,
     /// The first op whose channels DSP builds prepare in RAM (`Op::needs_channel_table`).
     channel_table_op: Option<usize>,
@@ -611,7 +611,7 @@ fn generated_source(
     };
     let _ = writeln!(
         s,
-        "/// A widened filter, aligned for word loads.\n#[repr(C, align(4))]\npub struct Wide<const N: usize>(pub [i16; N]);"
+        "/// A prepared table, aligned for word loads.\n#[repr(C, align(4))]\npub struct Wide<const N: usize>(pub [i16; N]);"
     );
     let mut table = Vec::new();
     for (index, wide) in &facts.wide {
@@ -626,7 +626,7 @@ fn generated_source(
     }
     let _ = writeln!(
         s,
-        "/// Conv and fully connected ops' widened filters by op index (`Interpreter::set_wide_weights`)."
+        "/// Conv, fully connected and Add ops' prepared tables by op index (`Interpreter::set_wide_weights`)."
     );
     let _ = writeln!(
         s,

@@ -120,8 +120,11 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
         }
     };
 
-    // The linker drops the widened filters from builds whose kernels do not read them.
-    if edgekd_runtime::FC_USES_WIDE_WEIGHTS || edgekd_runtime::CONV_USES_WIDE_WEIGHTS {
+    // The linker drops the prepared tables from builds whose kernels do not read them.
+    if edgekd_runtime::FC_USES_WIDE_WEIGHTS
+        || edgekd_runtime::CONV_USES_WIDE_WEIGHTS
+        || edgekd_runtime::ADD_USES_TABLES
+    {
         for &(op, wide) in gen::WIDE.iter() {
             if let Err(e) = interp.set_wide_weights(op, wide) {
                 writeln!(out, "error stage=wide-weights op={op} reason=\"{e}\"")?;

@@ -48,15 +48,18 @@ pub fn run(out: &mut impl Write) -> Verdict {
             t.cases += s.cases;
             t.mismatches += s.mismatches;
             t.macs += s.macs;
+            t.wide += s.wide;
         }
         failed |= t.mismatches != 0 || t.cases == 0;
         let _ = writeln!(
             out,
-            "selftest elementwise kernel={name} dsp={} cases={} mismatches={} elements={}",
+            "selftest elementwise kernel={name} dsp={} cases={} mismatches={} elements={} \
+             wide={}",
             edgekd_kernels::DSP_KERNELS,
             t.cases,
             t.mismatches,
-            t.macs
+            t.macs,
+            t.wide
         );
     }
     let verdict = if failed { Verdict::Fail } else { Verdict::Pass };

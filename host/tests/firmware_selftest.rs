@@ -79,6 +79,15 @@ fn check(lines: &[String], dsp: bool) {
             .and_then(|v| v.parse().ok())
             .expect("elements=");
         assert!(elements > 1_000, "too little covered: {l}");
+        // Add cases run again from the prepared table where there is one.
+        if l.contains("kernel=Add") {
+            let wide: u32 = l
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix("wide="))
+                .and_then(|v| v.parse().ok())
+                .expect("wide=");
+            assert!(wide >= 10, "too few prepared-table cases: {l}");
+        }
     }
     assert!(
         lines.iter().any(|l| l == "selftest result=PASS"),

@@ -6,6 +6,30 @@ use crate::{AddParams, KernelError};
 /// Elements per pass of [`add`] (a 128-byte buffer on the stack).
 const CHUNK: usize = 32;
 
+/// Entries of [`add_tables`]: 256 words per input, as 16-bit halves.
+pub const ADD_TABLE_LEN: usize = 2 * 2 * 256;
+
+/// An Add layer's prepared table (firmware generates it at build time; 2 KB of flash):
+/// for input 1, then input 2, and for each of the 256 int8 values `x` in the order of
+/// `x as u8`, the input's rescaled value (TFLite's `MultiplyByQuantizedMultiplier((x -
+/// zp) << left_shift, multiplier, shift)`) as a little-endian word, low half first.
+/// DSP builds then rescale an element with one load per input. `None` for parameters
+/// outside the exact 32-bit rescaling [`add`] uses (not what TFLite derives).
+pub fn add_tables(p: &AddParams) -> Option<impl Iterator<Item = i16>> {
+    let rescale = |multiplier, shift, zp: i32| {
+        let r = InputRescale::new(multiplier, shift, p.left_shift)?;
+        (-128..=127).contains(&zp).then_some((r, zp))
+    };
+    let one = rescale(p.input1_multiplier, p.input1_shift, p.input1_zero_point)?;
+    let two = rescale(p.input2_multiplier, p.input2_shift, p.input2_zero_point)?;
+    Some([one, two].into_iter().flat_map(|(r, zp)| {
+        (0..=255u8).flat_map(move |x| {
+            let v = r.apply(i32::from(x as i8) - zp);
+            [v as i16, (v >> 16) as i16]
+        })
+    }))
+}
+
 /// Elementwise int8 addition of two same-length tensors (no broadcasting),
 /// TFLite reference `AddElementwise` arithmetic:
 /// both inputs are offset, shifted left by `p.left_shift`, rescaled to a common
@@ -15,6 +39,21 @@ const CHUNK: usize = 32;
 /// length; [`KernelError::UnsupportedParams`] if `p.left_shift` is outside `0..=30`.
 pub fn add(
     p: &AddParams,
+    input1: &[i8],
+    input2: &[i8],
+    output: &mut [i8],
+) -> Result<(), KernelError> {
+    add_in(p, None, input1, input2, output)
+}
+
+/// [`add`] with the layer's prepared table ([`add_tables`], 4-byte aligned, checked
+/// against `p` by the caller: the interpreter compares it entry by entry once), which
+/// builds with [`crate::ADD_USES_TABLES`] read instead of rescaling each input.
+///
+/// Errors: as [`add`].
+pub fn add_in(
+    p: &AddParams,
+    table: Option<&[i16]>,
     input1: &[i8],
     input2: &[i8],
     output: &mut [i8],
@@ -44,6 +83,23 @@ pub fn add(
     let single_step = crate::quant::RoundingRq::new(p.output_multiplier, p.output_shift, ozp);
     #[cfg(all(target_arch = "arm", edgekd_dsp))]
     let full_range = lo == -128 && hi == 127;
+    #[cfg(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt)))]
+    if let (Some(rq), Some([t1, t2])) = (&single_step, table.and_then(crate::arm::add_words)) {
+        if full_range {
+            for ((o, &a), &b) in output.iter_mut().zip(input1).zip(input2) {
+                let s = t1[usize::from(a as u8)].wrapping_add(t2[usize::from(b as u8)]);
+                *o = crate::arm::saturate_i8(rq.apply(s));
+            }
+        } else {
+            for ((o, &a), &b) in output.iter_mut().zip(input1).zip(input2) {
+                let s = t1[usize::from(a as u8)].wrapping_add(t2[usize::from(b as u8)]);
+                *o = rq.output(s, lo, hi);
+            }
+        }
+        return Ok(());
+    }
+    #[cfg(not(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt))))]
+    let _ = table;
     let mut sums = [0i32; CHUNK];
     for ((o, a), b) in output
         .chunks_mut(CHUNK)

@@ -66,7 +66,7 @@ pub mod selftest;
 mod softmax;
 
 #[cfg(feature = "add")]
-pub use add::add;
+pub use add::{add, add_in, add_tables, ADD_TABLE_LEN};
 #[cfg(edgekd_conv2d)]
 pub use conv::{
     conv2d, conv2d_in, conv2d_needs_fallback, conv2d_wide_len, conv2d_wide_weights, ConvLayer,
@@ -90,6 +90,9 @@ pub use matvec::DEFAULT_MAX_COLS;
 /// optimized for size. Elsewhere a widened filter is checked, then ignored.
 pub const FC_USES_WIDE_WEIGHTS: bool =
     cfg!(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt)));
+
+/// [`FC_USES_WIDE_WEIGHTS`] for Add layers (`add_tables`, `add_in`): the same builds.
+pub const ADD_USES_TABLES: bool = FC_USES_WIDE_WEIGHTS;
 
 /// [`FC_USES_WIDE_WEIGHTS`] for conv layers (`conv2d_wide_weights`,
 /// `ConvLayer::with_wide_weights`): the same builds.

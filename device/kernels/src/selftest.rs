@@ -27,6 +27,10 @@ const MAX_WIDE: usize = 1024;
 #[repr(C, align(4))]
 struct Wide([i16; MAX_WIDE]);
 
+// An Add layer's prepared table fits the same buffer.
+#[cfg(feature = "add")]
+const _: () = assert!(MAX_WIDE >= crate::ADD_TABLE_LEN);
+
 /// Which kernel a case exercised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
@@ -47,8 +51,8 @@ pub struct Tally {
     pub mismatches: u32,
     /// Multiply-accumulates covered by the accepted cases.
     pub macs: u64,
-    /// Of the cases, those run a second time from the widened filter
-    /// (`FcLayer::with_wide_weights`, `ConvLayer::with_wide_weights`).
+    /// Of the cases, those run a second time from the prepared table
+    /// (`FcLayer::with_wide_weights`, `ConvLayer::with_wide_weights`, `add_in`).
     pub wide: u32,
 }
 
@@ -428,6 +432,7 @@ pub fn run_add(seed: u64, cases: u32) -> Tally {
     let mut out_a = [0i8; MAX_OUT];
     let mut out_b = [0i8; MAX_OUT];
     let mut tally = Tally::default();
+    let mut tables = Wide([0; MAX_WIDE]);
     let edges = [i32::MIN, i32::MIN + 1, -1, 0, 1, 1 << 30, i32::MAX];
     for _ in 0..cases {
         let len = rng.usize(0, MAX_OUT);
@@ -484,6 +489,16 @@ pub fn run_add(seed: u64, cases: u32) -> Tally {
         let fa = add(&p, &a[..len], &b[..len_b], &mut out_a[..len]);
         let fb = reference::add(&p, &a[..len], &b[..len_b], &mut out_b[..len]);
         compare(fa, fb, &out_a[..len], &out_b[..len], len as u64, &mut tally);
+        // The same case from the prepared table (a second case) where there is one.
+        if let Some(table) = crate::add_tables(&p) {
+            for (d, v) in tables.0.iter_mut().zip(table) {
+                *d = v;
+            }
+            let table = Some(&tables.0[..crate::ADD_TABLE_LEN]);
+            let fa = crate::add_in(&p, table, &a[..len], &b[..len_b], &mut out_a[..len]);
+            compare(fa, fb, &out_a[..len], &out_b[..len], len as u64, &mut tally);
+            tally.wide += 1;
+        }
     }
     tally
 }

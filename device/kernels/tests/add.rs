@@ -67,3 +67,37 @@ fn add_random_vs_f64() {
     }
     eprintln!("add: max |int8 - f64 reference| = {max_err} LSB");
 }
+
+/// The prepared table holds, for each input and each int8 value in `x as u8` order, the
+/// input's rescaled value as TFLite's reference computes it, as little-endian words;
+/// parameters outside the exact 32-bit rescaling get none.
+#[test]
+fn add_tables_hold_the_reference_rescaling() {
+    use edgekd_kernels::quant::multiply_by_quantized_multiplier;
+    let p = add_params(0.1, 5, 0.2, -3, 0.25, -10, Clamp::NONE);
+    let table: Vec<i16> = add_tables(&p).expect("TFLite's parameters").collect();
+    assert_eq!(table.len(), ADD_TABLE_LEN);
+    let inputs = [
+        (p.input1_zero_point, p.input1_multiplier, p.input1_shift),
+        (p.input2_zero_point, p.input2_multiplier, p.input2_shift),
+    ];
+    for (input, (zp, m, s)) in inputs.into_iter().enumerate() {
+        for i in 0..256 {
+            let x = i32::from(i as u8 as i8);
+            let want = multiply_by_quantized_multiplier((x - zp) << p.left_shift, m, s);
+            let at = 2 * (256 * input + i);
+            let got = i32::from(table[at] as u16) | i32::from(table[at + 1]) << 16;
+            assert_eq!(got, want, "input {input}, x {x}");
+        }
+    }
+    // A left shift of 0 is outside the 32-bit rescaling's range: no table (the kernel
+    // then rescales through the general path).
+    let odd = AddParams { left_shift: 0, ..p };
+    assert!(add_tables(&odd).is_none());
+    // Whatever the table, the results are the kernel's: `add_in` with it equals `add`.
+    let (a, b) = ([25i8, -128, 127, 0], [7i8, 127, -128, -3]);
+    let (mut with, mut without) = ([0i8; 4], [0i8; 4]);
+    add(&p, &a, &b, &mut without).unwrap();
+    add_in(&p, Some(&table), &a, &b, &mut with).unwrap();
+    assert_eq!(with, without);
+}

@@ -128,6 +128,8 @@ struct Operands<'m> {
     weights: &'m [i8],
     weight_shape: Shape,
     bias: Option<&'m [i32]>,
+    /// An Add op's prepared table (`Interpreter::set_wide_weights`).
+    table: Option<&'m [i16]>,
 }
 
 impl<'m> Step<'m> {
@@ -208,6 +210,7 @@ impl<'m> Step<'m> {
                 weights,
                 weight_shape,
                 bias,
+                table: None,
             }),
         })
     }
@@ -274,19 +277,18 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
         })
     }
 
-    /// Gives fully connected or conv op `index` its filter widened to 16 bits in
-    /// `fc_wide_weights`' or `conv2d_wide_weights`' layout (4-byte aligned, e.g. a
-    /// `static` a firmware build script wrote), which the DSP kernels read without
-    /// widening each weight: about 0.4 fewer instructions per MAC for twice the
-    /// filter's bytes of flash (conv: on the paired-pixel path of layers whose windows
-    /// are runs of the input, clamped to the whole int8 range). Only builds with
-    /// [`crate::FC_USES_WIDE_WEIGHTS`] / [`crate::CONV_USES_WIDE_WEIGHTS`] read it;
-    /// every build checks it against the model's filter first.
+    /// Gives fully connected, conv or Add op `index` its prepared table
+    /// ([`crate::Op::wide_weights`]: `fc_wide_weights`', `conv2d_wide_weights`' or
+    /// `add_tables`' layout; 4-byte aligned, e.g. a `static` a firmware build script
+    /// wrote), which the DSP kernels read instead of widening each weight and preparing
+    /// each channel's requantization (conv, fully connected) or rescaling each input
+    /// (Add). Only builds with [`crate::FC_USES_WIDE_WEIGHTS`] read it; every build
+    /// checks it against the model entry by entry first.
     ///
     /// Errors: [`Error::BadIndex`] if there is no op `index`; [`Error::InvalidValue`] if
-    /// it is neither; [`Error::ShapeMismatch`] if `wide` is not the op's filter in that
-    /// layout or not 4-byte aligned; [`Error::UnsupportedParams`] for a fully connected
-    /// layer with more than 256 input features or a conv column over 128 entries.
+    /// it is none of those; [`Error::ShapeMismatch`] if `wide` is not the op's table or
+    /// not 4-byte aligned; [`Error::UnsupportedParams`] for an op that reads none
+    /// ([`crate::Op::reads_wide_weights`]).
     pub fn set_wide_weights(&mut self, index: usize, wide: &'m [i16]) -> Result<(), Error> {
         let step = self.steps.get_mut(index).ok_or(Error::BadIndex)?;
         match &mut step.kernel {
@@ -298,6 +300,22 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
             #[cfg(edgekd_op_conv2d)]
             Kernel::Conv2d(layer) => {
                 *layer = layer.with_wide_weights(wide).map_err(kernel_error)?;
+                Ok(())
+            }
+            #[cfg(edgekd_op_add)]
+            Kernel::Other(Operands {
+                params: OpParams::Add(p),
+                table,
+                ..
+            }) => {
+                let expected = k::add_tables(p).ok_or(Error::UnsupportedParams)?;
+                if wide.as_ptr() as usize % 4 != 0
+                    || wide.len() != k::ADD_TABLE_LEN
+                    || !wide.iter().copied().eq(expected)
+                {
+                    return Err(Error::ShapeMismatch);
+                }
+                *table = Some(wide);
                 Ok(())
             }
             _ => Err(Error::InvalidValue),
@@ -439,7 +457,10 @@ fn run_step(step: &Step<'_>, arena: &mut [i8], scratch: &mut k::Scratch) -> Resu
         #[cfg(edgekd_op_global_avg_pool)]
         OpParams::GlobalAvgPool(p) => k::global_avg_pool(&p, ins, input, output),
         #[cfg(edgekd_op_add)]
-        OpParams::Add(p) => k::add(&p, input, input2.ok_or(Error::InvalidValue)?, output),
+        OpParams::Add(p) => {
+            let input2 = input2.ok_or(Error::InvalidValue)?;
+            k::add_in(&p, ops.table, input, input2, output)
+        }
         #[cfg(edgekd_op_softmax)]
         OpParams::Softmax(p) => k::softmax(&p, outs.c, input, output),
         OpParams::Reshape => Ok(()),

@@ -21,11 +21,13 @@ mod interpreter;
 #[cfg(feature = "std")]
 pub mod writer;
 
+#[cfg(edgekd_op_add)]
+pub use edgekd_kernels::{add_tables, ADD_TABLE_LEN};
 #[cfg(edgekd_op_conv2d)]
 pub use edgekd_kernels::{conv2d_wide_len, conv2d_wide_weights};
 #[cfg(feature = "fully-connected")]
 pub use edgekd_kernels::{fc_wide_len, fc_wide_weights};
-pub use edgekd_kernels::{CONV_USES_WIDE_WEIGHTS, FC_USES_WIDE_WEIGHTS};
+pub use edgekd_kernels::{ADD_USES_TABLES, CONV_USES_WIDE_WEIGHTS, FC_USES_WIDE_WEIGHTS};
 pub use error::Error;
 pub use format::{DType, Model, OpCode, Quant, Tensor};
 pub use interpreter::{Interpreter, OpStats, Profiler, DEFAULT_MAX_OPS};

@@ -232,3 +232,67 @@ fn conv_and_fc_take_their_widened_filters() {
 fn bytemuck_i16(words: &mut [u32]) -> &mut [i16] {
     bytemuck::cast_slice_mut(words)
 }
+
+/// ds_cnn's ops with prepared tables, its Add included, take them (each checked against
+/// the model: another op's table or one wrong entry is refused) and the outputs stay
+/// the golden ones.
+#[test]
+fn ds_cnn_takes_its_prepared_tables_add_included() {
+    use edgekd_runtime::{Error, OpCode, ADD_TABLE_LEN};
+    let (_, model_bytes, input, expected) = REFERENCE
+        .iter()
+        .find(|r| r.0 == "ds_cnn")
+        .expect("the ds_cnn reference model");
+    let buf = aligned(model_bytes);
+    let model = Model::parse(buf.as_bytes()).unwrap();
+    let mut tables: Vec<(usize, OpCode, Vec<u32>, usize)> = Vec::new();
+    for (index, op) in model.ops().enumerate() {
+        let op = op.unwrap();
+        if let Some(table) = op.wide_weights(&model).unwrap() {
+            let table: Vec<i16> = table.collect();
+            let mut words = vec![0u32; table.len().div_ceil(2)];
+            bytemuck_i16(&mut words)[..table.len()].copy_from_slice(&table);
+            tables.push((index, op.code, words, table.len()));
+        }
+    }
+    let add = tables
+        .iter()
+        .position(|t| t.1 == OpCode::Add)
+        .expect("ds_cnn's Add has a prepared table");
+    assert_eq!(tables[add].3, ADD_TABLE_LEN);
+    // Refused: another op's table, and the Add table with one entry off (both in
+    // 4-byte aligned buffers, so only their contents can be wrong).
+    let other = (add + 1) % tables.len();
+    let (add_index, other_len) = (tables[add].0, tables[other].3);
+    let mut other_words = tables[other].2.clone();
+    let mut wrong = tables[add].2.clone();
+    wrong[100] ^= 1;
+    let other_view = &bytemuck_i16(&mut other_words)[..other_len];
+    let wrong_view = &bytemuck_i16(&mut wrong)[..ADD_TABLE_LEN];
+    let views: Vec<(usize, &[i16])> = tables
+        .iter_mut()
+        .map(|(i, _, words, len)| (*i, &bytemuck_i16(words)[..*len]))
+        .collect();
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut interp = Interpreter::new(model, &mut arena).unwrap();
+    assert_eq!(
+        interp.set_wide_weights(add_index, other_view),
+        Err(Error::ShapeMismatch)
+    );
+    assert_eq!(
+        interp.set_wide_weights(add_index, wrong_view),
+        Err(Error::ShapeMismatch)
+    );
+    for (index, table) in views {
+        interp.set_wide_weights(index, table).unwrap();
+    }
+    let (rows, cols, x) = npy_i8(input);
+    let (_, ecols, y) = npy_i8(expected);
+    for r in 0..rows {
+        let sample = &x[r * cols..][..cols];
+        interp.input_mut(0).unwrap().copy_from_slice(sample);
+        interp.invoke().unwrap();
+        let want = &y[r * ecols..][..ecols];
+        assert_eq!(interp.output(0).unwrap(), want, "sample {r}");
+    }
+}

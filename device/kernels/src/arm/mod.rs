@@ -120,3 +120,18 @@ pub(crate) fn saturate_i8(v: i32) -> i8 {
     }
     s as i8
 }
+
+/// The two 256-word rescaling tables of an Add layer's prepared table (`add_tables`), or
+/// `None` if `table` is not 4-byte aligned or not [`crate::ADD_TABLE_LEN`] entries.
+#[cfg(all(feature = "add", not(edgekd_size_opt)))]
+#[inline(always)]
+pub(crate) fn add_words(table: &[i16]) -> Option<[&[i32; 256]; 2]> {
+    if table.len() != crate::ADD_TABLE_LEN || table.as_ptr() as usize % 4 != 0 {
+        return None;
+    }
+    // SAFETY: `table` is 4-byte aligned (checked) and holds 1,024 i16 = 512 i32 (checked),
+    // borrowed shared for the result's lifetime; every bit pattern is a valid i32.
+    let words: &[i32; 512] = unsafe { &*table.as_ptr().cast::<[i32; 512]>() };
+    let (one, two) = words.split_at(256);
+    Some([one.try_into().ok()?, two.try_into().ok()?])
+}

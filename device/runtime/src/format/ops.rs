@@ -585,6 +585,16 @@ impl<'a> Op<'a> {
         &self,
         model: &Model<'a>,
     ) -> Result<Option<impl Iterator<Item = i16> + 'a>, Error> {
+        #[cfg(edgekd_op_add)]
+        let add = match self.params(model)? {
+            OpParams::Add(p) => edgekd_kernels::add_tables(&p),
+            _ => None,
+        };
+        #[cfg(not(edgekd_op_add))]
+        let add = None::<core::iter::Empty<i16>>;
+        if add.is_some() {
+            return Ok(Some(Tables::Add(add.into_iter().flatten())));
+        }
         let (params, filter) = match self.code {
             OpCode::Conv2d | OpCode::FullyConnected => {
                 (self.params(model)?, self.tensor(model, 1)?)
@@ -637,7 +647,9 @@ impl<'a> Op<'a> {
         let _ = (&params, &bias, &input, &output, &filter);
         Ok(match (fc, conv) {
             (None, None) => None,
-            (fc, conv) => Some(fc.into_iter().flatten().chain(conv.into_iter().flatten())),
+            (fc, conv) => Some(Tables::Layer(
+                fc.into_iter().flatten().chain(conv.into_iter().flatten()),
+            )),
         })
     }
 
@@ -769,6 +781,23 @@ impl<'a> Iterator for OpIter<'a> {
         // After a malformed record nothing later can be located: stop there.
         self.remaining = if item.is_ok() { self.remaining - 1 } else { 0 };
         Some(item)
+    }
+}
+
+/// The iterator [`Op::wide_weights`] returns: an Add op's tables or a layer's.
+enum Tables<A, L> {
+    Add(A),
+    Layer(L),
+}
+
+impl<A: Iterator<Item = i16>, L: Iterator<Item = i16>> Iterator for Tables<A, L> {
+    type Item = i16;
+
+    fn next(&mut self) -> Option<i16> {
+        match self {
+            Tables::Add(a) => a.next(),
+            Tables::Layer(l) => l.next(),
+        }
     }
 }
 
