@@ -128,7 +128,9 @@ struct Operands<'m> {
     weights: &'m [i8],
     weight_shape: Shape,
     bias: Option<&'m [i32]>,
-    /// An Add op's prepared table (`Interpreter::set_wide_weights`).
+    /// An Add op's prepared table (`Interpreter::set_wide_weights`; only builds with
+    /// Add pay for the field).
+    #[cfg(edgekd_op_add)]
     table: Option<&'m [i16]>,
 }
 
@@ -210,6 +212,7 @@ impl<'m> Step<'m> {
                 weights,
                 weight_shape,
                 bias,
+                #[cfg(edgekd_op_add)]
                 table: None,
             }),
         })
