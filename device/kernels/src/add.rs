@@ -30,6 +30,17 @@ pub fn add_tables(p: &AddParams) -> Option<impl Iterator<Item = i16>> {
     }))
 }
 
+/// Checks `table` as the prepared table of an Add layer with parameters `p` (what
+/// [`add_in`] then reads).
+///
+/// Errors: [`KernelError::UnsupportedParams`] for parameters that have none
+/// ([`add_tables`]); [`KernelError::ShapeMismatch`] if `table` is not theirs or not
+/// 4-byte aligned.
+pub fn check_add_table(p: &AddParams, table: &[i16]) -> Result<(), KernelError> {
+    let expected = add_tables(p).ok_or(KernelError::UnsupportedParams)?;
+    crate::check_table(table, expected)
+}
+
 /// Elementwise int8 addition of two same-length tensors (no broadcasting),
 /// TFLite reference `AddElementwise` arithmetic:
 /// both inputs are offset, shifted left by `p.left_shift`, rescaled to a common

@@ -180,17 +180,10 @@ impl<'a> ConvLayer<'a> {
     /// layout or is not 4-byte aligned; [`KernelError::UnsupportedParams`] for a layer
     /// that does not [read](ConvLayer::reads_wide_weights) one.
     pub fn with_wide_weights(mut self, wide: &'a [i16]) -> Result<Self, KernelError> {
-        let fs = self.filter_shape;
-        let (k, n) = (fs.h * fs.w * fs.c, fs.n);
         if !self.reads_wide_weights() {
             return Err(KernelError::UnsupportedParams);
         }
-        if wide.as_ptr() as usize % 4 != 0
-            || wide.len() != conv2d_wide_len(k, n)
-            || !wide.iter().copied().eq(self.wide_weights())
-        {
-            return Err(KernelError::ShapeMismatch);
-        }
+        crate::check_table(wide, self.wide_weights())?;
         self.wide = Some(wide);
         Ok(self)
     }

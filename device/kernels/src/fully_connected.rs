@@ -238,16 +238,10 @@ impl<'a> FcLayer<'a> {
     /// [read](FcLayer::reads_wide_weights) one (too many input features for the fast
     /// kernel, or a channel outside the single-step requantization).
     pub fn with_wide_weights(mut self, wide: &'a [i16]) -> Result<Self, KernelError> {
-        let (k, n) = (self.in_features, self.out_features);
         if !self.reads_wide_weights() {
             return Err(KernelError::UnsupportedParams);
         }
-        if wide.as_ptr() as usize % 4 != 0
-            || wide.len() != fc_wide_len(k, n)
-            || !wide.iter().copied().eq(self.wide_weights())
-        {
-            return Err(KernelError::ShapeMismatch);
-        }
+        crate::check_table(wide, self.wide_weights())?;
         self.wide = Some(wide);
         Ok(self)
     }

@@ -66,7 +66,7 @@ pub mod selftest;
 mod softmax;
 
 #[cfg(feature = "add")]
-pub use add::{add, add_in, add_tables, ADD_TABLE_LEN};
+pub use add::{add, add_in, add_tables, check_add_table, ADD_TABLE_LEN};
 #[cfg(edgekd_conv2d)]
 pub use conv::{
     conv2d, conv2d_in, conv2d_needs_fallback, conv2d_wide_len, conv2d_wide_weights, ConvLayer,
@@ -90,6 +90,20 @@ pub use matvec::DEFAULT_MAX_COLS;
 /// optimized for size. Elsewhere a widened filter is checked, then ignored.
 pub const FC_USES_WIDE_WEIGHTS: bool =
     cfg!(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt)));
+
+/// Checks a prepared table handed in for a layer: 4-byte aligned (the DSP kernels load
+/// it a word at a time) and equal to the layer's own, `expected`, entry for entry (so a
+/// stale or foreign table is refused rather than computed with).
+#[cfg(any(edgekd_conv2d, feature = "fully-connected", feature = "add"))]
+pub(crate) fn check_table(
+    table: &[i16],
+    expected: impl Iterator<Item = i16>,
+) -> Result<(), KernelError> {
+    if table.as_ptr() as usize % 4 != 0 || !table.iter().copied().eq(expected) {
+        return Err(KernelError::ShapeMismatch);
+    }
+    Ok(())
+}
 
 /// [`FC_USES_WIDE_WEIGHTS`] for Add layers (`add_tables`, `add_in`): the same builds.
 pub const ADD_USES_TABLES: bool = FC_USES_WIDE_WEIGHTS;

@@ -311,13 +311,7 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
                 table,
                 ..
             }) => {
-                let expected = k::add_tables(p).ok_or(Error::UnsupportedParams)?;
-                if wide.as_ptr() as usize % 4 != 0
-                    || wide.len() != k::ADD_TABLE_LEN
-                    || !wide.iter().copied().eq(expected)
-                {
-                    return Err(Error::ShapeMismatch);
-                }
+                k::check_add_table(p, wide).map_err(kernel_error)?;
                 *table = Some(wide);
                 Ok(())
             }
