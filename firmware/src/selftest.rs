@@ -22,6 +22,7 @@ pub fn run(out: &mut impl Write) -> Verdict {
             total.mismatches += t.mismatches;
             total.macs += t.macs;
             total.wide += t.wide;
+            total.dense += t.dense;
         }
     }
     let names = ["Conv2D", "DepthwiseConv2D", "FullyConnected"];
@@ -29,12 +30,13 @@ pub fn run(out: &mut impl Write) -> Verdict {
         failed |= t.mismatches != 0 || t.cases == 0;
         let _ = writeln!(
             out,
-            "selftest kernel={name} dsp={} cases={} mismatches={} macs={} wide={}",
+            "selftest kernel={name} dsp={} cases={} mismatches={} macs={} wide={} dense={}",
             edgekd_kernels::DSP_KERNELS,
             t.cases,
             t.mismatches,
             t.macs,
-            t.wide
+            t.wide,
+            t.dense
         );
     }
     let elementwise: [(&str, ElementwiseRun); 2] = [

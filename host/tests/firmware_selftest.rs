@@ -63,6 +63,16 @@ fn check(lines: &[String], dsp: bool) {
         if !l.contains("kernel=DepthwiseConv2D") {
             assert!(wide >= 10, "too few widened-filter cases: {l}");
         }
+        // Of those, conv cases whose windows are runs of the input take the dense
+        // paired-pixel path on DSP cores.
+        if l.contains("kernel=Conv2D") {
+            let dense: u32 = l
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix("dense="))
+                .and_then(|v| v.parse().ok())
+                .expect("dense=");
+            assert!(dense >= 10, "too few dense-path cases: {l}");
+        }
     }
     // Add and MaxPool2D against their reference loops.
     let elementwise: Vec<&String> = lines

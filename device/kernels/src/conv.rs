@@ -85,6 +85,13 @@ pub struct ConvLayer<'a> {
     /// [`crate::CONV_USES_WIDE_WEIGHTS`] read it.
     #[cfg_attr(not(all(target_arch = "arm", edgekd_dsp)), allow(dead_code))]
     wide: Option<&'a [i16]>,
+    /// Whether the layer, with its table, takes the dense paired-pixel path
+    /// ([`ConvLayer::runs_dense`]), decided once by [`ConvLayer::with_wide_weights`].
+    #[cfg_attr(
+        not(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt))),
+        allow(dead_code)
+    )]
+    dense: bool,
 }
 
 /// Entries of [`conv2d_wide_weights`] for a layer of `columns` entries per output pixel
@@ -166,6 +173,7 @@ impl<'a> ConvLayer<'a> {
             output_shape,
             lens,
             wide: None,
+            dense: false,
         })
     }
 
@@ -185,7 +193,32 @@ impl<'a> ConvLayer<'a> {
         }
         crate::check_table(wide, self.wide_weights())?;
         self.wide = Some(wide);
+        self.dense = self.runs_dense();
         Ok(self)
+    }
+
+    /// Whether DSP builds run this layer, once it has its table, on the dense
+    /// paired-pixel path: every receptive field one full run of the input (1-D signals,
+    /// kernels as wide as the input; no padding reaching a window), an even number of
+    /// output channels, and room in the column buffer for both pixels' columns rounded
+    /// up to whole groups of four. Such a layer skips the general loop's window
+    /// arithmetic and per-call setup.
+    pub(crate) fn runs_dense(&self) -> bool {
+        let (p, fs, ins, outs) = (
+            &self.p,
+            self.filter_shape,
+            self.input_shape,
+            self.output_shape,
+        );
+        let ay = Axis::accepted(ins.h, fs.h, p.stride_h, p.dilation_h, p.pad_top);
+        let ax = Axis::accepted(ins.w, fs.w, p.stride_w, p.dilation_w, p.pad_left);
+        let groups = (fs.h * fs.w * fs.c).div_ceil(4);
+        self.reads_wide_weights()
+            && outs.c % 2 == 0
+            && 4 * groups <= PAIR_OFFSET
+            && PAIR_OFFSET + 4 * groups <= MAX_COLS
+            && contiguous_windows(p, ins, fs)
+            && dense_windows(p, ay, ax, fs, outs)
     }
 
     /// Whether DSP builds ([`crate::CONV_USES_WIDE_WEIGHTS`]) read a widened filter for
@@ -238,6 +271,24 @@ impl<'a> ConvLayer<'a> {
         }
         let (p, fs) = (&self.p, self.filter_shape);
         let (ins, outs) = (self.input_shape, self.output_shape);
+        #[cfg(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt)))]
+        if let Some(wide) = self.wide.filter(|_| self.dense) {
+            let in_row = ins.w * ins.c;
+            let dense = crate::arm::conv::DenseConv {
+                k: fs.h * fs.w * fs.c,
+                step_y: p.stride_h * in_row,
+                step_x: p.stride_w * ins.c,
+                in_img: ins.h * in_row,
+                out_h: outs.h,
+                out_w: outs.w,
+                out_c: outs.c,
+                input_zero_point: p.input_zero_point,
+                output_zero_point: p.output_zero_point,
+                filter: self.filter,
+                wide,
+            };
+            return crate::arm::conv::dense_wide(&mut scratch.cols, &dense, input, output);
+        }
         let ay = Axis::accepted(ins.h, fs.h, p.stride_h, p.dilation_h, p.pad_top);
         let ax = Axis::accepted(ins.w, fs.w, p.stride_w, p.dilation_w, p.pad_left);
         let (rq, filter, bias) = (&self.rq, self.filter, self.bias);

@@ -54,6 +54,9 @@ pub struct Tally {
     /// Of the cases, those run a second time from the prepared table
     /// (`FcLayer::with_wide_weights`, `ConvLayer::with_wide_weights`, `add_in`).
     pub wide: u32,
+    /// Of the conv cases run from the table, those DSP builds run on the dense
+    /// paired-pixel path (`ConvLayer::runs_dense`).
+    pub dense: u32,
 }
 
 /// xorshift64*: deterministic, no dependencies.
@@ -381,9 +384,9 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
                     for (d, v) in wide.iter_mut().zip(layer.wide_weights()) {
                         *d = v;
                     }
-                    let fw = layer
-                        .with_wide_weights(wide)
-                        .and_then(|l| l.run(&mut Scratch::new(), x, &mut out_a[..no]));
+                    let layer = layer.with_wide_weights(wide);
+                    tally.dense += u32::from(layer.is_ok_and(|l| l.runs_dense()));
+                    let fw = layer.and_then(|l| l.run(&mut Scratch::new(), x, &mut out_a[..no]));
                     compare(fw, fb, &out_a[..no], &out_b[..no], macs, tally);
                     tally.wide += 1;
                 }

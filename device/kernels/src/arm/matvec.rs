@@ -670,6 +670,24 @@ macro_rules! wide_group_2x2 {
     };
 }
 
+/// `n >= 1` groups of [`wide_group_2x2`], two per iteration with one count update (an
+/// odd last one leaves after the first): 13 instead of 14 instructions per group of
+/// an even count, 14 per group of one. Uses labels 3 and 4.
+#[cfg(not(edgekd_size_opt))]
+macro_rules! wide_groups_2x2 {
+    () => {
+        concat!(
+            "3:\n",
+            wide_group_2x2!(),
+            "subs {n}, {n}, #2\n",
+            "blt 4f\n",
+            wide_group_2x2!(),
+            "bne 3b\n",
+            "4:\n",
+        )
+    };
+}
+
 /// [`pair_rows_i8`] from the filter widened to 16 bits (`conv2d_wide_weights`' layout):
 /// the MAC loop reads each channel pair's rows group by group with no `SXTB16` and no
 /// leftover entries (the layout pads each row to `4 * groups` entries with zeros), 14
@@ -719,10 +737,7 @@ pub(crate) unsafe fn pair_rows_wide(
             "mov {b1}, {a1}",
             "ldr {xa}, [sp, #16]",
             "ldr {n}, [sp, #20]",
-            "2:",
-            wide_group_2x2!(),
-            "subs {n}, {n}, #1",
-            "bne 2b",
+            wide_groups_2x2!(),
             pair_pass_end!(),
             "add sp, sp, #24",
             xa = inout(reg) xa => _,
@@ -733,6 +748,150 @@ pub(crate) unsafe fn pair_rows_wide(
             b0 = inout(reg) out_b => _,
             b1 = inout(reg) pairs => _,
             u0 = out(reg) _,
+            u1 = out(reg) _,
+            v0 = out(reg) _,
+            v1 = out(reg) _,
+            x = out(reg) _,
+            t = out(reg) _,
+        );
+    }
+}
+
+/// What [`pixel_pairs_wide`] reads of a layer (`repr(C)`: the asm reads the fields at
+/// byte offsets 0, 4, 8, 12 and 16).
+#[cfg(not(edgekd_size_opt))]
+#[repr(C)]
+pub(crate) struct PairLayer {
+    /// Bytes of input between neighbouring pixels' receptive fields.
+    pub(crate) step: usize,
+    /// `-input_zero_point` in both halfwords ([`super::neg_zero_point2`]).
+    pub(crate) neg_zp2: u32,
+    /// The widened filter (`conv2d_wide_weights`' rows, 4-byte aligned).
+    pub(crate) rows: *const i16,
+    /// The prepared channels.
+    pub(crate) chans: *const Chan,
+    /// Output channel pairs (`out_c / 2`, at least 1).
+    pub(crate) chan_pairs: usize,
+}
+
+/// `pairs` pixel pairs of a convolution whose receptive fields are runs of the input
+/// spaced `layer.step` bytes apart (one output row of a dense layer): for each pair,
+/// both columns widened from the input (`SXTAB16` onto `-zp`, `4 * groups` entries each
+/// in packed order, the last group too: the table's last group is in natural order, so
+/// the results are the layer's only when that group holds one entry of the field, the
+/// rest meeting zero weights) into `col` and
+/// `col + PAIR_OFFSET`, then [`pair_rows_wide`]'s channel-pair passes, all in one asm
+/// block: about 30 instructions per pair besides the widening and the passes, where a
+/// Rust loop around [`pair_rows_wide`] spent about 95.
+///
+/// # Safety
+/// `x` must be valid for reading `(2 * pairs - 1) * layer.step + 4 * groups` bytes;
+/// `col` 8-byte aligned and valid for writing `PAIR_OFFSET + 4 * groups` entries;
+/// `layer.rows` 4-byte aligned with `8 * groups * chan_pairs` readable entries;
+/// `layer.chans` valid for reading `2 * chan_pairs` channels whose shifts are at most
+/// 22; `out` valid for writing `out_c * 2 * pairs` bytes with `out_c = 2 * chan_pairs`;
+/// `groups >= 1`, `pairs >= 1`, `chan_pairs >= 1`.
+#[cfg(not(edgekd_size_opt))]
+#[inline(never)]
+pub(crate) unsafe fn pixel_pairs_wide(
+    layer: &PairLayer,
+    x: *const i8,
+    out: *mut i8,
+    pairs: usize,
+    col: *mut i16,
+    groups: usize,
+) {
+    let out_c = 2 * layer.chan_pairs;
+    // SAFETY: per pair, writes `4 * groups` entries at `col` and at `col + 256` bytes
+    // from `4 * groups` bytes of input at `x` and `x + step` (LDR tolerates unaligned
+    // input, STRD needs the 8-byte aligned column), then runs `pair_rows_wide`'s passes
+    // over `chan_pairs` channel pairs (reads and writes as documented there) with
+    // `out_a` at `out` and `out_b` at `out + out_c`; `x` moves `2 * step` and `out`
+    // `2 * out_c` per pair, `pairs` times: all within what the caller guarantees. The
+    // 40 bytes of stack it takes are given back before the block ends; otherwise only
+    // register operands and the flags change.
+    unsafe {
+        asm!(
+            // `pair_rows_wide`'s frame ([sp]: chans, [sp, #4]: out_a, [sp, #8]: out_b -
+            // out_a, [sp, #12]: passes left, [sp, #16]: column, [sp, #20]: groups), then
+            // [sp, #24]: layer, [sp, #28]: input, [sp, #32]: this pair's outputs,
+            // [sp, #36]: pairs left.
+            "sub sp, sp, #40",
+            "str {b1}, [sp, #8]",
+            "str {xa}, [sp, #16]",
+            "str {n}, [sp, #20]",
+            "str {a0}, [sp, #24]",
+            "str {a1}, [sp, #28]",
+            "str {b0}, [sp, #32]",
+            "str {u0}, [sp, #36]",
+            "5:",
+            // Pixel a's column, then pixel b's, `step` bytes on.
+            "ldr {x}, [sp, #24]",
+            "ldr {u0}, [sp, #28]",
+            "ldr {v0}, [{x}, #4]",
+            "ldr {t}, [sp, #16]",
+            "ldr {n}, [sp, #20]",
+            "6:",
+            "ldr {u1}, [{u0}], #4",
+            "sxtab16 {v1}, {v0}, {u1}",
+            "sxtab16 {u1}, {v0}, {u1}, ror #8",
+            "strd {v1}, {u1}, [{t}], #8",
+            "subs {n}, {n}, #1",
+            "bne 6b",
+            "ldr {u0}, [sp, #28]",
+            "ldr {u1}, [{x}]",
+            "add {u0}, {u0}, {u1}",
+            "ldr {t}, [sp, #16]",
+            "add {t}, {t}, #256",
+            "ldr {n}, [sp, #20]",
+            "7:",
+            "ldr {u1}, [{u0}], #4",
+            "sxtab16 {v1}, {v0}, {u1}",
+            "sxtab16 {u1}, {v0}, {u1}, ror #8",
+            "strd {v1}, {u1}, [{t}], #8",
+            "subs {n}, {n}, #1",
+            "bne 7b",
+            // The passes start at the first rows, channels and outputs of the pair.
+            "ldr {w}, [{x}, #8]",
+            "ldr {t}, [{x}, #12]",
+            "str {t}, [sp]",
+            "ldr {t}, [sp, #32]",
+            "str {t}, [sp, #4]",
+            "ldr {t}, [{x}, #16]",
+            "str {t}, [sp, #12]",
+            "1:",
+            "ldr {x}, [sp]",
+            "ldr {a0}, [{x}]",
+            "ldr {a1}, [{x}, #20]",
+            "mov {b0}, {a0}",
+            "mov {b1}, {a1}",
+            "ldr {xa}, [sp, #16]",
+            "ldr {n}, [sp, #20]",
+            wide_groups_2x2!(),
+            pair_pass_end!(),
+            // The next pair: input `2 * step` on, outputs `2 * out_c` on.
+            "ldr {x}, [sp, #24]",
+            "ldr {u0}, [sp, #28]",
+            "ldr {u1}, [{x}]",
+            "add {u0}, {u0}, {u1}, lsl #1",
+            "str {u0}, [sp, #28]",
+            "ldr {u0}, [sp, #32]",
+            "ldr {u1}, [sp, #8]",
+            "add {u0}, {u0}, {u1}, lsl #1",
+            "str {u0}, [sp, #32]",
+            "ldr {n}, [sp, #36]",
+            "subs {n}, {n}, #1",
+            "str {n}, [sp, #36]",
+            "bne 5b",
+            "add sp, sp, #40",
+            a0 = inout(reg) layer as *const PairLayer => _,
+            a1 = inout(reg) x => _,
+            b0 = inout(reg) out => _,
+            b1 = inout(reg) out_c => _,
+            xa = inout(reg) col => _,
+            n = inout(reg) groups => _,
+            u0 = inout(reg) pairs => _,
+            w = out(reg) _,
             u1 = out(reg) _,
             v0 = out(reg) _,
             v1 = out(reg) _,

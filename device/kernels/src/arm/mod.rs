@@ -8,6 +8,8 @@
 //! only the order of (wrapping) additions differs, which cannot change the result.
 //! The firmware's `selftest` feature checks that in QEMU on random shapes and data.
 
+#[cfg(all(edgekd_conv2d, not(edgekd_size_opt)))]
+pub(crate) mod conv;
 #[cfg(edgekd_depthwise)]
 pub(crate) mod depthwise;
 #[cfg(feature = "fully-connected")]
