@@ -197,13 +197,14 @@ impl<'a> ConvLayer<'a> {
         Ok(self)
     }
 
-    /// Whether DSP builds run this layer, once it has its table, on the dense
+    /// Whether DSP builds (not optimized for size) run this layer, once it has its
+    /// table ([`ConvLayer::with_wide_weights`], which decides it), on the dense
     /// paired-pixel path: every receptive field one full run of the input (1-D signals,
     /// kernels as wide as the input; no padding reaching a window), an even number of
     /// output channels, and room in the column buffer for both pixels' columns rounded
     /// up to whole groups of four. Such a layer skips the general loop's window
     /// arithmetic and per-call setup.
-    pub(crate) fn runs_dense(&self) -> bool {
+    pub fn runs_dense(&self) -> bool {
         let (p, fs, ins, outs) = (
             &self.p,
             self.filter_shape,

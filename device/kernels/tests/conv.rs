@@ -636,3 +636,42 @@ fn conv_wide_weights_are_checked_and_read_where_the_kernel_can() {
         KernelError::UnsupportedParams
     );
 }
+
+#[test]
+fn dense_path_is_for_layers_whose_windows_are_runs_of_the_input() {
+    let rq = Requant {
+        multiplier: &[1 << 30],
+        shift: &[-4],
+    };
+    let filter: Vec<i8> = (0..72).map(|i| (i * 37 % 255 - 127) as i8).collect();
+    let p = params(1, 1, 0, 3, -2, Clamp::NONE);
+    // 1-D VALID with four channels (tiny_cnn's shape of layer): dense.
+    assert!(one_d_layer(&p, &filter[..24], rq).runs_dense());
+    let layer = |p: &ConvParams, ins: Shape, fs: Shape, outs: Shape| {
+        let f = &filter[..fs.elements().unwrap()];
+        ConvLayer::new(p, rq, ins, fs, f, None, outs).unwrap()
+    };
+    let (ins, fs) = (Shape::new(1, 1, 10, 2), Shape::new(4, 1, 3, 2));
+    // SAME padding reaches the edge windows; three channels do not pair.
+    let padded = ConvParams { pad_left: 1, ..p };
+    assert!(!layer(&padded, ins, fs, Shape::new(1, 1, 10, 4)).runs_dense());
+    let fs3 = Shape::new(3, 1, 3, 2);
+    assert!(!layer(&p, ins, fs3, Shape::new(1, 1, 8, 3)).runs_dense());
+    // A kernel as wide as a 2-D input: each window is one run; narrower: it is not.
+    let ins2 = Shape::new(1, 4, 3, 2);
+    assert!(layer(&p, ins2, Shape::new(4, 2, 3, 2), Shape::new(1, 3, 1, 4)).runs_dense());
+    assert!(!layer(&p, ins2, Shape::new(4, 2, 2, 2), Shape::new(1, 3, 2, 4)).runs_dense());
+    // Only layers that read a table take it (here: a clamp narrower than int8).
+    let narrowed = params(
+        1,
+        1,
+        0,
+        3,
+        -2,
+        Clamp {
+            min: -100,
+            max: 127,
+        },
+    );
+    assert!(!one_d_layer(&narrowed, &filter[..24], rq).runs_dense());
+}
