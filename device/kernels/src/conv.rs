@@ -199,11 +199,11 @@ impl<'a> ConvLayer<'a> {
 
     /// Whether DSP builds (not optimized for size) run this layer, once it has its
     /// table ([`ConvLayer::with_wide_weights`], which decides it), on the dense
-    /// paired-pixel path: every receptive field one full run of the input (1-D signals,
-    /// kernels as wide as the input; no padding reaching a window), an even number of
-    /// output channels, and room in the column buffer for both pixels' columns rounded
-    /// up to whole groups of four. Such a layer skips the general loop's window
-    /// arithmetic and per-call setup.
+    /// paired-pixel path: every receptive field a run of the input (1-D signals, where
+    /// padding may clip the windows at both ends of a row, or kernels as wide as the
+    /// input, unpadded), an even number of output channels, and room in the column
+    /// buffer for both pixels' columns rounded up to whole groups of four. Such a layer
+    /// skips the general loop's window arithmetic and per-call setup.
     pub fn runs_dense(&self) -> bool {
         let (p, fs, ins, outs) = (
             &self.p,
@@ -214,12 +214,17 @@ impl<'a> ConvLayer<'a> {
         let ay = Axis::accepted(ins.h, fs.h, p.stride_h, p.dilation_h, p.pad_top);
         let ax = Axis::accepted(ins.w, fs.w, p.stride_w, p.dilation_w, p.pad_left);
         let groups = (fs.h * fs.w * fs.c).div_ceil(4);
+        let rows_whole =
+            outs.h > 0 && ay.window(0) == (0, fs.h, 0) && ay.window(outs.h - 1).1 == fs.h;
+        // A padded window is filled from one input row.
+        let one_row = fs.h == 1 || dense_windows(p, ay, ax, fs, outs);
         self.reads_wide_weights()
             && outs.c % 2 == 0
             && 4 * groups <= PAIR_OFFSET
             && PAIR_OFFSET + 4 * groups <= MAX_COLS
             && contiguous_windows(p, ins, fs)
-            && dense_windows(p, ay, ax, fs, outs)
+            && rows_whole
+            && one_row
     }
 
     /// Whether DSP builds ([`crate::CONV_USES_WIDE_WEIGHTS`]) read a widened filter for
@@ -277,6 +282,11 @@ impl<'a> ConvLayer<'a> {
             let in_row = ins.w * ins.c;
             let dense = crate::arm::conv::DenseConv {
                 k: fs.h * fs.w * fs.c,
+                in_c: ins.c,
+                kw: fs.w,
+                ax: Axis::accepted(ins.w, fs.w, p.stride_w, p.dilation_w, p.pad_left),
+                whole: whole_windows(ins.w, fs.w, p.stride_w, p.pad_left, outs.w),
+                pad_x: p.pad_left * ins.c,
                 step_y: p.stride_h * in_row,
                 step_x: p.stride_w * ins.c,
                 in_img: ins.h * in_row,
@@ -436,6 +446,28 @@ fn contiguous_windows(p: &ConvParams, input_shape: Shape, filter_shape: Shape) -
     p.dilation_w == 1 && (filter_shape.h == 1 || (p.dilation_h == 1 && f_row == in_row))
 }
 
+/// The output columns `lo..hi` whose windows (dilation 1) lie wholly inside a row of
+/// `input` entries: from the first past the left padding to the last that ends inside.
+#[cfg_attr(
+    not(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt))),
+    allow(dead_code)
+)]
+fn whole_windows(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    output: usize,
+) -> (usize, usize) {
+    let stride = stride.max(1);
+    let lo = pad.div_ceil(stride).min(output);
+    let hi = (input + pad)
+        .checked_sub(kernel)
+        .map_or(0, |room| room / stride + 1)
+        .clamp(lo, output);
+    (lo, hi)
+}
+
 /// Whether every window lies wholly inside the input (no padding reaches it): the first
 /// and last windows of both axes are full, so all between are, and with no left padding
 /// and no dilation column `ox`'s window starts at input column `ox * stride_w`.
@@ -551,7 +583,6 @@ fn im2col(
                 k,
                 c0,
                 filter,
-                wide,
             );
             continue;
         }
@@ -634,7 +665,8 @@ fn im2col(
 /// the input (`dense` and `contiguous`: 1-D signals, kernels as wide as the input):
 /// pixel `(oy, ox)`'s column starts at `oy * step_y + ox * step_x`, so the loop is
 /// one widening per pixel and one [`matvec2`] per pair, without the window
-/// arithmetic of the general loop.
+/// arithmetic of the general loop. It serves layers without a prepared table (or with
+/// an odd channel count); the others take `arm::conv::dense_wide`.
 #[cfg(all(target_arch = "arm", edgekd_dsp))]
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -652,12 +684,10 @@ fn dense_pairs(
     k: usize,
     c0: usize,
     filter: &[i8],
-    wide: Option<&[i16]>,
 ) {
     let n = chans.len();
     let in_img = input_shape.h * input_shape.w * input_shape.c;
     let (first, rest) = cols.0.split_at_mut(PAIR_OFFSET);
-    let groups = k.div_ceil(4);
     let (col_a, col_b) = (&mut first[..k], &mut rest[..k]);
     let Some(filter) = filter.get(..n * k) else {
         return;
@@ -665,9 +695,6 @@ fn dense_pairs(
     // Whole-range layers with an even number of channels go straight to the asm
     // channel loop (the checks `matvec2` makes per pair hold for the whole layer).
     let direct = q.lo <= -128 && q.hi >= 127 && n % 2 == 0 && n > 0 && k <= PAIR_OFFSET;
-    // Size-optimized builds do without the widened filter.
-    #[cfg(edgekd_size_opt)]
-    let _ = (groups, wide);
     let mut waiting: Option<&mut [i8]> = None;
     let mut out_px = output.chunks_exact_mut(output_shape.c);
     for img in input.chunks_exact(in_img).take(input_shape.n) {
@@ -687,29 +714,6 @@ fn dense_pairs(
                     }
                     Some(prev) => {
                         widen_pack(col_b, x, zp);
-                        #[cfg(not(edgekd_size_opt))]
-                        if let Some(wide) = wide.filter(|_| direct && groups > 0) {
-                            // SAFETY: `col_a` starts the 8-byte aligned buffer and
-                            // `col_b` is `PAIR_OFFSET` entries on, each with room for
-                            // `4 * groups` entries (the caller checked); `wide` is
-                            // 4-byte aligned (`ConvLayer::with_wide_weights`, blocks
-                            // start 16 channels apart) and holds the `n / 2` pairs'
-                            // `8 * groups` entries each (the caller sliced it);
-                            // `chans`, `prev` and `out` hold `n = 2 * (n / 2)`
-                            // entries; the table's shifts come from `RoundingRq::new`.
-                            unsafe {
-                                crate::arm::matvec::pair_rows_wide(
-                                    col_a.as_ptr(),
-                                    groups,
-                                    wide.as_ptr(),
-                                    chans.as_ptr(),
-                                    prev.as_mut_ptr(),
-                                    out.as_mut_ptr(),
-                                    n / 2,
-                                );
-                            }
-                            continue;
-                        }
                         if direct {
                             // SAFETY: `col_a` starts the 8-byte aligned buffer and
                             // `col_b` is `PAIR_OFFSET` entries on, both `k <=
@@ -729,9 +733,7 @@ fn dense_pairs(
                                 );
                             }
                         } else {
-                            // Without the widened filter: passing it here (odd channel
-                            // counts only) cost tiny_cnn 250 instructions elsewhere in
-                            // this loop (register pressure).
+                            // A narrowed clamp or an odd channel count.
                             matvec2(col_a, col_b, filter, None, chans, q, prev, out);
                         }
                     }

@@ -652,15 +652,26 @@ fn dense_path_is_for_layers_whose_windows_are_runs_of_the_input() {
         ConvLayer::new(p, rq, ins, fs, f, None, outs).unwrap()
     };
     let (ins, fs) = (Shape::new(1, 1, 10, 2), Shape::new(4, 1, 3, 2));
-    // SAME padding reaches the edge windows; three channels do not pair.
+    // SAME padding on a 1-D signal: the edge pixels' columns get zeros (ds_cnn's
+    // first layer); dilated windows are not runs; three channels do not pair.
     let padded = ConvParams { pad_left: 1, ..p };
-    assert!(!layer(&padded, ins, fs, Shape::new(1, 1, 10, 4)).runs_dense());
+    assert!(layer(&padded, ins, fs, Shape::new(1, 1, 10, 4)).runs_dense());
+    let dilated = ConvParams { dilation_w: 2, ..p };
+    assert!(!layer(&dilated, ins, fs, Shape::new(1, 1, 6, 4)).runs_dense());
     let fs3 = Shape::new(3, 1, 3, 2);
     assert!(!layer(&p, ins, fs3, Shape::new(1, 1, 8, 3)).runs_dense());
     // A kernel as wide as a 2-D input: each window is one run; narrower: it is not.
     let ins2 = Shape::new(1, 4, 3, 2);
     assert!(layer(&p, ins2, Shape::new(4, 2, 3, 2), Shape::new(1, 3, 1, 4)).runs_dense());
     assert!(!layer(&p, ins2, Shape::new(4, 2, 2, 2), Shape::new(1, 3, 2, 4)).runs_dense());
+    // Padding around a 2-D window clips several rows: not one run.
+    let padded2 = ConvParams {
+        pad_top: 1,
+        pad_left: 1,
+        ..p
+    };
+    let outs2 = Shape::new(1, 4, 3, 4);
+    assert!(!layer(&padded2, ins2, Shape::new(4, 2, 3, 2), outs2).runs_dense());
     // Only layers that read a table take it (here: a clamp narrower than int8).
     let narrowed = params(
         1,

@@ -758,7 +758,7 @@ pub(crate) unsafe fn pair_rows_wide(
 }
 
 /// What [`pixel_pairs_wide`] reads of a layer (`repr(C)`: the asm reads the fields at
-/// byte offsets 0, 4, 8, 12 and 16).
+/// byte offsets 0, 4, 8, 12, 16, 20 and 24).
 #[cfg(not(edgekd_size_opt))]
 #[repr(C)]
 pub(crate) struct PairLayer {
@@ -772,14 +772,50 @@ pub(crate) struct PairLayer {
     pub(crate) chans: *const Chan,
     /// Output channel pairs (`out_c / 2`, at least 1).
     pub(crate) chan_pairs: usize,
+    /// Whole groups of four entries in a receptive field (`k / 4`).
+    pub(crate) full_groups: usize,
+    /// 1 if the field ends with a partial group (`k % 4 != 0`), else 0.
+    pub(crate) partial_group: usize,
+}
+
+/// `x - zp` for one column (`PairLayer` at `{x}`, input at `{u0}`, column at `{t}`,
+/// `-zp` in both halves in `{v0}`): the whole groups in packed order (`SXTAB16` of a
+/// word gives lanes (0, 2) and, rotated, (1, 3)), then a partial last group in natural
+/// order (`PKHBT`/`PKHTB` put the lanes back), as `widen_pack` and the table have them.
+/// Uses labels 6, 7 and 8.
+#[cfg(not(edgekd_size_opt))]
+macro_rules! widen_column {
+    () => {
+        concat!(
+            "ldr {n}, [{x}, #20]\n",
+            "cmp {n}, #0\n",
+            "beq 7f\n",
+            "6:\n",
+            "ldr {u1}, [{u0}], #4\n",
+            "sxtab16 {v1}, {v0}, {u1}\n",
+            "sxtab16 {u1}, {v0}, {u1}, ror #8\n",
+            "strd {v1}, {u1}, [{t}], #8\n",
+            "subs {n}, {n}, #1\n",
+            "bne 6b\n",
+            "7:\n",
+            "ldr {n}, [{x}, #24]\n",
+            "cmp {n}, #0\n",
+            "beq 8f\n",
+            "ldr {u1}, [{u0}]\n",
+            "sxtab16 {v1}, {v0}, {u1}\n",
+            "sxtab16 {u1}, {v0}, {u1}, ror #8\n",
+            "pkhbt {n}, {v1}, {u1}, lsl #16\n",
+            "pkhtb {u1}, {u1}, {v1}, asr #16\n",
+            "strd {n}, {u1}, [{t}]\n",
+            "8:\n",
+        )
+    };
 }
 
 /// `pairs` pixel pairs of a convolution whose receptive fields are runs of the input
 /// spaced `layer.step` bytes apart (one output row of a dense layer): for each pair,
-/// both columns widened from the input (`SXTAB16` onto `-zp`, `4 * groups` entries each
-/// in packed order, the last group too: the table's last group is in natural order, so
-/// the results are the layer's only when that group holds one entry of the field, the
-/// rest meeting zero weights) into `col` and
+/// both columns widened from the input ([`widen_column`]: `4 * groups` entries each,
+/// entries past the field meeting the table's zero padding) into `col` and
 /// `col + PAIR_OFFSET`, then [`pair_rows_wide`]'s channel-pair passes, all in one asm
 /// block: about 30 instructions per pair besides the widening and the passes, where a
 /// Rust loop around [`pair_rows_wide`] spent about 95.
@@ -830,27 +866,13 @@ pub(crate) unsafe fn pixel_pairs_wide(
             "ldr {u0}, [sp, #28]",
             "ldr {v0}, [{x}, #4]",
             "ldr {t}, [sp, #16]",
-            "ldr {n}, [sp, #20]",
-            "6:",
-            "ldr {u1}, [{u0}], #4",
-            "sxtab16 {v1}, {v0}, {u1}",
-            "sxtab16 {u1}, {v0}, {u1}, ror #8",
-            "strd {v1}, {u1}, [{t}], #8",
-            "subs {n}, {n}, #1",
-            "bne 6b",
+            widen_column!(),
             "ldr {u0}, [sp, #28]",
             "ldr {u1}, [{x}]",
             "add {u0}, {u0}, {u1}",
             "ldr {t}, [sp, #16]",
             "add {t}, {t}, #256",
-            "ldr {n}, [sp, #20]",
-            "7:",
-            "ldr {u1}, [{u0}], #4",
-            "sxtab16 {v1}, {v0}, {u1}",
-            "sxtab16 {u1}, {v0}, {u1}, ror #8",
-            "strd {v1}, {u1}, [{t}], #8",
-            "subs {n}, {n}, #1",
-            "bne 7b",
+            widen_column!(),
             // The passes start at the first rows, channels and outputs of the pair.
             "ldr {w}, [{x}, #8]",
             "ldr {t}, [{x}, #12]",
