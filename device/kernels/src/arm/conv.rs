@@ -85,6 +85,7 @@ pub(crate) fn dense_wide(
         chan_pairs: out_c / 2,
         full_groups: k / 4,
         partial_group: usize::from(k % 4 != 0),
+        chans_end: chans.as_ptr_range().end,
     };
     let (lo, hi) = l.whole;
     // A pixel whose column waits in the first slot for a partner.

@@ -541,8 +541,9 @@ macro_rules! requant_acc {
 
 /// The end of a channel-pair pass of [`pair_rows_i8`] and [`pair_rows_wide`]: the
 /// four accumulators requantized from the pass's two [`Chan`]s (`[sp]`), stored to both
-/// pixels (`[sp, #4]`, `[sp, #8]`), the pointers moved on and the pass count
-/// (`[sp, #12]`) taken down, back to label `1:` while passes remain.
+/// pixels (`[sp, #4]`, `[sp, #8]`), the pointers moved on, and back to label `1:` until
+/// the chan pointer reaches the channels' end (`[sp, #12]`); it stays in `{x}` for the
+/// next pass's biases.
 macro_rules! pair_pass_end {
     () => {
         concat!(
@@ -557,20 +558,18 @@ macro_rules! pair_pass_end {
             "ldr {n}, [{x}, #36]\n",
             requant_acc!("a1"),
             requant_acc!("b1"),
+            "ldr {u0}, [sp, #4]\n",
+            "ldr {n}, [sp, #8]\n",
+            "strb {b0}, [{u0}, {n}]\n",
+            "add {n}, {n}, #1\n",
+            "strb {b1}, [{u0}, {n}]\n",
+            "strb {a1}, [{u0}, #1]\n",
+            "strb {a0}, [{u0}], #2\n",
+            "str {u0}, [sp, #4]\n",
             "add {x}, {x}, #40\n",
             "str {x}, [sp]\n",
-            "ldr {x}, [sp, #4]\n",
-            "ldr {xa}, [sp, #8]\n",
-            "add {xa}, {xa}, {x}\n",
-            "strb {a0}, [{x}]\n",
-            "strb {a1}, [{x}, #1]\n",
-            "strb {b0}, [{xa}]\n",
-            "strb {b1}, [{xa}, #1]\n",
-            "add {x}, {x}, #2\n",
-            "str {x}, [sp, #4]\n",
             "ldr {n}, [sp, #12]\n",
-            "subs {n}, {n}, #1\n",
-            "str {n}, [sp, #12]\n",
+            "cmp {x}, {n}\n",
             "bne 1b\n",
         )
     };
@@ -606,17 +605,20 @@ pub(crate) unsafe fn pair_rows_i8(
     // and the flags change.
     unsafe {
         asm!(
-            // [sp]: chans, [sp, #4]: out_a, [sp, #8]: out_b - out_a, [sp, #12]: passes
-            // left, [sp, #16]: column start.
+            // [sp]: chans, [sp, #4]: out_a, [sp, #8]: out_b - out_a, [sp, #12]: chans
+            // end, [sp, #16]: column start.
             "sub sp, sp, #20",
             "str {a0}, [sp]",
             "str {a1}, [sp, #4]",
             "sub {b0}, {b0}, {a1}",
             "str {b0}, [sp, #8]",
+            // The channels' end: `chans + 40 * pairs`.
+            "add {b1}, {b1}, {b1}, lsl #2",
+            "add {b1}, {a0}, {b1}, lsl #3",
             "str {b1}, [sp, #12]",
             "str {xa}, [sp, #16]",
+            "mov {x}, {a0}",
             "1:",
-            "ldr {x}, [sp]",
             "ldr {a0}, [{x}]",
             "ldr {a1}, [{x}, #20]",
             "mov {b0}, {a0}",
@@ -719,18 +721,21 @@ pub(crate) unsafe fn pair_rows_wide(
     // the block ends; otherwise only register operands and the flags change.
     unsafe {
         asm!(
-            // [sp]: chans, [sp, #4]: out_a, [sp, #8]: out_b - out_a, [sp, #12]: passes
-            // left, [sp, #16]: column start, [sp, #20]: groups.
+            // [sp]: chans, [sp, #4]: out_a, [sp, #8]: out_b - out_a, [sp, #12]: chans
+            // end, [sp, #16]: column start, [sp, #20]: groups.
             "sub sp, sp, #24",
             "str {a0}, [sp]",
             "str {a1}, [sp, #4]",
             "sub {b0}, {b0}, {a1}",
             "str {b0}, [sp, #8]",
+            // The channels' end: `chans + 40 * pairs`.
+            "add {b1}, {b1}, {b1}, lsl #2",
+            "add {b1}, {a0}, {b1}, lsl #3",
             "str {b1}, [sp, #12]",
             "str {xa}, [sp, #16]",
             "str {n}, [sp, #20]",
+            "mov {x}, {a0}",
             "1:",
-            "ldr {x}, [sp]",
             "ldr {a0}, [{x}]",
             "ldr {a1}, [{x}, #20]",
             "mov {b0}, {a0}",
@@ -758,7 +763,7 @@ pub(crate) unsafe fn pair_rows_wide(
 }
 
 /// What [`pixel_pairs_wide`] reads of a layer (`repr(C)`: the asm reads the fields at
-/// byte offsets 0, 4, 8, 12, 16, 20 and 24).
+/// byte offsets 0, 4, 8, 12, 20, 24 and 28).
 #[cfg(not(edgekd_size_opt))]
 #[repr(C)]
 pub(crate) struct PairLayer {
@@ -776,6 +781,8 @@ pub(crate) struct PairLayer {
     pub(crate) full_groups: usize,
     /// 1 if the field ends with a partial group (`k % 4 != 0`), else 0.
     pub(crate) partial_group: usize,
+    /// The end of the prepared channels (`chans + 2 * chan_pairs`).
+    pub(crate) chans_end: *const Chan,
 }
 
 /// `x - zp` for one column (`PairLayer` at `{x}`, input at `{u0}`, column at `{t}`,
@@ -849,7 +856,7 @@ pub(crate) unsafe fn pixel_pairs_wide(
     unsafe {
         asm!(
             // `pair_rows_wide`'s frame ([sp]: chans, [sp, #4]: out_a, [sp, #8]: out_b -
-            // out_a, [sp, #12]: passes left, [sp, #16]: column, [sp, #20]: groups), then
+            // out_a, [sp, #12]: chans end, [sp, #16]: column, [sp, #20]: groups), then
             // [sp, #24]: layer, [sp, #28]: input, [sp, #32]: this pair's outputs,
             // [sp, #36]: pairs left.
             "sub sp, sp, #40",
@@ -875,14 +882,13 @@ pub(crate) unsafe fn pixel_pairs_wide(
             widen_column!(),
             // The passes start at the first rows, channels and outputs of the pair.
             "ldr {w}, [{x}, #8]",
-            "ldr {t}, [{x}, #12]",
-            "str {t}, [sp]",
             "ldr {t}, [sp, #32]",
             "str {t}, [sp, #4]",
-            "ldr {t}, [{x}, #16]",
+            "ldr {t}, [{x}, #28]",
             "str {t}, [sp, #12]",
+            "ldr {x}, [{x}, #12]",
+            "str {x}, [sp]",
             "1:",
-            "ldr {x}, [sp]",
             "ldr {a0}, [{x}]",
             "ldr {a1}, [{x}, #20]",
             "mov {b0}, {a0}",
