@@ -262,8 +262,9 @@ impl<'a> ConvLayer<'a> {
     /// Errors: [`KernelError::ShapeMismatch`] for other lengths;
     /// [`KernelError::UnsupportedParams`] from builds without the fallback kernels
     /// (`EDGEKD_FALLBACK=0`) for a layer that needs them ([`conv2d_needs_fallback`]).
-    // Out of line: inlined into the interpreter's dispatch, its 0.5 KB frame would be
-    // on the stack under every other op's kernel too.
+    // Small and out of line: the dense path's frames do not nest inside the general
+    // loop's 0.5 KB one, and neither sits under every other op's kernel (as it would
+    // inlined into the interpreter's dispatch).
     #[inline(never)]
     pub fn run(
         &self,
@@ -275,10 +276,10 @@ impl<'a> ConvLayer<'a> {
         if output.is_empty() {
             return Ok(());
         }
-        let (p, fs) = (&self.p, self.filter_shape);
-        let (ins, outs) = (self.input_shape, self.output_shape);
         #[cfg(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt)))]
         if let Some(wide) = self.wide.filter(|_| self.dense) {
+            let (p, fs) = (&self.p, self.filter_shape);
+            let (ins, outs) = (self.input_shape, self.output_shape);
             let in_row = ins.w * ins.c;
             let dense = crate::arm::conv::DenseConv {
                 k: fs.h * fs.w * fs.c,
@@ -300,6 +301,19 @@ impl<'a> ConvLayer<'a> {
             };
             return crate::arm::conv::dense_wide(&mut scratch.cols, &dense, input, output);
         }
+        self.run_im2col(scratch, input, output)
+    }
+
+    /// [`ConvLayer::run`] on the general loop (or the reference), lengths checked.
+    #[inline(never)]
+    fn run_im2col(
+        &self,
+        scratch: &mut Scratch,
+        input: &[i8],
+        output: &mut [i8],
+    ) -> Result<(), KernelError> {
+        let (p, fs) = (&self.p, self.filter_shape);
+        let (ins, outs) = (self.input_shape, self.output_shape);
         let ay = Axis::accepted(ins.h, fs.h, p.stride_h, p.dilation_h, p.pad_top);
         let ax = Axis::accepted(ins.w, fs.w, p.stride_w, p.dilation_w, p.pad_left);
         let (rq, filter, bias) = (&self.rq, self.filter, self.bias);
