@@ -18,6 +18,7 @@ often: a loop body shows up as a run of lines with the same count.
 """
 
 import argparse
+import bisect
 import collections
 import re
 import subprocess
@@ -66,13 +67,25 @@ def main():
     counts = trace(args.elf)
     dis = subprocess.run(["llvm-objdump", "-d", "--no-show-raw-insn", "-C", args.elf],
                          capture_output=True, text=True, check=True).stdout
+    # Functions by address from the symbol table: objdump heads some functions with a
+    # mapping symbol ($t: Thumb code) instead of their name (the M0 build's ELF).
+    syms = subprocess.run(["llvm-nm", "-n", "-C", args.elf], capture_output=True, text=True,
+                          check=True).stdout
+    starts, names = [], []
+    for line in syms.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[1] in ("t", "T", "W") and not parts[2].startswith("$"):
+            # Thumb symbols carry bit 0 set in some tools' output; objdump's are even.
+            starts.append(int(parts[0], 16) & ~1)
+            names.append(parts[2])
     per_fn = collections.Counter()
     annotated = []
     current = None
     for line in dis.splitlines():
         head = re.match(r"^([0-9a-f]+) <(.*)>:", line)
         if head:
-            current = head.group(2)
+            i = bisect.bisect_right(starts, int(head.group(1), 16)) - 1
+            current = names[i] if i >= 0 else head.group(2)
             if args.function and args.function in current:
                 annotated.append((None, line))
             continue
