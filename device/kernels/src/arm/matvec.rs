@@ -690,6 +690,26 @@ macro_rules! wide_groups_2x2 {
     };
 }
 
+/// The channel-pair passes of [`pair_rows_wide`] and [`pixel_pairs_wide`] (label 1),
+/// from the chan pointer in `{x}` and `pair_rows_wide`'s stack frame: per pass the two
+/// channels' biases, [`wide_groups_2x2`] over the column's groups and [`pair_pass_end`].
+#[cfg(not(edgekd_size_opt))]
+macro_rules! wide_passes {
+    () => {
+        concat!(
+            "1:\n",
+            "ldr {a0}, [{x}]\n",
+            "ldr {a1}, [{x}, #20]\n",
+            "mov {b0}, {a0}\n",
+            "mov {b1}, {a1}\n",
+            "ldr {xa}, [sp, #16]\n",
+            "ldr {n}, [sp, #20]\n",
+            wide_groups_2x2!(),
+            pair_pass_end!(),
+        )
+    };
+}
+
 /// [`pair_rows_i8`] from the filter widened to 16 bits (`conv2d_wide_weights`' layout):
 /// the MAC loop reads each channel pair's rows group by group with no `SXTB16` and no
 /// leftover entries (the layout pads each row to `4 * groups` entries with zeros), 14
@@ -735,15 +755,7 @@ pub(crate) unsafe fn pair_rows_wide(
             "str {xa}, [sp, #16]",
             "str {n}, [sp, #20]",
             "mov {x}, {a0}",
-            "1:",
-            "ldr {a0}, [{x}]",
-            "ldr {a1}, [{x}, #20]",
-            "mov {b0}, {a0}",
-            "mov {b1}, {a1}",
-            "ldr {xa}, [sp, #16]",
-            "ldr {n}, [sp, #20]",
-            wide_groups_2x2!(),
-            pair_pass_end!(),
+            wide_passes!(),
             "add sp, sp, #24",
             xa = inout(reg) xa => _,
             w = inout(reg) w => _,
@@ -888,15 +900,7 @@ pub(crate) unsafe fn pixel_pairs_wide(
             "str {t}, [sp, #12]",
             "ldr {x}, [{x}, #12]",
             "str {x}, [sp]",
-            "1:",
-            "ldr {a0}, [{x}]",
-            "ldr {a1}, [{x}, #20]",
-            "mov {b0}, {a0}",
-            "mov {b1}, {a1}",
-            "ldr {xa}, [sp, #16]",
-            "ldr {n}, [sp, #20]",
-            wide_groups_2x2!(),
-            pair_pass_end!(),
+            wide_passes!(),
             // The next pair: input `2 * step` on, outputs `2 * out_c` on.
             "ldr {x}, [sp, #24]",
             "ldr {u0}, [sp, #28]",
