@@ -834,3 +834,43 @@ fn generic(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::whole_windows;
+    use crate::Axis;
+
+    /// `whole_windows` against every window of every valid axis up to a small size:
+    /// exactly the outputs `lo..hi` have windows of the whole kernel (the DSP dense path
+    /// widens whole groups of input for those, with no padding check).
+    #[test]
+    fn whole_windows_are_the_windows_of_the_whole_kernel() {
+        let mut axes = 0;
+        for input in 1..12 {
+            for kernel in 1..6 {
+                for stride in 1..4 {
+                    for pad in 0..kernel {
+                        for output in 1..16 {
+                            let Ok(ax) = Axis::new(input, output, kernel, stride, 1, pad) else {
+                                continue;
+                            };
+                            axes += 1;
+                            let (lo, hi) = whole_windows(input, kernel, stride, pad, output);
+                            for o in 0..output {
+                                let (k0, k1, _) = ax.window(o);
+                                let whole = k0 == 0 && k1 == kernel;
+                                assert_eq!(
+                                    whole,
+                                    (lo..hi).contains(&o),
+                                    "input {input} kernel {kernel} stride {stride} pad {pad} \
+                                     output {o} of {output}: {lo}..{hi}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(axes > 200, "{axes}");
+    }
+}
