@@ -36,6 +36,14 @@ fn selftest(features: &str, target: &str) -> Vec<String> {
     stdout.lines().map(str::to_owned).collect()
 }
 
+/// The number after `key=` on a self-test line.
+fn field<T: std::str::FromStr>(line: &str, key: &str) -> T {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+}
+
 /// Every kernel (and elementwise op) ran cases, none mismatched, and DSP kernels were (or
 /// were not) in use.
 fn check(lines: &[String], dsp: bool) {
@@ -47,30 +55,18 @@ fn check(lines: &[String], dsp: bool) {
     for l in kernels {
         assert!(l.contains(&format!(" dsp={dsp} ")), "{l}");
         assert!(l.contains(" mismatches=0 "), "{l}");
-        let macs: u64 = l
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix("macs="))
-            .and_then(|v| v.parse().ok())
-            .expect("macs=");
+        let macs: u64 = field(l, "macs");
         assert!(macs > 100_000, "too little covered: {l}");
         // Conv and fully connected cases run again from the widened filter wherever the
         // DSP kernel reads one (checked on every core: the portable kernels ignore it).
-        let wide: u32 = l
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix("wide="))
-            .and_then(|v| v.parse().ok())
-            .expect("wide=");
+        let wide: u32 = field(l, "wide");
         if !l.contains("kernel=DepthwiseConv2D") {
             assert!(wide >= 10, "too few widened-filter cases: {l}");
         }
         // Of those, conv cases whose windows are runs of the input take the dense
         // paired-pixel path on DSP cores.
         if l.contains("kernel=Conv2D") {
-            let dense: u32 = l
-                .split_whitespace()
-                .find_map(|kv| kv.strip_prefix("dense="))
-                .and_then(|v| v.parse().ok())
-                .expect("dense=");
+            let dense: u32 = field(l, "dense");
             assert!(dense >= 10, "too few dense-path cases: {l}");
         }
     }
@@ -83,19 +79,11 @@ fn check(lines: &[String], dsp: bool) {
     for l in elementwise {
         assert!(l.contains(&format!(" dsp={dsp} ")), "{l}");
         assert!(l.contains(" mismatches=0 "), "{l}");
-        let elements: u64 = l
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix("elements="))
-            .and_then(|v| v.parse().ok())
-            .expect("elements=");
+        let elements: u64 = field(l, "elements");
         assert!(elements > 1_000, "too little covered: {l}");
         // Add cases run again from the prepared table where there is one.
         if l.contains("kernel=Add") {
-            let wide: u32 = l
-                .split_whitespace()
-                .find_map(|kv| kv.strip_prefix("wide="))
-                .and_then(|v| v.parse().ok())
-                .expect("wide=");
+            let wide: u32 = field(l, "wide");
             assert!(wide >= 10, "too few prepared-table cases: {l}");
         }
     }
