@@ -540,34 +540,32 @@ macro_rules! requant_acc {
 }
 
 /// The end of a channel-pair pass of [`pair_rows_i8`] and [`pair_rows_wide`]: the
-/// four accumulators requantized from the pass's two [`Chan`]s (`[sp]`), stored to both
-/// pixels (`[sp, #4]`, `[sp, #8]`), the pointers moved on, and back to label `1:` until
-/// the chan pointer reaches the channels' end (`[sp, #12]`); it stays in `{x}` for the
-/// next pass's biases.
+/// four accumulators requantized from the pass's two [`Chan`]s (`[sp]`; two `LDRD`s
+/// each), stored to both pixels (`out_a` at `[sp, #4]`, `out_b - out_a` at `[sp, #8]`)
+/// as one halfword per pixel, the pointers moved on (one `STRD`), and back to label
+/// `1:` until the chan pointer reaches the channels' end (`[sp, #12]`); it stays in
+/// `{x}` for the next pass's biases. 38 instructions.
 macro_rules! pair_pass_end {
     () => {
         concat!(
             "ldr {x}, [sp]\n",
-            "ldr {u0}, [{x}, #4]\n",
-            "ldrd {v0}, {v1}, [{x}, #8]\n",
-            "ldr {n}, [{x}, #16]\n",
+            "ldrd {u0}, {v0}, [{x}, #4]\n",
+            "ldrd {v1}, {n}, [{x}, #12]\n",
             requant_acc!("a0"),
             requant_acc!("b0"),
-            "ldr {u0}, [{x}, #24]\n",
-            "ldrd {v0}, {v1}, [{x}, #28]\n",
-            "ldr {n}, [{x}, #36]\n",
+            "ldrd {u0}, {v0}, [{x}, #24]\n",
+            "ldrd {v1}, {n}, [{x}, #32]\n",
             requant_acc!("a1"),
             requant_acc!("b1"),
-            "ldr {u0}, [sp, #4]\n",
-            "ldr {n}, [sp, #8]\n",
-            "strb {b0}, [{u0}, {n}]\n",
-            "add {n}, {n}, #1\n",
-            "strb {b1}, [{u0}, {n}]\n",
-            "strb {a1}, [{u0}, #1]\n",
-            "strb {a0}, [{u0}], #2\n",
-            "str {u0}, [sp, #4]\n",
             "add {x}, {x}, #40\n",
-            "str {x}, [sp]\n",
+            "ldrd {u0}, {n}, [sp, #4]\n",
+            // Both channels' bytes of a pixel in one halfword (`SSAT` left them
+            // sign-extended; only the low byte of each counts).
+            "bfi {b0}, {b1}, #8, #8\n",
+            "strh {b0}, [{u0}, {n}]\n",
+            "bfi {a0}, {a1}, #8, #8\n",
+            "strh {a0}, [{u0}], #2\n",
+            "strd {x}, {u0}, [sp]\n",
             "ldr {n}, [sp, #12]\n",
             "cmp {x}, {n}\n",
             "bne 1b\n",
@@ -702,8 +700,7 @@ macro_rules! wide_passes {
             "ldr {a1}, [{x}, #20]\n",
             "mov {b0}, {a0}\n",
             "mov {b1}, {a1}\n",
-            "ldr {xa}, [sp, #16]\n",
-            "ldr {n}, [sp, #20]\n",
+            "ldrd {xa}, {n}, [sp, #16]\n",
             wide_groups_2x2!(),
             pair_pass_end!(),
         )
