@@ -646,16 +646,21 @@ pub(crate) unsafe fn pair_rows_i8(
     }
 }
 
-/// One group of four column entries of pixels a (`[xa]`) and b (`[xa, #256]`) against
-/// the channel pair's two rows of the widened filter (`[w]`, eight entries in
-/// `conv2d_wide_weights`' order), into `a0`, `b0`, `a1`, `b1`: four `LDRD`s, eight
-/// `SMLAD`s.
+/// One group of four column entries of pixels a (`[xa, #$a]`) and b (`[xa, #$b]`,
+/// `PAIR_OFFSET` entries on) against the channel pair's two rows of the widened filter
+/// (`[w]`, eight entries in `conv2d_wide_weights`' order), into `a0`, `b0`, `a1`, `b1`:
+/// four `LDRD`s, eight `SMLAD`s, 48 bytes of code (all 32-bit encodings:
+/// [`wide_chunk`] jumps into a run of them by address).
 #[cfg(not(edgekd_size_opt))]
 macro_rules! wide_group_2x2 {
-    () => {
+    ($a:literal, $b:literal) => {
         concat!(
-            "ldrd {v0}, {v1}, [{xa}, #256]\n",
-            "ldrd {u0}, {u1}, [{xa}], #8\n",
+            "ldrd {v0}, {v1}, [{xa}, #",
+            $b,
+            "]\n",
+            "ldrd {u0}, {u1}, [{xa}, #",
+            $a,
+            "]\n",
             "ldrd {x}, {t}, [{w}], #8\n",
             "smlad {a0}, {x}, {u0}, {a0}\n",
             "smlad {a0}, {t}, {u1}, {a0}\n",
@@ -670,27 +675,81 @@ macro_rules! wide_group_2x2 {
     };
 }
 
-/// `n >= 1` groups of [`wide_group_2x2`], two per iteration with one count update (an
-/// odd last one leaves after the first): 13 instead of 14 instructions per group of
-/// an even count, 14 per group of one. Uses labels 3 and 4.
+/// A pass's groups as chunks of eight unrolled [`wide_group_2x2`]s that address the
+/// column from their chunk's end (`{xa}`), with no count per group: the first chunk
+/// takes the `r = (groups - 1) % 8 + 1` groups left over, entered by address
+/// (`[sp, #24]`, from [`wide_chunk_entry`]) `8 - r` groups in; each further chunk
+/// (`{n}` of them) moves `{xa}` 8 groups on and starts again at label 2. 12
+/// instructions per group and 2 per pass (the two jumps) where a counted loop spent
+/// 13.5 per group. Uses labels 2, 3 and 4.
 #[cfg(not(edgekd_size_opt))]
-macro_rules! wide_groups_2x2 {
+macro_rules! wide_chunk {
     () => {
         concat!(
+            "ldr pc, [sp, #24]\n",
+            "2:\n",
+            wide_group_2x2!("-64", "192"),
+            wide_group_2x2!("-56", "200"),
+            wide_group_2x2!("-48", "208"),
+            wide_group_2x2!("-40", "216"),
+            wide_group_2x2!("-32", "224"),
+            wide_group_2x2!("-24", "232"),
+            wide_group_2x2!("-16", "240"),
+            wide_group_2x2!("-8", "248"),
+            // To label 4 when the pass has one chunk, else to label 3.
+            "ldr pc, [sp, #28]\n",
             "3:\n",
-            wide_group_2x2!(),
-            "subs {n}, {n}, #2\n",
+            "subs {n}, {n}, #1\n",
             "blt 4f\n",
-            wide_group_2x2!(),
-            "bne 3b\n",
+            "add {xa}, {xa}, #64\n",
+            "b 2b\n",
             "4:\n",
+        )
+    };
+}
+
+/// [`wide_chunk`]'s frame entries from the column start in `{xa}` and the group count
+/// (at least 1) in `{n}`: the first chunk's column end `xa + 8 * r` (`[sp, #16]`), the
+/// further chunks `(groups - 1) / 8` (`[sp, #20]`), the entry address, `8 - r`
+/// groups of 48 bytes after label 2, with the Thumb bit set (`[sp, #24]`), and where
+/// a chunk goes on: label 4 (the pass end) if there is no further chunk, else label 3
+/// (`[sp, #28]`). Takes `{u0}` and `{v0}`; leaves `{xa}` and `{n}` as they were.
+#[cfg(not(edgekd_size_opt))]
+macro_rules! wide_chunk_entry {
+    () => {
+        concat!(
+            "sub {u0}, {n}, #1\n",
+            "lsr {v0}, {u0}, #3\n",
+            "str {v0}, [sp, #20]\n",
+            // r = (groups - 1) % 8 + 1
+            "and {u0}, {u0}, #7\n",
+            "add {u0}, {u0}, #1\n",
+            "add {v0}, {xa}, {u0}, lsl #3\n",
+            "str {v0}, [sp, #16]\n",
+            // entry = label 2 + 48 * (8 - r) + 1 (Thumb) = label 2 + 385 - 48 * r.
+            // `ADR` counts from the word-aligned PC and the assembler fixes its offset
+            // as if the function's section started on a word: `.p2align` makes it so
+            // (it raises the section's alignment; the padding, if any, is one `NOP`).
+            "add {u0}, {u0}, {u0}, lsl #1\n",
+            ".p2align 2\n",
+            "adr {v0}, 2f\n",
+            "add {v0}, {v0}, #385\n",
+            "sub {v0}, {v0}, {u0}, lsl #4\n",
+            "str {v0}, [sp, #24]\n",
+            // After the chunk: straight to label 4 when there is no further chunk.
+            "ldr {u0}, [sp, #20]\n",
+            "adr {v0}, 4f + 1\n",
+            "cmp {u0}, #0\n",
+            "it ne\n",
+            "adrne {v0}, 3f + 1\n",
+            "str {v0}, [sp, #28]\n",
         )
     };
 }
 
 /// The channel-pair passes of [`pair_rows_wide`] and [`pixel_pairs_wide`] (label 1),
 /// from the chan pointer in `{x}` and `pair_rows_wide`'s stack frame: per pass the two
-/// channels' biases, [`wide_groups_2x2`] over the column's groups and [`pair_pass_end`].
+/// channels' biases, [`wide_chunk`] over the column's groups and [`pair_pass_end`].
 #[cfg(not(edgekd_size_opt))]
 macro_rules! wide_passes {
     () => {
@@ -701,7 +760,7 @@ macro_rules! wide_passes {
             "mov {b0}, {a0}\n",
             "mov {b1}, {a1}\n",
             "ldrd {xa}, {n}, [sp, #16]\n",
-            wide_groups_2x2!(),
+            wide_chunk!(),
             pair_pass_end!(),
         )
     };
@@ -734,13 +793,13 @@ pub(crate) unsafe fn pair_rows_wide(
     // `4 * groups` entries of both columns and of two widened rows (LDRD on 4-byte
     // aligned addresses), and writes two outputs of each pixel, all within what the
     // caller guarantees; `w` moves two rows per pass. ASR by a register of at most 22
-    // behaves like Rust's `>>`. The 24 bytes of stack it takes are given back before
+    // behaves like Rust's `>>`. The 32 bytes of stack it takes are given back before
     // the block ends; otherwise only register operands and the flags change.
     unsafe {
         asm!(
             // [sp]: chans, [sp, #4]: out_a, [sp, #8]: out_b - out_a, [sp, #12]: chans
-            // end, [sp, #16]: column start, [sp, #20]: groups.
-            "sub sp, sp, #24",
+            // end, [sp, #16]..[sp, #28]: `wide_chunk_entry`'s.
+            "sub sp, sp, #32",
             "str {a0}, [sp]",
             "str {a1}, [sp, #4]",
             "sub {b0}, {b0}, {a1}",
@@ -749,11 +808,10 @@ pub(crate) unsafe fn pair_rows_wide(
             "add {b1}, {b1}, {b1}, lsl #2",
             "add {b1}, {a0}, {b1}, lsl #3",
             "str {b1}, [sp, #12]",
-            "str {xa}, [sp, #16]",
-            "str {n}, [sp, #20]",
+            wide_chunk_entry!(),
             "mov {x}, {a0}",
             wide_passes!(),
-            "add sp, sp, #24",
+            "add sp, sp, #32",
             xa = inout(reg) xa => _,
             w = inout(reg) w => _,
             n = inout(reg) groups => _,
@@ -794,35 +852,47 @@ pub(crate) struct PairLayer {
     pub(crate) chans_end: *const Chan,
 }
 
-/// `x - zp` for one column (`PairLayer` at `{x}`, input at `{u0}`, column at `{t}`,
-/// `-zp` in both halves in `{v0}`): the whole groups in packed order (`SXTAB16` of a
-/// word gives lanes (0, 2) and, rotated, (1, 3)), then a partial last group in natural
-/// order (`PKHBT`/`PKHTB` put the lanes back), as `widen_pack` and the table have them.
-/// Uses labels 6, 7 and 8.
+/// `x - zp` for both columns of a pixel pair (`PairLayer` at `{x}`, pixel a's input
+/// at `{u0}`, pixel b's `step` bytes on, columns at `{t}` and `{t}` + 256 bytes, `-zp`
+/// in both halves in `{v0}`): the whole groups in packed order (`SXTAB16` of a word
+/// gives lanes (0, 2) and, rotated, (1, 3)), 10 instructions per group of both
+/// pixels, then a partial last group in natural order (`PKHBT`/`PKHTB` put the lanes
+/// back), as `widen_pack` and the table have them. Uses labels 6, 7 and 8.
 #[cfg(not(edgekd_size_opt))]
-macro_rules! widen_column {
+macro_rules! widen_pair {
     () => {
         concat!(
+            "ldr {a1}, [{x}]\n",
             "ldr {n}, [{x}, #20]\n",
             "cmp {n}, #0\n",
             "beq 7f\n",
             "6:\n",
-            "ldr {u1}, [{u0}], #4\n",
-            "sxtab16 {v1}, {v0}, {u1}\n",
+            "ldr {u1}, [{u0}, {a1}]\n",
+            "ldr {v1}, [{u0}], #4\n",
+            "sxtab16 {b0}, {v0}, {u1}\n",
             "sxtab16 {u1}, {v0}, {u1}, ror #8\n",
-            "strd {v1}, {u1}, [{t}], #8\n",
+            "strd {b0}, {u1}, [{t}, #256]\n",
+            "sxtab16 {b0}, {v0}, {v1}\n",
+            "sxtab16 {v1}, {v0}, {v1}, ror #8\n",
+            "strd {b0}, {v1}, [{t}], #8\n",
             "subs {n}, {n}, #1\n",
             "bne 6b\n",
             "7:\n",
             "ldr {n}, [{x}, #24]\n",
             "cmp {n}, #0\n",
             "beq 8f\n",
-            "ldr {u1}, [{u0}]\n",
-            "sxtab16 {v1}, {v0}, {u1}\n",
+            "ldr {u1}, [{u0}, {a1}]\n",
+            "ldr {v1}, [{u0}]\n",
+            "sxtab16 {b0}, {v0}, {u1}\n",
             "sxtab16 {u1}, {v0}, {u1}, ror #8\n",
-            "pkhbt {n}, {v1}, {u1}, lsl #16\n",
-            "pkhtb {u1}, {u1}, {v1}, asr #16\n",
-            "strd {n}, {u1}, [{t}]\n",
+            "pkhbt {b1}, {b0}, {u1}, lsl #16\n",
+            "pkhtb {u1}, {u1}, {b0}, asr #16\n",
+            "strd {b1}, {u1}, [{t}, #256]\n",
+            "sxtab16 {b0}, {v0}, {v1}\n",
+            "sxtab16 {v1}, {v0}, {v1}, ror #8\n",
+            "pkhbt {b1}, {b0}, {v1}, lsl #16\n",
+            "pkhtb {v1}, {v1}, {b0}, asr #16\n",
+            "strd {b1}, {v1}, [{t}]\n",
             "8:\n",
         )
     };
@@ -830,7 +900,7 @@ macro_rules! widen_column {
 
 /// `pairs` pixel pairs of a convolution whose receptive fields are runs of the input
 /// spaced `layer.step` bytes apart (one output row of a dense layer): for each pair,
-/// both columns widened from the input ([`widen_column`]: `4 * groups` entries each,
+/// both columns widened from the input ([`widen_pair`]: `4 * groups` entries each,
 /// entries past the field meeting the table's zero padding) into `col` and
 /// `col + PAIR_OFFSET`, then [`pair_rows_wide`]'s channel-pair passes, all in one asm
 /// block: about 30 instructions per pair besides the widening and the passes, where a
@@ -860,38 +930,32 @@ pub(crate) unsafe fn pixel_pairs_wide(
     // over `chan_pairs` channel pairs (reads and writes as documented there) with
     // `out_a` at `out` and `out_b` at `out + out_c`; `x` moves `2 * step` and `out`
     // `2 * out_c` per pair, `pairs` times: all within what the caller guarantees. The
-    // 40 bytes of stack it takes are given back before the block ends; otherwise only
+    // 56 bytes of stack it takes are given back before the block ends; otherwise only
     // register operands and the flags change.
     unsafe {
         asm!(
             // `pair_rows_wide`'s frame ([sp]: chans, [sp, #4]: out_a, [sp, #8]: out_b -
-            // out_a, [sp, #12]: chans end, [sp, #16]: column, [sp, #20]: groups), then
-            // [sp, #24]: layer, [sp, #28]: input, [sp, #32]: this pair's outputs,
-            // [sp, #36]: pairs left.
-            "sub sp, sp, #40",
+            // out_a, [sp, #12]: chans end, [sp, #16]..[sp, #28]: `wide_chunk_entry`'s),
+            // then [sp, #32]: layer, [sp, #36]: input, [sp, #40]: this pair's outputs,
+            // [sp, #44]: pairs left, [sp, #48]: column.
+            "sub sp, sp, #56",
             "str {b1}, [sp, #8]",
-            "str {xa}, [sp, #16]",
-            "str {n}, [sp, #20]",
-            "str {a0}, [sp, #24]",
-            "str {a1}, [sp, #28]",
-            "str {b0}, [sp, #32]",
-            "str {u0}, [sp, #36]",
+            "str {xa}, [sp, #48]",
+            "str {a0}, [sp, #32]",
+            "str {a1}, [sp, #36]",
+            "str {b0}, [sp, #40]",
+            "str {u0}, [sp, #44]",
+            wide_chunk_entry!(),
             "5:",
-            // Pixel a's column, then pixel b's, `step` bytes on.
-            "ldr {x}, [sp, #24]",
-            "ldr {u0}, [sp, #28]",
+            // Both pixels' columns, pixel b's input `step` bytes on.
+            "ldr {x}, [sp, #32]",
+            "ldr {u0}, [sp, #36]",
             "ldr {v0}, [{x}, #4]",
-            "ldr {t}, [sp, #16]",
-            widen_column!(),
-            "ldr {u0}, [sp, #28]",
-            "ldr {u1}, [{x}]",
-            "add {u0}, {u0}, {u1}",
-            "ldr {t}, [sp, #16]",
-            "add {t}, {t}, #256",
-            widen_column!(),
+            "ldr {t}, [sp, #48]",
+            widen_pair!(),
             // The passes start at the first rows, channels and outputs of the pair.
             "ldr {w}, [{x}, #8]",
-            "ldr {t}, [sp, #32]",
+            "ldr {t}, [sp, #40]",
             "str {t}, [sp, #4]",
             "ldr {t}, [{x}, #28]",
             "str {t}, [sp, #12]",
@@ -899,20 +963,20 @@ pub(crate) unsafe fn pixel_pairs_wide(
             "str {x}, [sp]",
             wide_passes!(),
             // The next pair: input `2 * step` on, outputs `2 * out_c` on.
-            "ldr {x}, [sp, #24]",
-            "ldr {u0}, [sp, #28]",
+            "ldr {x}, [sp, #32]",
+            "ldr {u0}, [sp, #36]",
             "ldr {u1}, [{x}]",
             "add {u0}, {u0}, {u1}, lsl #1",
-            "str {u0}, [sp, #28]",
-            "ldr {u0}, [sp, #32]",
+            "str {u0}, [sp, #36]",
+            "ldr {u0}, [sp, #40]",
             "ldr {u1}, [sp, #8]",
             "add {u0}, {u0}, {u1}, lsl #1",
-            "str {u0}, [sp, #32]",
-            "ldr {n}, [sp, #36]",
+            "str {u0}, [sp, #40]",
+            "ldr {n}, [sp, #44]",
             "subs {n}, {n}, #1",
-            "str {n}, [sp, #36]",
+            "str {n}, [sp, #44]",
             "bne 5b",
-            "add sp, sp, #40",
+            "add sp, sp, #56",
             a0 = inout(reg) layer as *const PairLayer => _,
             a1 = inout(reg) x => _,
             b0 = inout(reg) out => _,
