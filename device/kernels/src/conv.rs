@@ -286,7 +286,7 @@ impl<'a> ConvLayer<'a> {
                 in_c: ins.c,
                 kw: fs.w,
                 ax: Axis::accepted(ins.w, fs.w, p.stride_w, p.dilation_w, p.pad_left),
-                whole: whole_windows(ins.w, fs.w, p.stride_w, p.pad_left, outs.w),
+                whole: crate::whole_windows(ins.w, fs.w, p.stride_w, p.pad_left, outs.w),
                 pad_x: p.pad_left * ins.c,
                 step_y: p.stride_h * in_row,
                 step_x: p.stride_w * ins.c,
@@ -458,28 +458,6 @@ fn contiguous_windows(p: &ConvParams, input_shape: Shape, filter_shape: Shape) -
         input_shape.w * input_shape.c,
     );
     p.dilation_w == 1 && (filter_shape.h == 1 || (p.dilation_h == 1 && f_row == in_row))
-}
-
-/// The output columns `lo..hi` whose windows (dilation 1) lie wholly inside a row of
-/// `input` entries: from the first past the left padding to the last that ends inside.
-#[cfg_attr(
-    not(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt))),
-    allow(dead_code)
-)]
-fn whole_windows(
-    input: usize,
-    kernel: usize,
-    stride: usize,
-    pad: usize,
-    output: usize,
-) -> (usize, usize) {
-    let stride = stride.max(1);
-    let lo = pad.div_ceil(stride).min(output);
-    let hi = (input + pad)
-        .checked_sub(kernel)
-        .map_or(0, |room| room / stride + 1)
-        .clamp(lo, output);
-    (lo, hi)
 }
 
 /// Whether every window lies wholly inside the input (no padding reaches it): the first
@@ -837,8 +815,7 @@ fn generic(
 
 #[cfg(test)]
 mod tests {
-    use super::whole_windows;
-    use crate::Axis;
+    use crate::{whole_windows, Axis};
 
     /// `whole_windows` against every window of every valid axis up to a small size:
     /// exactly the outputs `lo..hi` have windows of the whole kernel (the DSP dense path

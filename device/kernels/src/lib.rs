@@ -438,6 +438,33 @@ pub(crate) struct Axis {
     pad: usize,
 }
 
+/// The output columns `lo..hi` whose windows (dilation 1) lie wholly inside a row of
+/// `input` entries: from the first past the left padding to the last that ends inside.
+#[cfg_attr(
+    not(all(
+        target_arch = "arm",
+        edgekd_dsp,
+        not(edgekd_size_opt),
+        any(edgekd_conv2d, edgekd_depthwise)
+    )),
+    allow(dead_code)
+)]
+pub(crate) fn whole_windows(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    output: usize,
+) -> (usize, usize) {
+    let stride = stride.max(1);
+    let lo = pad.div_ceil(stride).min(output);
+    let hi = (input + pad)
+        .checked_sub(kernel)
+        .map_or(0, |room| room / stride + 1)
+        .clamp(lo, output);
+    (lo, hi)
+}
+
 impl Axis {
     pub(crate) fn new(
         input: usize,
@@ -497,6 +524,18 @@ impl Axis {
             dilation,
             pad,
         }
+    }
+
+    /// The outputs `lo..hi` of `output` whose windows hold the whole kernel, for an
+    /// axis without dilation ([`whole_windows`]).
+    #[cfg(all(
+        target_arch = "arm",
+        edgekd_dsp,
+        not(edgekd_size_opt),
+        edgekd_depthwise
+    ))]
+    pub(crate) fn whole(&self, output: usize) -> (usize, usize) {
+        whole_windows(self.input, self.kernel, self.stride, self.pad, output)
     }
 
     /// For output index `o` (< the validated output size): the kernel taps

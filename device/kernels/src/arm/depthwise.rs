@@ -183,6 +183,135 @@ unsafe fn window4(
     }
 }
 
+/// What [`window4_run`] reads of a layer (`repr(C)`: the asm reads the fields at byte
+/// offsets 0 to 20).
+#[cfg(not(edgekd_size_opt))]
+#[repr(C)]
+struct Run4 {
+    /// Channels (bytes between a window's taps and between output pixels).
+    c: usize,
+    /// Taps of a window (the kernel width).
+    taps: usize,
+    /// The filter row at the block's first channel.
+    w_row: *const i8,
+    /// The block's prepared channels.
+    chans: *const Chan,
+    /// Groups of four channels in the block.
+    groups: usize,
+    /// Bytes of input between neighbouring pixels' windows (`stride_w * c`).
+    step: usize,
+}
+
+/// [`window4`] for every group of four channels of `pixels` neighbouring output pixels
+/// whose windows hold all `l.taps` taps (one row, dilation 1), in one asm block: the
+/// window of pixel `p` starts at `x + p * l.step`, its outputs at `out + p * l.c`.
+/// About 100 instructions per pixel and group of three taps, where a Rust loop around
+/// `window4` spent about 155 finding the windows.
+///
+/// # Safety
+/// `x` valid for reading `(pixels - 1) * l.step + (l.taps - 1) * l.c + 4 * l.groups`
+/// bytes and `l.w_row` for `(l.taps - 1) * l.c + 4 * l.groups` (any alignment);
+/// `l.chans` for `4 * l.groups` [`Chan`]s whose shifts are at most 22
+/// (`RoundingRq::new`); `out` valid for writing `(pixels - 1) * l.c + 4 * l.groups`
+/// bytes; `pixels`, `l.taps` and `l.groups` at least 1.
+#[cfg(not(edgekd_size_opt))]
+#[inline(never)]
+unsafe fn window4_run(l: &Run4, x: *const i8, out: *mut i8, pixels: usize, neg_zp2: u32) {
+    // SAFETY: per pixel and group, `window4`'s reads and writes (`taps` words of input
+    // and of filter, four `Chan`s, four output bytes) at the group's offsets, all within
+    // what the caller guarantees; the 40 bytes of stack it takes are given back before
+    // it ends. ASR by a register of at most 22 behaves like Rust's `>>`. Otherwise only
+    // register operands and the flags change.
+    unsafe {
+        asm!(
+            // [sp]: the group's chans, [sp, #4]: its outputs, [sp, #8]: its input,
+            // [sp, #12]: its filter, [sp, #16]: groups left, [sp, #20]: layer,
+            // [sp, #24]: the pixel's input, [sp, #28]: its outputs, [sp, #32]: pixels
+            // left.
+            "sub sp, sp, #40",
+            "str {a0}, [sp, #20]",
+            "str {x}, [sp, #24]",
+            "str {t}, [sp, #28]",
+            "str {n}, [sp, #32]",
+            "5:",
+            "ldr {a0}, [sp, #20]",
+            "ldr {x}, [sp, #24]",
+            "ldr {t}, [sp, #28]",
+            "ldr {w}, [{a0}, #8]",
+            "ldr {u}, [{a0}, #12]",
+            "ldr {n}, [{a0}, #16]",
+            "str {n}, [sp, #16]",
+            "6:",
+            "strd {u}, {t}, [sp]",
+            "strd {x}, {w}, [sp, #8]",
+            "ldr {a0}, [sp, #20]",
+            "ldr {s}, [{a0}]",
+            "ldr {n}, [{a0}, #4]",
+            "ldr {a1}, [{u}, #20]",
+            "ldr {a2}, [{u}, #40]",
+            "ldr {a3}, [{u}, #60]",
+            "ldr {a0}, [{u}]",
+            "2:",
+            "ldr {xv}, [{x}]",
+            "add {x}, {x}, {s}",
+            "ldr {wv}, [{w}]",
+            "add {w}, {w}, {s}",
+            "sxtab16 {t}, {nzp}, {xv}",
+            "sxtab16 {xv}, {nzp}, {xv}, ror #8",
+            "sxtb16 {u}, {wv}",
+            "sxtb16 {wv}, {wv}, ror #8",
+            "smlabb {a0}, {t}, {u}, {a0}",
+            "smlatt {a2}, {t}, {u}, {a2}",
+            "smlabb {a1}, {xv}, {wv}, {a1}",
+            "smlatt {a3}, {xv}, {wv}, {a3}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "ldrd {x}, {w}, [sp]",
+            "mov {s}, #0x80000000",
+            lane_out!("a0", "4", "8", "16", "0"),
+            lane_out!("a1", "24", "28", "36", "1"),
+            lane_out!("a2", "44", "48", "56", "2"),
+            lane_out!("a3", "64", "68", "76", "3"),
+            // The next group: four channels on.
+            "add {u}, {x}, #80",
+            "add {t}, {w}, #4",
+            "ldrd {x}, {w}, [sp, #8]",
+            "add {x}, {x}, #4",
+            "add {w}, {w}, #4",
+            "ldr {n}, [sp, #16]",
+            "subs {n}, {n}, #1",
+            "str {n}, [sp, #16]",
+            "bne 6b",
+            // The next pixel.
+            "ldr {a0}, [sp, #20]",
+            "ldrd {x}, {t}, [sp, #24]",
+            "ldr {s}, [{a0}, #20]",
+            "add {x}, {x}, {s}",
+            "ldr {s}, [{a0}]",
+            "add {t}, {t}, {s}",
+            "strd {x}, {t}, [sp, #24]",
+            "ldr {n}, [sp, #32]",
+            "subs {n}, {n}, #1",
+            "str {n}, [sp, #32]",
+            "bne 5b",
+            "add sp, sp, #40",
+            a0 = inout(reg) l as *const Run4 => _,
+            x = inout(reg) x => _,
+            t = inout(reg) out => _,
+            n = inout(reg) pixels => _,
+            nzp = in(reg) neg_zp2,
+            w = out(reg) _,
+            s = out(reg) _,
+            a1 = out(reg) _,
+            a2 = out(reg) _,
+            a3 = out(reg) _,
+            xv = out(reg) _,
+            wv = out(reg) _,
+            u = out(reg) _,
+        );
+    }
+}
+
 /// One output: `acc` requantized by its channel, offset and clamped (`FULL`: the clamp
 /// is the whole int8 range, one `SSAT`).
 #[inline(always)]
@@ -285,7 +414,8 @@ fn blocks<const FULL: bool>(
             return false;
         };
         let (groups, tail) = chans.split_at(nb / 4 * 4);
-        let mut out_px = output.chunks_exact_mut(c);
+        // The output pixel (across images and rows) the loops are at.
+        let mut px = 0;
         for img in l.input.chunks_exact(in_img).take(l.input_shape.n) {
             for oy in 0..l.output_shape.h {
                 let (ky0, ky1, iy0) = l.ay.window(oy);
@@ -294,17 +424,57 @@ fn blocks<const FULL: bool>(
                 // the asm per group of four channels.
                 #[cfg(not(edgekd_size_opt))]
                 if FULL && ky1 == ky0 + 1 && dw == 1 && nb % 4 == 0 {
+                    let out_w = l.output_shape.w;
                     let x_row = img.get(iy0 * in_w * c..(iy0 + 1) * in_w * c);
                     let w_row = l.filter.get(ky0 * l.kw * c..(ky0 + 1) * l.kw * c);
-                    let (Some(x_row), Some(w_row)) = (x_row, w_row) else {
+                    let out_row = output.get_mut(px * c..(px + out_w) * c);
+                    let (Some(x_row), Some(w_row), Some(out_row)) = (x_row, w_row, out_row) else {
                         return true;
                     };
-                    for ox in 0..l.output_shape.w {
+                    px += out_w;
+                    // The pixels whose windows hold every tap, in one asm block.
+                    let (run_lo, run_hi) = l.ax.whole(out_w);
+                    let mut ox = 0;
+                    while ox < out_w {
                         let (kx0, kx1, ix0) = l.ax.window(ox);
-                        let Some(out) = out_px.next().and_then(|o| o.get_mut(cb..cb + nb)) else {
+                        let taps = kx1 - kx0;
+                        if ox == run_lo && run_hi > run_lo && taps == l.kw && taps > 0 {
+                            let run = Run4 {
+                                c,
+                                taps,
+                                w_row: w_row[cb..].as_ptr(),
+                                chans: chans.as_ptr(),
+                                groups: nb / 4,
+                                step: l.p.stride_w * c,
+                            };
+                            let pixels = run_hi - run_lo;
+                            let x_end = ix0 * c + (pixels - 1) * run.step + taps * c;
+                            if x_end > x_row.len() || taps * c > w_row.len() {
+                                return true;
+                            }
+                            // SAFETY: pixel `p`'s window reads `taps` words from
+                            // `(ix0 + t) * c + p * step + cb + 4 * g` of the input row
+                            // (`cb + 4 * g + 4 <= c`): the last ends by `x_end`, checked;
+                            // the filter row's by `taps * c`, checked; `chans` holds the
+                            // block's `nb` channels from `prepare_layer` (shifts at most
+                            // 22); the outputs end by `run_hi * c <= out_row.len()`;
+                            // `pixels`, `taps` and `nb / 4` are at least 1.
+                            unsafe {
+                                window4_run(
+                                    &run,
+                                    x_row.as_ptr().add(ix0 * c + cb),
+                                    out_row.as_mut_ptr().add(run_lo * c + cb),
+                                    pixels,
+                                    neg_zp2,
+                                );
+                            }
+                            ox = run_hi;
+                            continue;
+                        }
+                        let Some(out) = out_row.get_mut(ox * c + cb..ox * c + cb + nb) else {
                             return true;
                         };
-                        let taps = kx1 - kx0;
+                        ox += 1;
                         if taps == 0 {
                             // No tap lands inside: the outputs are the biases'.
                             for (o, chan) in out.iter_mut().zip(chans) {
@@ -344,10 +514,10 @@ fn blocks<const FULL: bool>(
                 }
                 for ox in 0..l.output_shape.w {
                     let (kx0, kx1, ix0) = l.ax.window(ox);
-                    let Some(out) = out_px.next() else {
+                    let Some(out) = output.get_mut(px * c + cb..px * c + cb + nb) else {
                         return true;
                     };
-                    let out = &mut out[cb..][..nb];
+                    px += 1;
                     let (out4, out_tail) = out.split_at_mut(groups.len());
                     let (rows, taps) = (ky1 - ky0, kx1 - kx0);
                     // The window as one run of input and one of filter, from the block's
