@@ -72,13 +72,13 @@ pub fn conv2d_in(
 /// (once per inference) only compares the two activation lengths.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvLayer<'a> {
-    p: ConvParams,
+    pub(crate) p: ConvParams,
     rq: Requant<'a>,
-    input_shape: Shape,
-    filter_shape: Shape,
-    filter: &'a [i8],
+    pub(crate) input_shape: Shape,
+    pub(crate) filter_shape: Shape,
+    pub(crate) filter: &'a [i8],
     bias: Option<&'a [i32]>,
-    output_shape: Shape,
+    pub(crate) output_shape: Shape,
     lens: Activations,
     /// The filter in [`conv2d_wide_weights`]' layout, when the caller has it in flash
     /// ([`ConvLayer::with_wide_weights`]); only builds with
@@ -278,28 +278,7 @@ impl<'a> ConvLayer<'a> {
         }
         #[cfg(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt)))]
         if let Some(wide) = self.wide.filter(|_| self.dense) {
-            let (p, fs) = (&self.p, self.filter_shape);
-            let (ins, outs) = (self.input_shape, self.output_shape);
-            let in_row = ins.w * ins.c;
-            let dense = crate::arm::conv::DenseConv {
-                k: fs.h * fs.w * fs.c,
-                in_c: ins.c,
-                kw: fs.w,
-                ax: Axis::accepted(ins.w, fs.w, p.stride_w, p.dilation_w, p.pad_left),
-                whole: crate::whole_windows(ins.w, fs.w, p.stride_w, p.pad_left, outs.w),
-                pad_x: p.pad_left * ins.c,
-                step_y: p.stride_h * in_row,
-                step_x: p.stride_w * ins.c,
-                in_img: ins.h * in_row,
-                out_h: outs.h,
-                out_w: outs.w,
-                out_c: outs.c,
-                input_zero_point: p.input_zero_point,
-                output_zero_point: p.output_zero_point,
-                filter: self.filter,
-                wide,
-            };
-            return crate::arm::conv::dense_wide(&mut scratch.cols, &dense, input, output);
+            return crate::arm::conv::dense_wide(&mut scratch.cols, self, wide, input, output);
         }
         self.run_im2col(scratch, input, output)
     }

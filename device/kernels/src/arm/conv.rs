@@ -8,78 +8,54 @@
 //! pairs, without the window arithmetic and block bookkeeping of the general loop.
 
 use super::matvec::{matvec, pack, pair_rows_wide, pixel_pairs_wide, widen_pack, PairLayer};
+use crate::conv::ConvLayer;
 use crate::matvec::{widen, Cols, OutQ, PAIR_OFFSET};
 use crate::{Axis, KernelError};
 
-/// What the dense path needs of a layer, derived from its checked shapes.
-#[derive(Clone, Copy)]
-pub(crate) struct DenseConv<'a> {
-    /// Entries of a receptive field (`kh * kw * in_c`).
-    pub(crate) k: usize,
-    /// Input channels.
-    pub(crate) in_c: usize,
-    /// Kernel width.
-    pub(crate) kw: usize,
-    /// The horizontal axis (windows of padded pixels).
-    pub(crate) ax: Axis,
-    /// The pixels of a row whose windows are whole: `whole.0..whole.1`.
-    pub(crate) whole: (usize, usize),
-    /// Input entries of the left padding (`pad_left * in_c`).
-    pub(crate) pad_x: usize,
-    /// Input offset between vertically neighbouring output pixels
-    /// (`stride_h * in_w * in_c`).
-    pub(crate) step_y: usize,
-    /// Input offset between horizontally neighbouring output pixels (`stride_w * in_c`).
-    pub(crate) step_x: usize,
-    /// Input entries per image.
-    pub(crate) in_img: usize,
-    /// Output rows and columns per image.
-    pub(crate) out_h: usize,
-    /// See `out_h`.
-    pub(crate) out_w: usize,
-    /// Output channels (even).
-    pub(crate) out_c: usize,
-    pub(crate) input_zero_point: i32,
-    pub(crate) output_zero_point: i32,
-    /// The layer's int8 filter (only an odd last pixel reads it).
-    pub(crate) filter: &'a [i8],
-    /// The layer's prepared table.
-    pub(crate) wide: &'a [i16],
-}
-
-/// Runs the layer: `input` and `output` hold the whole activations (lengths checked by
-/// the caller). Pixels whose windows are whole go in pairs to [`pixel_pairs_wide`], one
-/// call per run of them in a row; a padded pixel, a pair straddling two rows and a
-/// pair whose widening would read past the input take [`pair_rows_wide`] with exact
-/// columns, and an odd last pixel [`matvec`].
+/// Runs `layer` (which [`ConvLayer::runs_dense`] with its table `wide`): `input` and
+/// `output` hold the whole activations (lengths checked by the caller). Pixels whose
+/// windows are whole go in pairs to [`pixel_pairs_wide`], one call per run of them in
+/// a row; a padded pixel, a pair straddling two rows and a pair whose widening would
+/// read past the input take [`pair_rows_wide`] with exact columns, and an odd last
+/// pixel [`matvec`]. Reads the layer's fields in place: copying them into a plan cost
+/// about 100 instructions per call.
 ///
 /// Errors: [`KernelError::ShapeMismatch`] if the table or a window is not where the
 /// layer says (not reached for a layer `ConvLayer::with_wide_weights` accepted).
 #[inline(never)]
 pub(crate) fn dense_wide(
     cols: &mut Cols,
-    l: &DenseConv<'_>,
+    layer: &ConvLayer<'_>,
+    wide: &[i16],
     input: &[i8],
     output: &mut [i8],
 ) -> Result<(), KernelError> {
-    let (k, out_c, zp) = (l.k, l.out_c, l.input_zero_point);
+    let (p, fs, ins, outs) = (
+        &layer.p,
+        layer.filter_shape,
+        layer.input_shape,
+        layer.output_shape,
+    );
+    let (k, out_c) = (fs.h * fs.w * fs.c, outs.c);
     let groups = k.div_ceil(4);
     let header = crate::conv::CONV_WIDE_CHANNEL_ENTRIES * out_c;
-    let chans = super::table::prepared_channels(Some(l.wide), out_c, 0, out_c);
-    let rows = l.wide.get(header..header + 4 * groups * out_c);
-    let row_len = l.out_w * out_c;
+    let chans = super::table::prepared_channels(Some(wide), out_c, 0, out_c);
+    let rows = wide.get(header..header + 4 * groups * out_c);
+    let row_len = outs.w * out_c;
     let (Some(chans), Some(rows)) = (chans, rows) else {
         return Err(KernelError::ShapeMismatch);
     };
+    // `runs_dense` promised these; they guard the asm.
     if out_c % 2 != 0 || k == 0 || rows.as_ptr() as usize % 4 != 0 || 4 * groups > PAIR_OFFSET {
         return Err(KernelError::ShapeMismatch);
     }
     if PAIR_OFFSET + 4 * groups > cols.0.len() || row_len == 0 {
         return Err(KernelError::ShapeMismatch);
     }
-    let layer = PairLayer {
-        step: l.step_x,
-        neg_zp2: super::neg_zero_point2(zp),
+    let step_x = p.stride_w * ins.c;
+    let layer_asm = PairLayer {
+        step: step_x,
+        neg_zp2: super::neg_zero_point2(p.input_zero_point),
         rows: rows.as_ptr(),
         chans: chans.as_ptr(),
         chan_pairs: out_c / 2,
@@ -87,30 +63,32 @@ pub(crate) fn dense_wide(
         partial_group: usize::from(k % 4 != 0),
         chans_end: chans.as_ptr_range().end,
     };
-    let (lo, hi) = l.whole;
+    let (step_y, in_img) = (p.stride_h * ins.w * ins.c, ins.h * ins.w * ins.c);
+    let pad_x = p.pad_left * ins.c;
+    let (lo, hi) = crate::whole_windows(ins.w, fs.w, p.stride_w, p.pad_left, outs.w);
     // A pixel whose column waits in the first slot for a partner.
     let mut waiting: Option<&mut [i8]> = None;
-    let images = output.len() / (row_len * l.out_h).max(1);
+    let images = output.len() / (row_len * outs.h).max(1);
     let mut out_rows = output.chunks_exact_mut(row_len);
     for image in 0..images {
-        for oy in 0..l.out_h {
+        for oy in 0..outs.h {
             let Some(mut out) = out_rows.next() else {
                 return Err(KernelError::ShapeMismatch);
             };
-            let row = image * l.in_img + oy * l.step_y;
+            let row = image * in_img + oy * step_y;
             // Left edge, and the partner of a pixel waiting from the row before.
             let mut ox = 0;
-            while ox < l.out_w && (ox < lo || waiting.is_some()) {
+            while ox < outs.w && (ox < lo || waiting.is_some()) {
                 let (o, rest) = core::mem::take(&mut out).split_at_mut(out_c);
                 out = rest;
-                waiting = one_pixel(cols, l, &layer, input, row, ox, o, waiting)?;
+                waiting = one_pixel(cols, layer, &layer_asm, input, row, ox, o, waiting)?;
                 ox += 1;
             }
             // Whole windows in pairs, while their widening (whole groups of four) stays
             // inside the input; a window starts `pad_left` columns before its pixel.
-            let at = (row + ox * l.step_x).saturating_sub(l.pad_x);
+            let at = (row + ox * step_x).saturating_sub(pad_x);
             let readable = input.len().saturating_sub(at + 4 * groups);
-            let pairs = (hi.saturating_sub(ox) / 2).min((readable / l.step_x.max(1)).div_ceil(2));
+            let pairs = (hi.saturating_sub(ox) / 2).min((readable / step_x.max(1)).div_ceil(2));
             if pairs > 0 {
                 let (run, rest) = core::mem::take(&mut out).split_at_mut(2 * pairs * out_c);
                 let x = input.get(at..).ok_or(KernelError::ShapeMismatch)?;
@@ -124,7 +102,7 @@ pub(crate) fn dense_wide(
                 // least 1.
                 unsafe {
                     pixel_pairs_wide(
-                        &layer,
+                        &layer_asm,
                         x.as_ptr(),
                         run.as_mut_ptr(),
                         pairs,
@@ -135,21 +113,21 @@ pub(crate) fn dense_wide(
                 (out, ox) = (rest, ox + 2 * pairs);
             }
             // The rest of the row: right edge, and runs cut short.
-            while ox < l.out_w {
+            while ox < outs.w {
                 let (o, rest) = core::mem::take(&mut out).split_at_mut(out_c);
                 out = rest;
-                waiting = one_pixel(cols, l, &layer, input, row, ox, o, waiting)?;
+                waiting = one_pixel(cols, layer, &layer_asm, input, row, ox, o, waiting)?;
                 ox += 1;
             }
         }
     }
     if let Some(last) = waiting {
         let q = OutQ {
-            zero_point: l.output_zero_point,
+            zero_point: p.output_zero_point,
             lo: i32::from(i8::MIN),
             hi: i32::from(i8::MAX),
         };
-        matvec(&cols.0[..k], l.filter, chans, q, last);
+        matvec(&cols.0[..k], layer.filter, chans, q, last);
     }
     Ok(())
 }
@@ -162,7 +140,7 @@ pub(crate) fn dense_wide(
 #[inline(never)]
 fn one_pixel<'o>(
     cols: &mut Cols,
-    l: &DenseConv<'_>,
+    l: &ConvLayer<'_>,
     layer: &PairLayer,
     input: &[i8],
     row: usize,
@@ -170,30 +148,32 @@ fn one_pixel<'o>(
     out: &'o mut [i8],
     waiting: Option<&'o mut [i8]>,
 ) -> Result<Option<&'o mut [i8]>, KernelError> {
-    let (k, zp) = (l.k, l.input_zero_point);
-    let (kx0, kx1, ix0) = l.ax.window(ox);
-    let at = row + ix0 * l.in_c;
+    let (p, fs, in_c) = (&l.p, l.filter_shape, l.input_shape.c);
+    let (k, zp, out_c) = (fs.h * fs.w * fs.c, p.input_zero_point, fs.n);
+    let ax = Axis::accepted(l.input_shape.w, fs.w, p.stride_w, p.dilation_w, p.pad_left);
+    let (kx0, kx1, ix0) = ax.window(ox);
+    let at = row + ix0 * in_c;
     let slot = if waiting.is_some() { PAIR_OFFSET } else { 0 };
     let col = cols
         .0
         .get_mut(slot..slot + k)
         .ok_or(KernelError::ShapeMismatch)?;
-    if kx1 - kx0 == l.kw {
+    if kx1 - kx0 == fs.w {
         let x = input.get(at..at + k).ok_or(KernelError::ShapeMismatch)?;
         widen_pack(col, x, zp);
     } else {
         // Padding reads as the zero point: (zp - zp) = 0.
         col.fill(0);
-        let n = (kx1 - kx0) * l.in_c;
+        let n = (kx1 - kx0) * in_c;
         let x = input.get(at..at + n).ok_or(KernelError::ShapeMismatch)?;
-        let dst = col.get_mut(kx0 * l.in_c..).and_then(|d| d.get_mut(..n));
+        let dst = col.get_mut(kx0 * in_c..).and_then(|d| d.get_mut(..n));
         widen(dst.ok_or(KernelError::ShapeMismatch)?, x, zp);
         pack(col);
     }
     let Some(prev) = waiting else {
         return Ok(Some(out));
     };
-    if prev.len() < l.out_c || out.len() < l.out_c {
+    if prev.len() < out_c || out.len() < out_c {
         return Err(KernelError::ShapeMismatch);
     }
     // SAFETY: the columns start the 8-byte aligned buffer and `PAIR_OFFSET` entries on,
