@@ -9,6 +9,10 @@ use crate::{KernelError, SoftmaxParams};
 /// Integer bits of the sum of exponentials (Q12.19).
 const ACCUMULATION_INTEGER_BITS: i32 = 12;
 
+/// Exponentials a row keeps on the stack between its two passes (classifier heads have
+/// tens of classes; 64 bytes of stack).
+const KEPT: usize = 16;
+
 /// Softmax over the last axis: `input` is `len / depth` rows of `depth` values.
 /// Output quantization is fixed at scale 1/256, zero point -128.
 ///
@@ -51,24 +55,32 @@ pub fn softmax(
         .zip(output.chunks_exact_mut(depth))
     {
         let max = i32::from(row.iter().copied().max().unwrap_or(i8::MIN));
+        // Rows of up to `KEPT` values keep their exponentials for the output pass (the
+        // exponential is most of the work); longer ones compute them again.
+        let mut kept = [0i32; KEPT];
         let mut sum_of_exps = 0i32;
-        for &x in row {
+        for (i, &x) in row.iter().enumerate() {
             let diff = i32::from(x) - max;
             if diff >= p.diff_min {
+                let e = scaled_exp(diff);
+                if let Some(k) = kept.get_mut(i) {
+                    *k = e;
+                }
                 // Rescale Q0.31 -> Q12.19.
-                sum_of_exps = sum_of_exps.wrapping_add(rounding_divide_by_pot(
-                    scaled_exp(diff),
-                    ACCUMULATION_INTEGER_BITS,
-                ));
+                sum_of_exps =
+                    sum_of_exps.wrapping_add(rounding_divide_by_pot(e, ACCUMULATION_INTEGER_BITS));
             }
         }
         let (shifted_scale, num_bits_over_unit) =
             get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS);
         let exponent = num_bits_over_unit + 31 - 8;
-        for (o, &x) in out.iter_mut().zip(row) {
+        for (i, (o, &x)) in out.iter_mut().zip(row).enumerate() {
             let diff = i32::from(x) - max;
             *o = if diff >= p.diff_min {
-                let e = scaled_exp(diff);
+                let e = match kept.get(i) {
+                    Some(&e) => e,
+                    None => scaled_exp(diff),
+                };
                 let v = saturating_rounding_doubling_high_mul(shifted_scale, e);
                 // TFLite shifts by more than 31 (undefined) once the sum of
                 // exponentials reaches 512; v / 2^32 is then below 1/2 for v >= 0,
