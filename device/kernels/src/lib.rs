@@ -131,7 +131,7 @@ pub mod reference {
     #[cfg(feature = "fully-connected")]
     pub use crate::fully_connected::fully_connected_reference as fully_connected;
     #[cfg(feature = "pool")]
-    pub use crate::pool::max_pool2d_reference as max_pool2d;
+    pub use crate::pool::{avg_pool2d_reference as avg_pool2d, max_pool2d_reference as max_pool2d};
 }
 
 /// Working memory of the im2col [`conv2d`], [`fully_connected`] and (DSP)

@@ -138,6 +138,49 @@ pub fn avg_pool2d(
     let Some((ay, ax)) = prepare(p, input_shape, input, output_shape, output)? else {
         return Ok(());
     };
+    #[cfg(all(target_arch = "arm", edgekd_dsp))]
+    if input_shape.c % 4 == 0
+        && input_shape.c <= 4 * crate::arm::pool::MAX_WORDS
+        && p.filter_h * p.filter_w <= crate::arm::pool::MAX_AVG_CELLS
+    {
+        return crate::arm::pool::avg_pool_words(
+            p,
+            ay,
+            ax,
+            input_shape,
+            input,
+            output_shape,
+            output,
+        );
+    }
+    avg_pool_portable(p, ay, ax, input_shape, input, output_shape, output)
+}
+
+/// The portable reference [`avg_pool2d`]: same contract and bits, no
+/// architecture-specific code.
+pub fn avg_pool2d_reference(
+    p: &PoolParams,
+    input_shape: Shape,
+    input: &[i8],
+    output_shape: Shape,
+    output: &mut [i8],
+) -> Result<(), KernelError> {
+    let Some((ay, ax)) = prepare(p, input_shape, input, output_shape, output)? else {
+        return Ok(());
+    };
+    avg_pool_portable(p, ay, ax, input_shape, input, output_shape, output)
+}
+
+/// [`avg_pool2d`]'s portable loop, geometry validated (`ay`, `ax` from `prepare`).
+fn avg_pool_portable(
+    p: &PoolParams,
+    ay: Axis,
+    ax: Axis,
+    input_shape: Shape,
+    input: &[i8],
+    output_shape: Shape,
+    output: &mut [i8],
+) -> Result<(), KernelError> {
     let c = input_shape.c;
     let in_w = input_shape.w;
     let in_img = input_shape.h * in_w * c;

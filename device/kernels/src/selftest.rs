@@ -8,12 +8,12 @@
 
 #[cfg(feature = "add")]
 use crate::{add, AddParams};
+#[cfg(feature = "pool")]
+use crate::{avg_pool2d, max_pool2d, PoolParams};
 use crate::{
     conv2d, conv2d_wide_len, depthwise_conv2d, fc_wide_len, fully_connected, reference, Clamp,
     ConvLayer, ConvParams, FcLayer, FcParams, KernelError, Requant, Scratch, Shape,
 };
-#[cfg(feature = "pool")]
-use crate::{max_pool2d, PoolParams};
 
 // Small enough for the stack of a 16 KB Cortex-M0.
 const MAX_IN: usize = 1024;
@@ -505,11 +505,27 @@ pub fn run_add(seed: u64, cases: u32) -> Tally {
     tally
 }
 
+/// A pooling kernel's signature.
+#[cfg(feature = "pool")]
+type PoolFn = fn(&PoolParams, Shape, &[i8], Shape, &mut [i8]) -> Result<(), KernelError>;
+
 /// Runs `cases` random [`max_pool2d`]s from `seed` against [`reference::max_pool2d`]
 /// (channel counts with and without a multiple of four, windows, strides, SAME or VALID
 /// padding, clamps); `macs` counts output elements.
 #[cfg(feature = "pool")]
 pub fn run_max_pool(seed: u64, cases: u32) -> Tally {
+    run_pool(seed, cases, max_pool2d, reference::max_pool2d)
+}
+
+/// [`run_max_pool`] for [`avg_pool2d`] against [`reference::avg_pool2d`].
+#[cfg(feature = "pool")]
+pub fn run_avg_pool(seed: u64, cases: u32) -> Tally {
+    run_pool(seed, cases, avg_pool2d, reference::avg_pool2d)
+}
+
+/// `cases` random pooling layers from `seed` through `fast` and `reference`.
+#[cfg(feature = "pool")]
+fn run_pool(seed: u64, cases: u32, fast: PoolFn, reference: PoolFn) -> Tally {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut input = [0i8; MAX_IN];
     let mut out_a = [0i8; MAX_OUT];
@@ -555,8 +571,8 @@ pub fn run_max_pool(seed: u64, cases: u32) -> Tally {
         };
         rng.fill(&mut input[..ni], -128, 127);
         let (si, so) = (Shape::new(n, h, w, c), Shape::new(n, oh, ow, c));
-        let fa = max_pool2d(&p, si, &input[..ni], so, &mut out_a[..no]);
-        let fb = reference::max_pool2d(&p, si, &input[..ni], so, &mut out_b[..no]);
+        let fa = fast(&p, si, &input[..ni], so, &mut out_a[..no]);
+        let fb = reference(&p, si, &input[..ni], so, &mut out_b[..no]);
         compare(fa, fb, &out_a[..no], &out_b[..no], no as u64, &mut tally);
     }
     tally
