@@ -96,10 +96,20 @@ pub fn add_in(
     let full_range = lo == -128 && hi == 127;
     #[cfg(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt)))]
     if let (Some(rq), Some([t1, t2])) = (&single_step, table.and_then(crate::arm::add_words)) {
-        if full_range {
-            for ((o, &a), &b) in output.iter_mut().zip(input1).zip(input2) {
-                let s = t1[usize::from(a as u8)].wrapping_add(t2[usize::from(b as u8)]);
-                *o = crate::arm::saturate_i8(rq.apply(s));
+        if full_range && !output.is_empty() && t2.as_ptr() == t1.as_ptr_range().end {
+            // SAFETY: `t1` and `t2` are the table's two 256-word halves, adjacent
+            // (checked) and 4-byte aligned (`add_words`); the three slices have
+            // `output.len() >= 1` elements (checked above); `rq` comes from
+            // `RoundingRq::new` (shift at most 22).
+            unsafe {
+                crate::arm::add_tables_i8(
+                    t1.as_ptr(),
+                    input1.as_ptr(),
+                    input2.as_ptr(),
+                    output.as_mut_ptr(),
+                    output.len(),
+                    rq,
+                );
             }
         } else {
             for ((o, &a), &b) in output.iter_mut().zip(input1).zip(input2) {
