@@ -445,7 +445,7 @@ pub(crate) struct Axis {
         target_arch = "arm",
         edgekd_dsp,
         not(edgekd_size_opt),
-        any(edgekd_conv2d, edgekd_depthwise)
+        any(edgekd_conv2d, edgekd_depthwise, feature = "pool")
     )),
     allow(dead_code)
 )]
@@ -532,7 +532,7 @@ impl Axis {
         target_arch = "arm",
         edgekd_dsp,
         not(edgekd_size_opt),
-        edgekd_depthwise
+        any(edgekd_depthwise, feature = "pool")
     ))]
     pub(crate) fn whole(&self, output: usize) -> (usize, usize) {
         whole_windows(self.input, self.kernel, self.stride, self.pad, output)

@@ -76,16 +76,60 @@ pub(crate) fn max_pool_words(
     let (lo4, hi4) = (splat(p.clamp.min), splat(p.clamp.max));
     let mut acc = [0u32; MAX_WORDS];
     let acc = &mut acc[..words];
-    let mut out_px = output.chunks_exact_mut(c);
+    // The output pixel (across images and rows) the loops are at.
+    let mut px = 0;
     for b in 0..input_shape.n {
         let img = &input[b * in_img..][..in_img];
         for oy in 0..output_shape.h {
             let (ky0, ky1, iy0) = ay.window(oy);
-            for ox in 0..output_shape.w {
+            let out_w = output_shape.w;
+            let out_row = output
+                .get_mut(px * c..(px + out_w) * c)
+                .ok_or(KernelError::ShapeMismatch)?;
+            px += out_w;
+            // Pixels whose one-row windows hold every cell go to one asm block.
+            #[cfg(not(edgekd_size_opt))]
+            let (run_lo, run_hi) = match ky1 - ky0 {
+                1 => ax.whole(out_w),
+                _ => (0, 0),
+            };
+            let mut ox = 0;
+            while ox < out_w {
                 let (kx0, kx1, ix0) = ax.window(ox);
-                let Some(out) = out_px.next() else {
-                    return Err(KernelError::ShapeMismatch);
-                };
+                #[cfg(not(edgekd_size_opt))]
+                if ox == run_lo && run_hi > run_lo && kx1 - kx0 == p.filter_w {
+                    let run = MaxRun {
+                        words,
+                        taps: p.filter_w,
+                        c,
+                        step: p.stride_w * c,
+                        lo4,
+                        hi4,
+                    };
+                    let pixels = run_hi - run_lo;
+                    let at = (iy0 * in_w + ix0) * c;
+                    let x_end = at + (pixels - 1) * run.step + run.taps * c;
+                    if x_end > img.len() || run.taps == 0 || words == 0 {
+                        return Err(KernelError::ShapeMismatch);
+                    }
+                    // SAFETY: pixel `p`'s window reads `taps` words per channel word
+                    // from `at + p * step + t * c + 4 * w` (`4 * w + 4 <= c`): the last
+                    // ends by `x_end <= img.len()`, checked; the outputs of pixels
+                    // `run_lo..run_hi` lie in `out_row`; `pixels`, `taps` and `words`
+                    // are at least 1.
+                    unsafe {
+                        max_run(
+                            &run,
+                            img.as_ptr().add(at),
+                            out_row.as_mut_ptr().add(run_lo * c),
+                            pixels,
+                        );
+                    }
+                    ox = run_hi;
+                    continue;
+                }
+                let out = &mut out_row[ox * c..(ox + 1) * c];
+                ox += 1;
                 acc.fill(0x8080_8080);
                 for iy in iy0..iy0 + (ky1 - ky0) {
                     let row = &img[(iy * in_w + ix0) * c..][..(kx1 - kx0) * c];
@@ -105,6 +149,97 @@ pub(crate) fn max_pool_words(
         }
     }
     Ok(())
+}
+
+/// What [`max_run`] reads of a layer (`repr(C)`: the asm reads the fields at byte
+/// offsets 0 to 20).
+#[cfg(not(edgekd_size_opt))]
+#[repr(C)]
+struct MaxRun {
+    /// Words of four channels per pixel.
+    words: usize,
+    /// Cells of a window (its width).
+    taps: usize,
+    /// Channels (bytes between a window's cells and between output pixels).
+    c: usize,
+    /// Bytes of input between neighbouring pixels' windows (`stride_w * c`).
+    step: usize,
+    /// The clamp's bounds in all four lanes.
+    lo4: u32,
+    /// See `lo4`.
+    hi4: u32,
+}
+
+/// Max pooling of `pixels` neighbouring output pixels whose one-row windows hold all
+/// `l.taps` cells, in one asm block: pixel `p`'s window starts at `x + p * l.step`, its
+/// outputs at `out + p * l.c`; per word of four channels, `SSUB8`/`SEL` over the cells
+/// and the clamp. About 21 instructions per word of a two-cell window, where the Rust
+/// loop spent about 70 per word finding and slicing the window.
+///
+/// # Safety
+/// `x` valid for reading `(pixels - 1) * l.step + l.taps * l.c` bytes, `out` for
+/// writing `(pixels - 1) * l.c + 4 * l.words` bytes (any alignment: ARMv7-M `LDR`/`STR`
+/// take unaligned words); `4 * l.words <= l.c`; `pixels`, `l.taps` and `l.words` at
+/// least 1.
+#[cfg(not(edgekd_size_opt))]
+#[inline(never)]
+unsafe fn max_run(l: &MaxRun, x: *const i8, out: *mut i8, pixels: usize) {
+    // SAFETY: per pixel and word, `taps` word reads `c` bytes apart from the window's
+    // start and one word write, all within what the caller guarantees. Otherwise only
+    // register operands and the flags (SSUB8's GE bits, SUBS) change.
+    unsafe {
+        asm!(
+            "ldr {c}, [{l}, #8]",
+            "2:",
+            "ldr {w}, [{l}]",
+            "mov {p}, {x}",
+            "mov {q}, {o}",
+            "3:",
+            "ldr {t}, [{l}, #4]",
+            "ldr {acc}, [{p}]",
+            "add {r}, {p}, {c}",
+            "subs {t}, {t}, #1",
+            "beq 5f",
+            "4:",
+            "ldr {v}, [{r}]",
+            "add {r}, {r}, {c}",
+            "ssub8 {tmp}, {acc}, {v}",
+            "sel {acc}, {acc}, {v}",
+            "subs {t}, {t}, #1",
+            "bne 4b",
+            "5:",
+            // max with the clamp's lower bound, then min with its upper bound.
+            "ldr {v}, [{l}, #16]",
+            "ssub8 {tmp}, {acc}, {v}",
+            "sel {acc}, {acc}, {v}",
+            "ldr {v}, [{l}, #20]",
+            "ssub8 {tmp}, {acc}, {v}",
+            "sel {acc}, {v}, {acc}",
+            "str {acc}, [{q}], #4",
+            "add {p}, {p}, #4",
+            "subs {w}, {w}, #1",
+            "bne 3b",
+            "ldr {tmp}, [{l}, #12]",
+            "add {x}, {x}, {tmp}",
+            "add {o}, {o}, {c}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            l = in(reg) l as *const MaxRun,
+            x = inout(reg) x => _,
+            o = inout(reg) out => _,
+            n = inout(reg) pixels => _,
+            c = out(reg) _,
+            w = out(reg) _,
+            p = out(reg) _,
+            q = out(reg) _,
+            t = out(reg) _,
+            r = out(reg) _,
+            acc = out(reg) _,
+            v = out(reg) _,
+            tmp = out(reg) _,
+            options(nostack),
+        );
+    }
 }
 
 /// `acc` plus lanes (0, 2) of `x` (`ROT` 0) or lanes (1, 3) (`ROT` 8), sign-extended,
