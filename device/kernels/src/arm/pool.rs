@@ -294,20 +294,66 @@ pub(crate) fn avg_pool_words(
     // Per word, the sums of lanes (0, 2) and of lanes (1, 3).
     let mut acc = [(0u32, 0u32); MAX_WORDS];
     let acc = &mut acc[..words];
-    let mut out_px = output.chunks_exact_mut(c);
+    // The output pixel (across images and rows) the loops are at.
+    let mut px = 0;
     for b in 0..input_shape.n {
         let img = &input[b * in_img..][..in_img];
         for oy in 0..output_shape.h {
             let (ky0, ky1, iy0) = ay.window(oy);
-            for ox in 0..output_shape.w {
+            let out_w = output_shape.w;
+            let out_row = output
+                .get_mut(px * c..(px + out_w) * c)
+                .ok_or(KernelError::ShapeMismatch)?;
+            px += out_w;
+            // Pixels whose one-row windows hold every cell go to one asm block.
+            #[cfg(not(edgekd_size_opt))]
+            let (run_lo, run_hi) = match ky1 - ky0 {
+                1 => ax.whole(out_w),
+                _ => (0, 0),
+            };
+            let mut ox = 0;
+            while ox < out_w {
                 let (kx0, kx1, ix0) = ax.window(ox);
-                let Some(out) = out_px.next() else {
-                    return Err(KernelError::ShapeMismatch);
-                };
                 let cells = (ky1 - ky0) * (kx1 - kx0);
                 if cells == 0 || cells > MAX_AVG_CELLS {
                     return Err(KernelError::ShapeMismatch);
                 }
+                #[cfg(not(edgekd_size_opt))]
+                if ox == run_lo && run_hi > run_lo && kx1 - kx0 == p.filter_w {
+                    let run = AvgRun {
+                        words,
+                        taps: cells,
+                        c,
+                        step: p.stride_w * c,
+                        half: cells as i32 / 2,
+                        count: cells as i32,
+                        lo,
+                        hi,
+                    };
+                    let pixels = run_hi - run_lo;
+                    let at = (iy0 * in_w + ix0) * c;
+                    let x_end = at + (pixels - 1) * run.step + cells * c;
+                    if x_end > img.len() || words == 0 {
+                        return Err(KernelError::ShapeMismatch);
+                    }
+                    // SAFETY: pixel `p`'s window reads `cells` words per channel word
+                    // from `at + p * step + t * c + 4 * w` (`4 * w + 4 <= c`): the last
+                    // ends by `x_end <= img.len()`, checked; the outputs of pixels
+                    // `run_lo..run_hi` lie in `out_row`; `pixels`, `cells` (at most
+                    // `MAX_AVG_CELLS`) and `words` are at least 1.
+                    unsafe {
+                        avg_run(
+                            &run,
+                            img.as_ptr().add(at),
+                            out_row.as_mut_ptr().add(run_lo * c),
+                            pixels,
+                        );
+                    }
+                    ox = run_hi;
+                    continue;
+                }
+                let out = &mut out_row[ox * c..(ox + 1) * c];
+                ox += 1;
                 acc.fill((0, 0));
                 for iy in iy0..iy0 + (ky1 - ky0) {
                     let row = &img[(iy * in_w + ix0) * c..][..(kx1 - kx0) * c];
@@ -335,4 +381,163 @@ pub(crate) fn avg_pool_words(
         }
     }
     Ok(())
+}
+
+/// What [`avg_run`] reads of a layer (`repr(C)`: the asm reads the fields at byte
+/// offsets 0 to 28).
+#[cfg(not(edgekd_size_opt))]
+#[repr(C)]
+struct AvgRun {
+    /// Words of four channels per pixel.
+    words: usize,
+    /// Cells of a window (its width; at most [`MAX_AVG_CELLS`]).
+    taps: usize,
+    /// Channels (bytes between a window's cells and between output pixels).
+    c: usize,
+    /// Bytes of input between neighbouring pixels' windows (`stride_w * c`).
+    step: usize,
+    /// `count / 2`, the rounding of the division.
+    half: i32,
+    /// Cells of a window, the divisor.
+    count: i32,
+    /// The clamp.
+    lo: i32,
+    /// See `lo`.
+    hi: i32,
+}
+
+/// One lane's average from its sum in `{v}` (`rounded_div` by `{r}` with `{t}` half of
+/// it, `SDIV` truncating like Rust's `/`), stored to byte `$at` of `{q}`: the average of
+/// int8 values is an int8 value, so a layer clamped to the whole range needs no clamp.
+#[cfg(not(edgekd_size_opt))]
+macro_rules! avg_lane {
+    ($at:literal) => {
+        concat!(
+            "cmp {v}, #0\n",
+            "ite gt\n",
+            "addgt {v}, {v}, {t}\n",
+            "suble {v}, {v}, {t}\n",
+            "sdiv {v}, {v}, {r}\n",
+            "strb {v}, [{q}, #",
+            $at,
+            "]\n",
+        )
+    };
+}
+
+/// [`avg_lane`] with the clamp (`[l, #24]`, `[l, #28]`) before the store.
+#[cfg(not(edgekd_size_opt))]
+macro_rules! avg_lane_clamped {
+    ($at:literal) => {
+        concat!(
+            "cmp {v}, #0\n",
+            "ite gt\n",
+            "addgt {v}, {v}, {t}\n",
+            "suble {v}, {v}, {t}\n",
+            "sdiv {v}, {v}, {r}\n",
+            "ldr {tmp}, [{l}, #24]\n",
+            "cmp {v}, {tmp}\n",
+            "it lt\n",
+            "movlt {v}, {tmp}\n",
+            "ldr {tmp}, [{l}, #28]\n",
+            "cmp {v}, {tmp}\n",
+            "it gt\n",
+            "movgt {v}, {tmp}\n",
+            "strb {v}, [{q}, #",
+            $at,
+            "]\n",
+        )
+    };
+}
+
+/// Average pooling of `pixels` neighbouring output pixels whose one-row windows hold
+/// all `l.taps` cells, in one asm block: pixel `p`'s window starts at `x + p * l.step`,
+/// its outputs at `out + p * l.c`; per word of four channels, `SXTAB16` sums over the
+/// cells, then per lane the rounded division, the clamp if it is narrower than int8 and
+/// a byte store (the same arithmetic as the portable loop).
+///
+/// # Safety
+/// `x` valid for reading `(pixels - 1) * l.step + l.taps * l.c` bytes, `out` for
+/// writing `(pixels - 1) * l.c + 4 * l.words` bytes (any alignment); `4 * l.words <=
+/// l.c`; `pixels`, `l.words` and `l.taps` (at most [`MAX_AVG_CELLS`], so the 16-bit lane
+/// sums are exact) at least 1; `l.count == l.taps`, `l.half == l.count / 2`.
+#[cfg(not(edgekd_size_opt))]
+#[inline(never)]
+unsafe fn avg_run(l: &AvgRun, x: *const i8, out: *mut i8, pixels: usize) {
+    // SAFETY: per pixel and word, `taps` word reads `c` bytes apart from the window's
+    // start and four byte writes, all within what the caller guarantees; SDIV by the
+    // count (at least 1) of a sum of at most 256 int8 values cannot overflow. The 8
+    // bytes of stack it takes are given back before it ends. Otherwise only register
+    // operands and the flags change.
+    unsafe {
+        asm!(
+            // [sp]: this pixel's input, [sp, #4]: its outputs.
+            "sub sp, sp, #8",
+            "strd {p}, {q}, [sp]",
+            "ldr {c}, [{l}, #8]",
+            "2:",
+            "ldr {w}, [{l}]",
+            "ldrd {p}, {q}, [sp]",
+            "3:",
+            "ldr {t}, [{l}, #4]",
+            "mov {e}, #0",
+            "mov {d}, #0",
+            "mov {r}, {p}",
+            "4:",
+            "ldr {v}, [{r}]",
+            "add {r}, {r}, {c}",
+            "sxtab16 {e}, {e}, {v}",
+            "sxtab16 {d}, {d}, {v}, ror #8",
+            "subs {t}, {t}, #1",
+            "bne 4b",
+            "ldrd {t}, {r}, [{l}, #16]",
+            // Lanes (0, 2) of the word are in `e`, (1, 3) in `d`.
+            "cmp {clamped}, #0",
+            "bne 6f",
+            "sxth {v}, {e}",
+            avg_lane!("0"),
+            "sxth {v}, {d}",
+            avg_lane!("1"),
+            "asr {v}, {e}, #16",
+            avg_lane!("2"),
+            "asr {v}, {d}, #16",
+            avg_lane!("3"),
+            "b 7f",
+            "6:",
+            "sxth {v}, {e}",
+            avg_lane_clamped!("0"),
+            "sxth {v}, {d}",
+            avg_lane_clamped!("1"),
+            "asr {v}, {e}, #16",
+            avg_lane_clamped!("2"),
+            "asr {v}, {d}, #16",
+            avg_lane_clamped!("3"),
+            "7:",
+            "add {p}, {p}, #4",
+            "add {q}, {q}, #4",
+            "subs {w}, {w}, #1",
+            "bne 3b",
+            "ldrd {p}, {q}, [sp]",
+            "ldr {tmp}, [{l}, #12]",
+            "add {p}, {p}, {tmp}",
+            "add {q}, {q}, {c}",
+            "strd {p}, {q}, [sp]",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "add sp, sp, #8",
+            l = in(reg) l as *const AvgRun,
+            clamped = in(reg) u32::from(l.lo > -128 || l.hi < 127),
+            p = inout(reg) x => _,
+            q = inout(reg) out => _,
+            n = inout(reg) pixels => _,
+            c = out(reg) _,
+            w = out(reg) _,
+            t = out(reg) _,
+            r = out(reg) _,
+            e = out(reg) _,
+            d = out(reg) _,
+            v = out(reg) _,
+            tmp = out(reg) _,
+        );
+    }
 }
