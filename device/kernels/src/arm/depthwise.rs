@@ -70,21 +70,19 @@ unsafe fn row4(
     }
 }
 
-/// Requantizes lane accumulator `$acc` by the channel whose multiplier, nudge (low,
-/// high) and shift are at byte offsets `$m`, `$m + 4`, `$m + 12` of `{x}` (a [`Chan`])
-/// and stores it saturated to byte `$at` of `{w}`; `{s}` holds `i32::MIN`.
+/// Requantizes lane accumulator `$acc` by the channel whose multiplier and nudge's low
+/// word are at byte offset `$m` of `{x}` (a [`Chan`]) and nudge's high word and shift at
+/// `$hi` (two `LDRD`s) and stores it saturated to byte `$at` of `{w}`; `{s}` holds
+/// `i32::MIN`.
 #[cfg(not(edgekd_size_opt))]
 macro_rules! lane_out {
-    ($acc:literal, $m:literal, $nudge:literal, $shift:literal, $at:literal) => {
+    ($acc:literal, $m:literal, $hi:literal, $at:literal) => {
         concat!(
-            "ldr {u}, [{x}, #",
+            "ldrd {u}, {t}, [{x}, #",
             $m,
             "]\n",
-            "ldrd {t}, {xv}, [{x}, #",
-            $nudge,
-            "]\n",
-            "ldr {wv}, [{x}, #",
-            $shift,
+            "ldrd {xv}, {wv}, [{x}, #",
+            $hi,
             "]\n",
             "smlal {t}, {xv}, {",
             $acc,
@@ -111,7 +109,7 @@ macro_rules! lane_out {
 /// count), clamped to the whole int8 range: the accumulators start at the channels'
 /// biases, take `(x - zp) * w` per tap and lane in registers, and are requantized by
 /// the channels' single-step form and stored saturated to `out[0..4]`. One asm block:
-/// 14 instructions per tap and 9 per output, where the Rust loop spilled its lanes.
+/// 14 instructions per tap and 8 per output, where the Rust loop spilled its lanes.
 ///
 /// # Safety
 /// `x` and `w` valid for reading `(taps - 1) * stride + 4` bytes (any alignment),
@@ -162,10 +160,10 @@ unsafe fn window4(
             "ldr {w}, [sp, #4]",
             "add sp, sp, #8",
             "mov {s}, #0x80000000",
-            lane_out!("a0", "4", "8", "16", "0"),
-            lane_out!("a1", "24", "28", "36", "1"),
-            lane_out!("a2", "44", "48", "56", "2"),
-            lane_out!("a3", "64", "68", "76", "3"),
+            lane_out!("a0", "4", "12", "0"),
+            lane_out!("a1", "24", "32", "1"),
+            lane_out!("a2", "44", "52", "2"),
+            lane_out!("a3", "64", "72", "3"),
             x = inout(reg) x => _,
             w = inout(reg) w => _,
             s = inout(reg) stride => _,
@@ -268,10 +266,10 @@ unsafe fn window4_run(l: &Run4, x: *const i8, out: *mut i8, pixels: usize, neg_z
             "bne 2b",
             "ldrd {x}, {w}, [sp]",
             "mov {s}, #0x80000000",
-            lane_out!("a0", "4", "8", "16", "0"),
-            lane_out!("a1", "24", "28", "36", "1"),
-            lane_out!("a2", "44", "48", "56", "2"),
-            lane_out!("a3", "64", "68", "76", "3"),
+            lane_out!("a0", "4", "12", "0"),
+            lane_out!("a1", "24", "32", "1"),
+            lane_out!("a2", "44", "52", "2"),
+            lane_out!("a3", "64", "72", "3"),
             // The next group: four channels on.
             "add {u}, {x}, #80",
             "add {t}, {w}, #4",
