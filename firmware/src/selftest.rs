@@ -39,10 +39,11 @@ pub fn run(out: &mut impl Write) -> Verdict {
             t.dense
         );
     }
-    let elementwise: [(&str, ElementwiseRun); 3] = [
+    let elementwise: [(&str, ElementwiseRun); 4] = [
         ("Add", selftest::run_add),
         ("MaxPool2D", selftest::run_max_pool),
         ("AvgPool2D", selftest::run_avg_pool),
+        ("GlobalAvgPool", selftest::run_global_avg_pool),
     ];
     for (name, run) in elementwise {
         let mut t = selftest::Tally::default();

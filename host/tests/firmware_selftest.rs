@@ -70,12 +70,12 @@ fn check(lines: &[String], dsp: bool) {
             assert!(dense >= 10, "too few dense-path cases: {l}");
         }
     }
-    // Add, MaxPool2D and AvgPool2D against their reference loops.
+    // Add, MaxPool2D, AvgPool2D and GlobalAvgPool against their reference loops.
     let elementwise: Vec<&String> = lines
         .iter()
         .filter(|l| l.starts_with("selftest elementwise kernel="))
         .collect();
-    assert_eq!(elementwise.len(), 3, "{lines:?}");
+    assert_eq!(elementwise.len(), 4, "{lines:?}");
     for l in elementwise {
         assert!(l.contains(&format!(" dsp={dsp} ")), "{l}");
         assert!(l.contains(" mismatches=0 "), "{l}");

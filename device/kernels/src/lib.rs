@@ -130,6 +130,8 @@ pub mod reference {
     pub use crate::depthwise::depthwise_conv2d_reference as depthwise_conv2d;
     #[cfg(feature = "fully-connected")]
     pub use crate::fully_connected::fully_connected_reference as fully_connected;
+    #[cfg(feature = "mean")]
+    pub use crate::mean::global_avg_pool_reference as global_avg_pool;
     #[cfg(feature = "pool")]
     pub use crate::pool::{avg_pool2d_reference as avg_pool2d, max_pool2d_reference as max_pool2d};
 }

@@ -14,6 +14,8 @@ use crate::{
     conv2d, conv2d_wide_len, depthwise_conv2d, fc_wide_len, fully_connected, reference, Clamp,
     ConvLayer, ConvParams, FcLayer, FcParams, KernelError, Requant, Scratch, Shape,
 };
+#[cfg(feature = "mean")]
+use crate::{global_avg_pool, MeanParams};
 
 // Small enough for the stack of a 16 KB Cortex-M0.
 const MAX_IN: usize = 1024;
@@ -521,6 +523,53 @@ pub fn run_max_pool(seed: u64, cases: u32) -> Tally {
 #[cfg(feature = "pool")]
 pub fn run_avg_pool(seed: u64, cases: u32) -> Tally {
     run_pool(seed, cases, avg_pool2d, reference::avg_pool2d)
+}
+
+/// Runs `cases` random [`global_avg_pool`]s from `seed` against
+/// [`reference::global_avg_pool`] (channel counts with and without a multiple of four,
+/// up to 300 cells, zero points, rescaling, clamps); `macs` counts input elements.
+#[cfg(feature = "mean")]
+pub fn run_global_avg_pool(seed: u64, cases: u32) -> Tally {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut input = [0i8; MAX_IN];
+    let mut out_a = [0i8; MAX_OUT];
+    let mut out_b = [0i8; MAX_OUT];
+    let mut tally = Tally::default();
+    for _ in 0..cases {
+        let c = if rng.range(0, 3) == 0 {
+            rng.usize(1, 20)
+        } else {
+            4 * rng.usize(1, 4)
+        };
+        // Up to 20 x 20 cells, as many as the input buffer holds.
+        let n = rng.usize(1, 2);
+        let cap = MAX_IN / (n * c);
+        let h = rng.usize(1, cap.min(20));
+        let w = rng.usize(1, (cap / h).min(20));
+        let ni = n * h * w * c;
+        let clamp = if rng.range(0, 2) == 0 {
+            let (x, y) = (rng.range(-128, 127), rng.range(-128, 127));
+            Clamp {
+                min: x.min(y) as i8,
+                max: x.max(y) as i8,
+            }
+        } else {
+            Clamp::NONE
+        };
+        let p = MeanParams {
+            input_zero_point: rng.range(-128, 127),
+            output_zero_point: rng.range(-128, 127),
+            multiplier: rng.range(1 << 30, i32::MAX),
+            shift: rng.range(-8, 1),
+            clamp,
+        };
+        rng.fill(&mut input[..ni], -128, 127);
+        let (si, no) = (Shape::new(n, h, w, c), n * c);
+        let fa = global_avg_pool(&p, si, &input[..ni], &mut out_a[..no]);
+        let fb = reference::global_avg_pool(&p, si, &input[..ni], &mut out_b[..no]);
+        compare(fa, fb, &out_a[..no], &out_b[..no], ni as u64, &mut tally);
+    }
+    tally
 }
 
 /// `cases` random pooling layers from `seed` through `fast` and `reference`.

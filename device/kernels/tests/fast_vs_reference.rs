@@ -3,7 +3,7 @@
 //! shapes and data. The firmware's `selftest` feature runs the same generator in QEMU.
 #![cfg(feature = "selftest")]
 
-use edgekd_kernels::selftest::{run, run_add, run_avg_pool, run_max_pool};
+use edgekd_kernels::selftest::{run, run_add, run_avg_pool, run_global_avg_pool, run_max_pool};
 
 #[test]
 fn fast_kernels_equal_reference_on_random_cases() {
@@ -39,6 +39,7 @@ fn pools_equal_reference_on_random_cases() {
         for (kernel, run) in [
             ("MaxPool2D", run_max_pool as fn(u64, u32) -> _),
             ("AvgPool2D", run_avg_pool),
+            ("GlobalAvgPool", run_global_avg_pool),
         ] {
             let t = run(seed, 300);
             assert_eq!(t.mismatches, 0, "{kernel} seed {seed}: {t:?}");

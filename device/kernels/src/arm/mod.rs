@@ -201,3 +201,32 @@ pub(crate) fn add_words(table: &[i16]) -> Option<[&[i32; 256]; 2]> {
     let (one, two) = words.split_at(256);
     Some([one.try_into().ok()?, two.try_into().ok()?])
 }
+
+/// `acc` plus lanes (0, 2) of `x` (`ROT` 0) or lanes (1, 3) (`ROT` 8), sign-extended,
+/// in two 16-bit halves.
+#[cfg(any(feature = "pool", feature = "mean"))]
+#[inline(always)]
+pub(crate) fn add_lanes<const ROT: u32>(acc: u32, x: u32) -> u32 {
+    let r: u32;
+    // SAFETY: register-only arithmetic, no flags.
+    unsafe {
+        if ROT == 0 {
+            asm!(
+                "sxtab16 {r}, {a}, {x}",
+                a = in(reg) acc,
+                x = in(reg) x,
+                r = lateout(reg) r,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        } else {
+            asm!(
+                "sxtab16 {r}, {a}, {x}, ror #8",
+                a = in(reg) acc,
+                x = in(reg) x,
+                r = lateout(reg) r,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+    }
+    r
+}

@@ -4,6 +4,7 @@
 //! (0, 2) and, rotated, (1, 3) of a word to two 16-bit sums per register, exact for
 //! windows of up to 256 cells.
 
+use super::add_lanes;
 use crate::quant::{clamp_to_i8, rounded_div};
 use crate::{Axis, KernelError, PoolParams, Shape};
 use core::arch::asm;
@@ -240,34 +241,6 @@ unsafe fn max_run(l: &MaxRun, x: *const i8, out: *mut i8, pixels: usize) {
             options(nostack),
         );
     }
-}
-
-/// `acc` plus lanes (0, 2) of `x` (`ROT` 0) or lanes (1, 3) (`ROT` 8), sign-extended,
-/// in two 16-bit halves.
-#[inline(always)]
-fn add_lanes<const ROT: u32>(acc: u32, x: u32) -> u32 {
-    let r: u32;
-    // SAFETY: register-only arithmetic, no flags.
-    unsafe {
-        if ROT == 0 {
-            asm!(
-                "sxtab16 {r}, {a}, {x}",
-                a = in(reg) acc,
-                x = in(reg) x,
-                r = lateout(reg) r,
-                options(pure, nomem, nostack, preserves_flags),
-            );
-        } else {
-            asm!(
-                "sxtab16 {r}, {a}, {x}, ror #8",
-                a = in(reg) acc,
-                x = in(reg) x,
-                r = lateout(reg) r,
-                options(pure, nomem, nostack, preserves_flags),
-            );
-        }
-    }
-    r
 }
 
 /// Most cells of a window [`avg_pool_words`] sums in 16-bit lanes (256 * 128 fits).
