@@ -107,13 +107,7 @@ fn lane_sums(p: &MeanParams, count: i32, c: usize, input: &[i8], output: &mut [i
             }
         }
         for (o4, &(even, odd)) in out.chunks_exact_mut(4).zip(acc.iter()) {
-            let sums = [
-                even as i16,
-                odd as i16,
-                (even >> 16) as i16,
-                (odd >> 16) as i16,
-            ];
-            for (o, s) in o4.iter_mut().zip(sums) {
+            for (o, s) in o4.iter_mut().zip(crate::arm::lane_sums(even, odd)) {
                 *o = finish(p, i32::from(s).wrapping_sub(zp_sum), count);
             }
         }

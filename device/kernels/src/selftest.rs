@@ -80,6 +80,17 @@ impl Rng {
     fn usize(&mut self, lo: usize, hi: usize) -> usize {
         self.range(lo as i32, hi as i32) as usize
     }
+    /// A random clamp half the time (its bounds in either order), else none.
+    fn clamp(&mut self) -> Clamp {
+        if self.range(0, 2) != 0 {
+            return Clamp::NONE;
+        }
+        let (x, y) = (self.range(-128, 127), self.range(-128, 127));
+        Clamp {
+            min: x.min(y) as i8,
+            max: x.max(y) as i8,
+        }
+    }
     fn fill(&mut self, buf: &mut [i8], lo: i32, hi: i32) {
         for v in buf {
             *v = self.range(lo, hi) as i8;
@@ -460,15 +471,7 @@ pub fn run_add(seed: u64, cases: u32) -> Tally {
             0 => rng.range(-2, 33),
             _ => 20,
         };
-        let clamp = if rng.range(0, 2) == 0 {
-            let (x, y) = (rng.range(-128, 127), rng.range(-128, 127));
-            Clamp {
-                min: x.min(y) as i8,
-                max: x.max(y) as i8,
-            }
-        } else {
-            Clamp::NONE
-        };
+        let clamp = rng.clamp();
         let p = AddParams {
             input1_zero_point: rng.range(-128, 127),
             input2_zero_point: rng.range(-128, 127),
@@ -547,15 +550,7 @@ pub fn run_global_avg_pool(seed: u64, cases: u32) -> Tally {
         let h = rng.usize(1, cap.min(20));
         let w = rng.usize(1, (cap / h).min(20));
         let ni = n * h * w * c;
-        let clamp = if rng.range(0, 2) == 0 {
-            let (x, y) = (rng.range(-128, 127), rng.range(-128, 127));
-            Clamp {
-                min: x.min(y) as i8,
-                max: x.max(y) as i8,
-            }
-        } else {
-            Clamp::NONE
-        };
+        let clamp = rng.clamp();
         let p = MeanParams {
             input_zero_point: rng.range(-128, 127),
             output_zero_point: rng.range(-128, 127),
@@ -600,15 +595,7 @@ fn run_pool(seed: u64, cases: u32, fast: PoolFn, reference: PoolFn) -> Tally {
         if ni > MAX_IN || no > MAX_OUT {
             continue;
         }
-        let clamp = if rng.range(0, 2) == 0 {
-            let (x, y) = (rng.range(-128, 127), rng.range(-128, 127));
-            Clamp {
-                min: x.min(y) as i8,
-                max: x.max(y) as i8,
-            }
-        } else {
-            Clamp::NONE
-        };
+        let clamp = rng.clamp();
         let p = PoolParams {
             filter_h: kh,
             filter_w: kw,

@@ -104,6 +104,46 @@ macro_rules! lane_out {
     };
 }
 
+/// The four lanes of [`lane_out`]: the accumulators `a0`..`a3` by the four [`Chan`]s at
+/// `{x}`, to bytes 0..4 of `{w}`.
+#[cfg(not(edgekd_size_opt))]
+macro_rules! lanes_out4 {
+    () => {
+        concat!(
+            lane_out!("a0", "4", "12", "0"),
+            lane_out!("a1", "24", "32", "1"),
+            lane_out!("a2", "44", "52", "2"),
+            lane_out!("a3", "64", "72", "3"),
+        )
+    };
+}
+
+/// The taps of four channels (label 2): `{n}` taps, input words at `{x}` and filter words
+/// at `{w}`, both `{s}` bytes apart; per tap the input widened with `-zp` (`{nzp}`), the
+/// filter widened, and four `SMLAxy` into `a0`..`a3`. 14 instructions per tap.
+#[cfg(not(edgekd_size_opt))]
+macro_rules! taps4 {
+    () => {
+        concat!(
+            "2:\n",
+            "ldr {xv}, [{x}]\n",
+            "add {x}, {x}, {s}\n",
+            "ldr {wv}, [{w}]\n",
+            "add {w}, {w}, {s}\n",
+            "sxtab16 {t}, {nzp}, {xv}\n",
+            "sxtab16 {xv}, {nzp}, {xv}, ror #8\n",
+            "sxtb16 {u}, {wv}\n",
+            "sxtb16 {wv}, {wv}, ror #8\n",
+            "smlabb {a0}, {t}, {u}, {a0}\n",
+            "smlatt {a2}, {t}, {u}, {a2}\n",
+            "smlabb {a1}, {xv}, {wv}, {a1}\n",
+            "smlatt {a3}, {xv}, {wv}, {a3}\n",
+            "subs {n}, {n}, #1\n",
+            "bne 2b\n",
+        )
+    };
+}
+
 /// Four channels of one output pixel whose window is one row of `taps` taps `stride`
 /// bytes apart in both the input and the filter (dilation 1: `stride` is the channel
 /// count), clamped to the whole int8 range: the accumulators start at the channels'
@@ -141,29 +181,12 @@ unsafe fn window4(
             "ldr {a2}, [{a0}, #40]",
             "ldr {a3}, [{a0}, #60]",
             "ldr {a0}, [{a0}]",
-            "2:",
-            "ldr {xv}, [{x}]",
-            "add {x}, {x}, {s}",
-            "ldr {wv}, [{w}]",
-            "add {w}, {w}, {s}",
-            "sxtab16 {t}, {nzp}, {xv}",
-            "sxtab16 {xv}, {nzp}, {xv}, ror #8",
-            "sxtb16 {u}, {wv}",
-            "sxtb16 {wv}, {wv}, ror #8",
-            "smlabb {a0}, {t}, {u}, {a0}",
-            "smlatt {a2}, {t}, {u}, {a2}",
-            "smlabb {a1}, {xv}, {wv}, {a1}",
-            "smlatt {a3}, {xv}, {wv}, {a3}",
-            "subs {n}, {n}, #1",
-            "bne 2b",
+            taps4!(),
             "ldr {x}, [sp]",
             "ldr {w}, [sp, #4]",
             "add sp, sp, #8",
             "mov {s}, #0x80000000",
-            lane_out!("a0", "4", "12", "0"),
-            lane_out!("a1", "24", "32", "1"),
-            lane_out!("a2", "44", "52", "2"),
-            lane_out!("a3", "64", "72", "3"),
+            lanes_out4!(),
             x = inout(reg) x => _,
             w = inout(reg) w => _,
             s = inout(reg) stride => _,
@@ -249,27 +272,10 @@ unsafe fn window4_run(l: &Run4, x: *const i8, out: *mut i8, pixels: usize, neg_z
             "ldr {a2}, [{u}, #40]",
             "ldr {a3}, [{u}, #60]",
             "ldr {a0}, [{u}]",
-            "2:",
-            "ldr {xv}, [{x}]",
-            "add {x}, {x}, {s}",
-            "ldr {wv}, [{w}]",
-            "add {w}, {w}, {s}",
-            "sxtab16 {t}, {nzp}, {xv}",
-            "sxtab16 {xv}, {nzp}, {xv}, ror #8",
-            "sxtb16 {u}, {wv}",
-            "sxtb16 {wv}, {wv}, ror #8",
-            "smlabb {a0}, {t}, {u}, {a0}",
-            "smlatt {a2}, {t}, {u}, {a2}",
-            "smlabb {a1}, {xv}, {wv}, {a1}",
-            "smlatt {a3}, {xv}, {wv}, {a3}",
-            "subs {n}, {n}, #1",
-            "bne 2b",
+            taps4!(),
             "ldrd {x}, {w}, [sp]",
             "mov {s}, #0x80000000",
-            lane_out!("a0", "4", "12", "0"),
-            lane_out!("a1", "24", "32", "1"),
-            lane_out!("a2", "44", "52", "2"),
-            lane_out!("a3", "64", "72", "3"),
+            lanes_out4!(),
             // The next group: four channels on.
             "add {u}, {x}, #80",
             "add {t}, {w}, #4",

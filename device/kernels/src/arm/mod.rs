@@ -230,3 +230,16 @@ pub(crate) fn add_lanes<const ROT: u32>(acc: u32, x: u32) -> u32 {
     }
     r
 }
+
+/// The four lane sums of a word's channels 0..4 from [`add_lanes`]' two registers:
+/// lanes (0, 2) in `even`, (1, 3) in `odd`.
+#[cfg(any(feature = "pool", feature = "mean"))]
+#[inline(always)]
+pub(crate) fn lane_sums(even: u32, odd: u32) -> [i16; 4] {
+    [
+        even as i16,
+        odd as i16,
+        (even >> 16) as i16,
+        (odd >> 16) as i16,
+    ]
+}

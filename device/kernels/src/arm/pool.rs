@@ -4,7 +4,7 @@
 //! (0, 2) and, rotated, (1, 3) of a word to two 16-bit sums per register, exact for
 //! windows of up to 256 cells.
 
-use super::add_lanes;
+use super::{add_lanes, lane_sums};
 use crate::quant::{clamp_to_i8, rounded_div};
 use crate::{Axis, KernelError, PoolParams, Shape};
 use core::arch::asm;
@@ -340,13 +340,7 @@ pub(crate) fn avg_pool_words(
                 }
                 let count = cells as i32;
                 for (o, &(even, odd)) in out.chunks_exact_mut(4).zip(acc.iter()) {
-                    let sums = [
-                        even as i16,
-                        odd as i16,
-                        (even >> 16) as i16,
-                        (odd >> 16) as i16,
-                    ];
-                    for (o, s) in o.iter_mut().zip(sums) {
+                    for (o, s) in o.iter_mut().zip(lane_sums(even, odd)) {
                         *o = clamp_to_i8(rounded_div(i32::from(s), count), lo, hi);
                     }
                 }
