@@ -544,7 +544,7 @@ macro_rules! requant_acc {
 /// each), stored to both pixels (`out_a` at `[sp, #4]`, `out_b - out_a` at `[sp, #8]`)
 /// as one halfword per pixel, the pointers moved on (one `STRD`), and back to label
 /// `1:` until the chan pointer reaches the channels' end (`[sp, #12]`); it stays in
-/// `{x}` for the next pass's biases. 38 instructions.
+/// `{x}` for the next pass's biases. 39 instructions.
 macro_rules! pair_pass_end {
     () => {
         concat!(
