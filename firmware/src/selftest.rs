@@ -53,17 +53,19 @@ pub fn run(out: &mut impl Write) -> Verdict {
             t.mismatches += s.mismatches;
             t.macs += s.macs;
             t.wide += s.wide;
+            t.dense += s.dense;
         }
         failed |= t.mismatches != 0 || t.cases == 0;
         let _ = writeln!(
             out,
             "selftest elementwise kernel={name} dsp={} cases={} mismatches={} elements={} \
-             wide={}",
+             wide={} dense={}",
             edgekd_kernels::DSP_KERNELS,
             t.cases,
             t.mismatches,
             t.macs,
-            t.wide
+            t.wide,
+            t.dense
         );
     }
     let verdict = if failed { Verdict::Fail } else { Verdict::Pass };
