@@ -27,7 +27,8 @@ pub fn global_avg_pool(
         return Ok(());
     };
     #[cfg(all(target_arch = "arm", edgekd_dsp))]
-    if input_shape.c % 4 == 0 && input_shape.c <= 4 * LANE_WORDS && count as usize <= LANE_CELLS {
+    if input_shape.c % 4 == 0 && input_shape.c <= 4 * LANE_WORDS && count as usize <= LANE_SUM_CELLS
+    {
         lane_sums(p, count, input_shape.c, input, output);
         return Ok(());
     }
@@ -79,15 +80,11 @@ fn finish(p: &MeanParams, acc: i32, count: i32) -> i8 {
     clamp_to_i8(v, i32::from(p.clamp.min), i32::from(p.clamp.max))
 }
 
-/// Most words of four channels [`lane_sums`] takes (64 channels).
 #[cfg(all(target_arch = "arm", edgekd_dsp))]
-const LANE_WORDS: usize = 16;
-/// Most cells [`lane_sums`] sums in 16-bit lanes (256 * 128 fits).
-#[cfg(all(target_arch = "arm", edgekd_dsp))]
-const LANE_CELLS: usize = 256;
+use crate::arm::{LANE_SUM_CELLS, LANE_WORDS};
 
 /// [`global_avg_pool`] on DSP cores for `c % 4 == 0`, `c <= 4 * LANE_WORDS` and at most
-/// `LANE_CELLS` cells: four channels per word of input (`SXTAB16` into 16-bit lane
+/// `LANE_SUM_CELLS` cells: four channels per word of input (`SXTAB16` into 16-bit lane
 /// sums), the zero point taken off the sum once (`sum(x - zp) = sum(x) - zp * count`,
 /// exact in the same wrapping arithmetic).
 #[cfg(all(target_arch = "arm", edgekd_dsp))]

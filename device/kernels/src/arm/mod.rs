@@ -202,6 +202,15 @@ pub(crate) fn add_words(table: &[i16]) -> Option<[&[i32; 256]; 2]> {
     Some([one.try_into().ok()?, two.try_into().ok()?])
 }
 
+/// Most values [`add_lanes`] sums per 16-bit lane exactly (256 * -128 and 256 * 127 fit
+/// an i16): the pooling and global-average kernels' window limit.
+#[cfg(any(feature = "pool", feature = "mean"))]
+pub(crate) const LANE_SUM_CELLS: usize = 256;
+
+/// Words of four channels the lane-sum kernels keep on the stack (64 channels).
+#[cfg(any(feature = "pool", feature = "mean"))]
+pub(crate) const LANE_WORDS: usize = 16;
+
 /// `acc` plus lanes (0, 2) of `x` (`ROT` 0) or lanes (1, 3) (`ROT` 8), sign-extended,
 /// in two 16-bit halves.
 #[cfg(any(feature = "pool", feature = "mean"))]

@@ -9,9 +9,9 @@ use crate::quant::{clamp_to_i8, rounded_div};
 use crate::{Axis, KernelError, PoolParams, Shape};
 use core::arch::asm;
 
-/// Most channel words (4 channels each) per pixel the word path handles (64 channels);
+/// Most channel words (4 channels each) per pixel the word paths handle (64 channels);
 /// wider layers take the portable loop.
-pub(crate) const MAX_WORDS: usize = 16;
+pub(crate) const MAX_WORDS: usize = super::LANE_WORDS;
 
 /// Lane-wise signed max of four int8 lanes.
 #[inline(always)]
@@ -243,8 +243,8 @@ unsafe fn max_run(l: &MaxRun, x: *const i8, out: *mut i8, pixels: usize) {
     }
 }
 
-/// Most cells of a window [`avg_pool_words`] sums in 16-bit lanes (256 * 128 fits).
-pub(crate) const MAX_AVG_CELLS: usize = 256;
+/// Most cells of a window [`avg_pool_words`] sums in 16-bit lanes.
+pub(crate) const MAX_AVG_CELLS: usize = super::LANE_SUM_CELLS;
 
 /// [`crate::avg_pool2d`] for `c % 4 == 0`, `c <= 4 * MAX_WORDS` and windows of at most
 /// [`MAX_AVG_CELLS`] cells, geometry already validated (`ay`, `ax` from its checks):
@@ -373,22 +373,28 @@ struct AvgRun {
     hi: i32,
 }
 
-/// One lane's average from its sum in `{v}` (`rounded_div` by `{r}` with `{t}` half of
-/// it, `SDIV` truncating like Rust's `/`), stored to byte `$at` of `{q}`: the average of
-/// int8 values is an int8 value, so a layer clamped to the whole range needs no clamp.
+/// `rounded_div` of the lane sum in `{v}` by `{r}` with `{t}` half of it: the half added
+/// away from zero, then `SDIV` (truncating like Rust's `/`).
 #[cfg(not(edgekd_size_opt))]
-macro_rules! avg_lane {
-    ($at:literal) => {
+macro_rules! avg_div {
+    () => {
         concat!(
             "cmp {v}, #0\n",
             "ite gt\n",
             "addgt {v}, {v}, {t}\n",
             "suble {v}, {v}, {t}\n",
             "sdiv {v}, {v}, {r}\n",
-            "strb {v}, [{q}, #",
-            $at,
-            "]\n",
         )
+    };
+}
+
+/// One lane's average from its sum in `{v}` (`rounded_div` by `{r}` with `{t}` half of
+/// it, `SDIV` truncating like Rust's `/`), stored to byte `$at` of `{q}`: the average of
+/// int8 values is an int8 value, so a layer clamped to the whole range needs no clamp.
+#[cfg(not(edgekd_size_opt))]
+macro_rules! avg_lane {
+    ($at:literal) => {
+        concat!(avg_div!(), "strb {v}, [{q}, #", $at, "]\n",)
     };
 }
 
@@ -397,11 +403,7 @@ macro_rules! avg_lane {
 macro_rules! avg_lane_clamped {
     ($at:literal) => {
         concat!(
-            "cmp {v}, #0\n",
-            "ite gt\n",
-            "addgt {v}, {v}, {t}\n",
-            "suble {v}, {v}, {t}\n",
-            "sdiv {v}, {v}, {r}\n",
+            avg_div!(),
             "ldr {tmp}, [{l}, #24]\n",
             "cmp {v}, {tmp}\n",
             "it lt\n",
