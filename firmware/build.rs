@@ -396,6 +396,9 @@ struct ModelFacts {
     wide: Vec<(usize, Vec<i16>)>,
     /// The first op whose channels DSP builds prepare in RAM (`Op::needs_channel_table`).
     channel_table_op: Option<usize>,
+    /// The model's ops decoded here, as Rust that rebuilds them on the device
+    /// (`edgekd_runtime::codegen`).
+    program: String,
 }
 
 /// Parses the model with the same runtime the firmware runs, so a model the firmware
@@ -451,6 +454,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         output_len: tensor_len(model.output(0))?,
         wide,
         channel_table_op,
+        program: edgekd_runtime::codegen::program_source(&model).map_err(|e| e.to_string())?,
     })
 }
 
@@ -666,5 +670,6 @@ fn generated_source(
         expected.data.len(),
         list(&expected.data)
     );
+    s.push_str(&facts.program);
     s
 }

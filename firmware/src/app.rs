@@ -8,7 +8,7 @@
 
 use crate::clock::{hundred_instructions, Clock};
 use crate::generated as gen;
-use edgekd_runtime::{Interpreter, Model, OpCode, Profiler};
+use edgekd_runtime::{Error, Executor, OpCode, Profiler, Program};
 use embedded_hal::digital::OutputPin;
 use embedded_io::{Write, WriteFmtError};
 
@@ -46,13 +46,23 @@ impl<C: Clock> Profiler for OpTimer<'_, C> {
 /// Counts of a measured region with nothing in it: the cost of reading the clock.
 fn clock_overhead(clock: &mut impl Clock) -> u64 {
     (0..4)
-        .map(|_| {
-            let t0 = clock.ticks();
-            let t1 = clock.ticks();
-            clock.count(t1 - t0)
-        })
+        .map(|_| timed_region::<false>(clock))
         .min()
         .unwrap_or(0)
+}
+
+/// Counts of one region between two clock readings: empty, or [`hundred_instructions`].
+/// One out-of-line copy per case, so the two differ only by the `nop`s (inline, the
+/// register moves around the readings changed with the code around them, and the
+/// check read 101/100).
+#[inline(never)]
+fn timed_region<const HUNDRED: bool>(clock: &mut impl Clock) -> u64 {
+    let t0 = clock.ticks();
+    if HUNDRED {
+        hundred_instructions();
+    }
+    let t1 = clock.ticks();
+    clock.count(t1 - t0)
 }
 
 /// Runs the golden samples through the embedded model and reports.
@@ -71,10 +81,10 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
         marker
     )?;
 
-    let model = match Model::parse(&gen::MODEL.0) {
-        Ok(m) => m,
+    let program = match program() {
+        Ok(p) => p,
         Err(e) => {
-            writeln!(out, "error stage=parse reason=\"{e}\"")?;
+            writeln!(out, "error stage=program reason=\"{e}\"")?;
             return Ok(Verdict::Fail);
         }
     };
@@ -82,37 +92,32 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
         out,
         "model bytes={} arena={} ops={} macs={} samples={} input_len={} output_len={} compiled_ops={}",
         gen::MODEL.0.len(),
-        model.arena_size(),
-        model.op_count(),
+        program.arena_size(),
+        program.steps().len(),
         gen::OP_MACS.iter().sum::<u64>(),
         gen::SAMPLES,
         gen::INPUT_LEN,
         gen::OUTPUT_LEN,
         gen::COMPILED_OPS
     )?;
-    for (i, op) in model.ops().enumerate() {
-        if let Ok(op) = op {
-            writeln!(
-                out,
-                "op index={i} code={} macs={}",
-                op.code.name(),
-                gen::OP_MACS.get(i).copied().unwrap_or(0)
-            )?;
-        }
+    for (i, step) in program.steps().iter().enumerate() {
+        writeln!(
+            out,
+            "op index={i} code={} macs={}",
+            step.code().name(),
+            gen::OP_MACS.get(i).copied().unwrap_or(0)
+        )?;
     }
 
     let overhead = clock_overhead(clock);
-    let t0 = clock.ticks();
-    hundred_instructions();
-    let t1 = clock.ticks();
-    let calibration = clock.count(t1 - t0).saturating_sub(overhead);
+    let calibration = timed_region::<true>(clock).saturating_sub(overhead);
     writeln!(
         out,
         "clock unit={} overhead={overhead} calibration={calibration}/100",
         clock.unit()
     )?;
 
-    let mut interp = match Interpreter::<{ gen::OP_COUNT }>::with_max_ops(model, arena) {
+    let mut interp = match Executor::new(program, arena) {
         Ok(i) => i,
         Err(e) => {
             writeln!(out, "error stage=arena reason=\"{e}\"")?;
@@ -148,7 +153,7 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
         let expected = &gen::EXPECTED[s * gen::OUTPUT_LEN..(s + 1) * gen::OUTPUT_LEN];
 
         // The inference alone, without per-op hooks, is the headline number.
-        let written = interp.input_mut(0).map(|i| i.copy_from_slice(input));
+        let written = interp.input_mut().map(|i| i.copy_from_slice(input));
         // The first inference also measures the stack `invoke` needs (the harness's
         // printing goes deeper, so the high-water mark overstates the model's need).
         let sp = (s == 0).then(crate::stack::paint_below_caller);
@@ -165,18 +170,18 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
             return Ok(Verdict::Fail);
         }
         let instr = timer.clock.count(t1 - t0).saturating_sub(overhead);
-        let plain_ok = interp.output(0).map(|o| o == expected).unwrap_or(false);
+        let plain_ok = interp.output().map(|o| o == expected).unwrap_or(false);
 
         // Again with per-op hooks, from the same input.
         let profiled = interp
-            .input_mut(0)
+            .input_mut()
             .map(|i| i.copy_from_slice(input))
             .and_then(|()| interp.invoke_profiled(&mut timer));
         if let Err(e) = profiled {
             writeln!(out, "error stage=invoke sample={s} reason=\"{e}\"")?;
             return Ok(Verdict::Fail);
         }
-        let output = interp.output(0).unwrap_or(&[]);
+        let output = interp.output().unwrap_or(&[]);
         let ok = plain_ok && output == expected;
         if !ok {
             mismatches += 1;
@@ -187,7 +192,7 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
         write!(
             out,
             "sample index={s} class={} count={instr} match={} out=",
-            interp.argmax(0).unwrap_or(usize::MAX),
+            interp.argmax().unwrap_or(usize::MAX),
             if ok { "yes" } else { "no" }
         )?;
         write_list(out, output)?;
@@ -213,14 +218,13 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
         (total + samples / 2) / samples
     )?;
     let mut op_sum = 0;
-    for (i, op) in model.ops().enumerate() {
-        let Ok(op) = op else { continue };
+    for (i, step) in interp.program().steps().iter().enumerate() {
         let per = (timer.per_op[i] + samples / 2) / samples;
         op_sum += per;
         writeln!(
             out,
             "opcount index={i} code={} macs={} count={per}",
-            op.code.name(),
+            step.code().name(),
             gen::OP_MACS.get(i).copied().unwrap_or(0)
         )?;
     }
@@ -244,6 +248,20 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
         }
     )?;
     Ok(verdict)
+}
+
+/// The model's ops: decoded by build.rs (the default), or from the embedded `.ekd` on
+/// the device (`runtime-decode`).
+#[cfg(not(feature = "runtime-decode"))]
+fn program() -> Result<Program<'static, { gen::OP_COUNT }>, Error> {
+    gen::program::build()
+}
+
+/// The model's ops: decoded by build.rs (the default), or from the embedded `.ekd` on
+/// the device (`runtime-decode`).
+#[cfg(feature = "runtime-decode")]
+fn program() -> Result<Program<'static, { gen::OP_COUNT }>, Error> {
+    Program::decode(&edgekd_runtime::Model::parse(&gen::MODEL.0)?)
 }
 
 fn write_list<W: Write>(out: &mut W, values: &[i8]) -> Result<(), WriteFmtError<W::Error>> {

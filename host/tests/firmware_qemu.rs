@@ -230,29 +230,7 @@ fn firmware_fails_on_a_wrong_expected_output() {
     let bad = tmp.path().join("bad.expected.npy");
     std::fs::write(&bad, expected).unwrap();
 
-    let fw = repo().join("firmware");
-    let target_dir = fw.join("target");
-    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&fw)
-        .args(["build", "--release"])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("EDGEKD_MODEL", dir.join("mlp.ekd"))
-        .env("EDGEKD_INPUT", dir.join("mlp.input.npy"))
-        .env("EDGEKD_EXPECTED", &bad)
-        .env_remove("RUSTFLAGS")
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    let run = Command::new("sh")
-        .current_dir(&fw)
-        .arg("qemu-run.sh")
-        .arg(target_dir.join("thumbv7em-none-eabihf/release/edgekd-firmware"))
-        .output()
-        .unwrap();
+    let run = build_and_run(&dir.join("mlp.ekd"), &dir.join("mlp.input.npy"), &bad, &[]);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         !run.status.success(),
@@ -263,6 +241,63 @@ fn firmware_fails_on_a_wrong_expected_output() {
         "{stdout}"
     );
     assert!(stdout.contains("result FAIL mismatches=1"), "{stdout}");
+}
+
+/// Builds the M4 firmware (mps2-an386) for `model` with extra cargo `features` and runs
+/// it in QEMU.
+fn build_and_run(
+    model: &Path,
+    input: &Path,
+    expected: &Path,
+    features: &[&str],
+) -> std::process::Output {
+    let fw = repo().join("firmware");
+    let target_dir = fw.join("target");
+    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&fw)
+        .args(["build", "--release"])
+        .args(features.iter().flat_map(|f| ["--features", f]))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("EDGEKD_MODEL", model)
+        .env("EDGEKD_INPUT", input)
+        .env("EDGEKD_EXPECTED", expected)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    Command::new("sh")
+        .current_dir(&fw)
+        .arg("qemu-run.sh")
+        .arg(target_dir.join("thumbv7em-none-eabihf/release/edgekd-firmware"))
+        .output()
+        .unwrap()
+}
+
+/// The firmware runs the ops build.rs decoded (`edgekd_runtime::codegen`); with
+/// `runtime-decode` it parses the embedded `.ekd` on the device instead, as a device
+/// that loads its model at run time would. ds_cnn has every op kind: both must give the
+/// golden outputs (the firmware exits 0 only if every output equals them).
+#[test]
+fn runtime_decode_on_the_device_gives_the_golden_outputs() {
+    require_tools(&["thumbv7em-none-eabihf"]);
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = repo().join("models/reference");
+    let run = build_and_run(
+        &dir.join("ds_cnn.ekd"),
+        &dir.join("ds_cnn.input.npy"),
+        &dir.join("ds_cnn.expected.npy"),
+        &["runtime-decode"],
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("result PASS mismatches=0 samples=16"),
+        "{stdout}"
+    );
 }
 
 /// A model of one fully connected layer (`n` inputs, `weights.len() / n` outputs with

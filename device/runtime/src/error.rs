@@ -105,3 +105,14 @@ impl fmt::Display for Error {
 
 #[cfg(feature = "std")]
 impl std::error::Error for Error {}
+
+/// A kernel's refusal: parameters it has no code for, or operands that disagree with
+/// the shapes.
+impl From<edgekd_kernels::KernelError> for Error {
+    fn from(e: edgekd_kernels::KernelError) -> Self {
+        match e {
+            edgekd_kernels::KernelError::UnsupportedParams => Error::UnsupportedParams,
+            _ => Error::ShapeMismatch,
+        }
+    }
+}

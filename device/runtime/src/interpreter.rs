@@ -1,10 +1,9 @@
 //! Runs a parsed model over a caller-provided arena.
 
-use crate::format::{Model, Op, OpCode, OpParams};
+use crate::executor::{argmax, Executor};
+use crate::format::{Model, OpCode};
+use crate::program::Program;
 use crate::Error;
-use core::ops::Range;
-use edgekd_kernels as k;
-use edgekd_kernels::Shape;
 
 /// Static figures of one op, for per-op reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +34,7 @@ pub trait Profiler {
 }
 
 /// A [`Profiler`] that does nothing.
-struct NoProfiler;
+pub(crate) struct NoProfiler;
 
 impl Profiler for NoProfiler {
     fn begin(&mut self, _: usize, _: OpCode) {}
@@ -62,161 +61,7 @@ pub const DEFAULT_MAX_OPS: usize = 16;
 /// `Prepare` does the same).
 pub struct Interpreter<'m, 'a, const MAX_OPS: usize = DEFAULT_MAX_OPS> {
     model: Model<'m>,
-    arena: &'a mut [i8],
-    invocations: u32,
-    /// Working memory of the conv / fully connected kernels, zeroed once here rather
-    /// than for every layer of every inference.
-    scratch: k::Scratch,
-    steps: heapless::Vec<Step<'m>, MAX_OPS>,
-    /// Arena places of input 0 and output 0, decoded once (a firmware loop reads them
-    /// every inference); other inputs and outputs are decoded when asked for.
-    input0: Option<Span>,
-    output0: Option<Span>,
-}
-
-/// A slice of the arena.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    start: usize,
-    len: usize,
-}
-
-impl Span {
-    fn of(range: Range<usize>) -> Self {
-        Span {
-            start: range.start,
-            len: range.len(),
-        }
-    }
-
-    fn range(self) -> Range<usize> {
-        self.start..self.start + self.len
-    }
-}
-
-/// One op decoded for its kernel.
-#[derive(Debug, Clone, Copy)]
-struct Step<'m> {
-    code: OpCode,
-    input: Span,
-    /// The second operand of Add.
-    input2: Option<Span>,
-    output: Span,
-    kernel: Kernel<'m>,
-}
-
-/// What an op's kernel needs besides the arena.
-#[derive(Debug, Clone, Copy)]
-enum Kernel<'m> {
-    /// A fully connected layer, checked once here rather than on every call.
-    #[cfg(edgekd_op_fully_connected)]
-    FullyConnected(k::FcLayer<'m>),
-    /// A convolution, checked once here rather than on every call.
-    #[cfg(edgekd_op_conv2d)]
-    Conv2d(k::ConvLayer<'m>),
-    /// Any other op: its kernel checks parameters and shapes when called.
-    Other(Operands<'m>),
-}
-
-/// Parameters, shapes and constant operands of an op whose kernel checks them itself.
-#[derive(Debug, Clone, Copy)]
-struct Operands<'m> {
-    params: OpParams<'m>,
-    in_shape: Shape,
-    out_shape: Shape,
-    /// Depthwise conv filters (empty for other ops).
-    weights: &'m [i8],
-    weight_shape: Shape,
-    bias: Option<&'m [i32]>,
-    /// An Add op's prepared table (`Interpreter::set_wide_weights`; only builds with
-    /// Add pay for the field).
-    #[cfg(edgekd_op_add)]
-    table: Option<&'m [i16]>,
-}
-
-impl<'m> Step<'m> {
-    // Out of line: inlined, its tensor records would share the frame that also holds
-    // the interpreter under construction, raising the firmware's stack high-water mark.
-    #[inline(never)]
-    fn decode(model: &Model<'m>, op: &Op<'m>) -> Result<Self, Error> {
-        let out_t = model.tensor(op.output())?;
-        let in_t = model.tensor(op.input(0).ok_or(Error::InvalidValue)?)?;
-        let other = match op.input(1) {
-            Some(t) => Some(model.tensor(t)?),
-            None => None,
-        };
-        let bias = match op.input(2) {
-            Some(t) => Some(model.tensor(t)?.const_i32()?),
-            None => None,
-        };
-        let params = op.params_with(model, &in_t, &out_t, other.as_ref())?;
-        let (input, output) = (Span::of(in_t.range()), Span::of(out_t.range()));
-        let (mut weights, mut weight_shape, mut input2) = (&[][..], Shape::default(), None);
-        // The checked layers return their own `Step`: building the `Kernel` in one match
-        // and the `Step` once reads shorter but costs 250 B of firmware code at
-        // opt-level 3 and 82 B at "z" (measured on the mlp, which then passes 8,000 B).
-        match (&params, other) {
-            (OpParams::Add(_), Some(t)) => input2 = Some(Span::of(t.range())),
-            #[cfg(edgekd_op_fully_connected)]
-            (OpParams::FullyConnected(p, rq), Some(w)) => {
-                let [out_f, in_f] = match w.dims() {
-                    [o, i] => [*o, *i],
-                    _ => return Err(Error::ShapeMismatch),
-                };
-                let (filter, (n_in, n_out)) = (w.const_i8()?, (input.len, output.len));
-                let layer = k::FcLayer::new(p, *rq, in_f, filter, bias, out_f, n_in, n_out)
-                    .map_err(kernel_error)?;
-                return Ok(Step {
-                    code: op.code,
-                    input,
-                    input2,
-                    output,
-                    kernel: Kernel::FullyConnected(layer),
-                });
-            }
-            #[cfg(edgekd_op_conv2d)]
-            (OpParams::Conv2d(p, rq), Some(w)) => {
-                let (ins, outs) = (in_t.shape(), out_t.shape());
-                let layer = k::ConvLayer::new(p, *rq, ins, w.shape(), w.const_i8()?, bias, outs)
-                    .map_err(kernel_error)?;
-                return Ok(Step {
-                    code: op.code,
-                    input,
-                    input2,
-                    output,
-                    kernel: Kernel::Conv2d(layer),
-                });
-            }
-            (OpParams::DepthwiseConv2d(..), Some(w)) => {
-                weights = w.const_i8()?;
-                weight_shape = w.shape();
-            }
-            (
-                OpParams::Add(_)
-                | OpParams::FullyConnected(..)
-                | OpParams::Conv2d(..)
-                | OpParams::DepthwiseConv2d(..),
-                _,
-            ) => return Err(Error::InvalidValue),
-            _ => {}
-        }
-        Ok(Step {
-            code: op.code,
-            input,
-            input2,
-            output,
-            kernel: Kernel::Other(Operands {
-                params,
-                in_shape: in_t.shape(),
-                out_shape: out_t.shape(),
-                weights,
-                weight_shape,
-                bias,
-                #[cfg(edgekd_op_add)]
-                table: None,
-            }),
-        })
-    }
+    exec: Executor<'m, 'a, MAX_OPS>,
 }
 
 impl<'m, 'a> Interpreter<'m, 'a> {
@@ -239,25 +84,11 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
     #[inline(always)]
     pub fn with_max_ops(model: Model<'m>, arena: &'a mut [u8]) -> Result<Self, Error> {
         let needed = model.arena_size();
-        let arena = arena
-            .get_mut(..needed)
-            .ok_or(Error::ArenaTooSmall { needed })?;
-        let mut steps = heapless::Vec::new();
-        for op in model.ops() {
-            let step = Step::decode(&model, &op?)?;
-            steps.push(step).map_err(|_| Error::CapacityExceeded)?;
+        if arena.len() < needed {
+            return Err(Error::ArenaTooSmall { needed });
         }
-        let input0 = model.input(0).ok().map(|t| Span::of(t.range()));
-        let output0 = model.output(0).ok().map(|t| Span::of(t.range()));
-        Ok(Interpreter {
-            model,
-            arena: bytemuck::cast_slice_mut(arena),
-            invocations: 0,
-            scratch: k::Scratch::new(),
-            steps,
-            input0,
-            output0,
-        })
+        let exec = Executor::new(Program::decode(&model)?, arena)?;
+        Ok(Interpreter { model, exec })
     }
 
     /// The model.
@@ -267,7 +98,7 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
 
     /// How many times [`Interpreter::invoke`] completed.
     pub fn invocations(&self) -> u32 {
-        self.invocations
+        self.exec.invocations()
     }
 
     /// Static figures of op `index`.
@@ -280,52 +111,20 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
         })
     }
 
-    /// Gives fully connected, conv or Add op `index` its prepared table
-    /// ([`crate::Op::wide_weights`]: `fc_wide_weights`', `conv2d_wide_weights`' or
-    /// `add_tables`' layout; 4-byte aligned, e.g. a `static` a firmware build script
-    /// wrote), which the DSP kernels read instead of widening each weight and preparing
-    /// each channel's requantization (conv, fully connected) or rescaling each input
-    /// (Add). Only builds with [`crate::FC_USES_WIDE_WEIGHTS`] read it; every build
-    /// checks it against the model entry by entry first.
-    ///
-    /// Errors: [`Error::BadIndex`] if there is no op `index`; [`Error::InvalidValue`] if
-    /// it is none of those; [`Error::ShapeMismatch`] if `wide` is not the op's table or
-    /// not 4-byte aligned; [`Error::UnsupportedParams`] for an op that reads none
-    /// ([`crate::Op::reads_wide_weights`]).
+    /// See [`Program::set_wide_weights`].
     pub fn set_wide_weights(&mut self, index: usize, wide: &'m [i16]) -> Result<(), Error> {
-        let step = self.steps.get_mut(index).ok_or(Error::BadIndex)?;
-        match &mut step.kernel {
-            #[cfg(edgekd_op_fully_connected)]
-            Kernel::FullyConnected(layer) => {
-                *layer = layer.with_wide_weights(wide).map_err(kernel_error)?;
-                Ok(())
-            }
-            #[cfg(edgekd_op_conv2d)]
-            Kernel::Conv2d(layer) => {
-                *layer = layer.with_wide_weights(wide).map_err(kernel_error)?;
-                Ok(())
-            }
-            #[cfg(edgekd_op_add)]
-            Kernel::Other(Operands {
-                params: OpParams::Add(p),
-                table,
-                ..
-            }) => {
-                k::check_add_table(p, wide).map_err(kernel_error)?;
-                *table = Some(wide);
-                Ok(())
-            }
-            _ => Err(Error::InvalidValue),
-        }
+        self.exec.set_wide_weights(index, wide)
     }
 
     /// Input `i` as int8, to be filled in place.
     pub fn input_mut(&mut self, i: usize) -> Result<&mut [i8], Error> {
-        let range = match (i, self.input0) {
-            (0, Some(span)) => span.range(),
-            _ => self.model.input(i)?.range(),
-        };
-        self.arena.get_mut(range).ok_or(Error::OutOfBounds)
+        match i {
+            0 => self.exec.input_mut(),
+            _ => {
+                let range = self.model.input(i)?.range();
+                self.exec.arena_mut(range)
+            }
+        }
     }
 
     /// Writes input `i` from raw float values: the stored preprocessing
@@ -357,11 +156,10 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
 
     /// Output `i` as int8.
     pub fn output(&self, i: usize) -> Result<&[i8], Error> {
-        let range = match (i, self.output0) {
-            (0, Some(span)) => span.range(),
-            _ => self.model.output(i)?.range(),
-        };
-        self.arena.get(range).ok_or(Error::OutOfBounds)
+        match i {
+            0 => self.exec.output(),
+            _ => self.exec.arena(self.model.output(i)?.range()),
+        }
     }
 
     /// Output `i` dequantized into `out`.
@@ -383,146 +181,18 @@ impl<'m, 'a, const MAX_OPS: usize> Interpreter<'m, 'a, MAX_OPS> {
     /// Index of the largest value of output `i` (the predicted class); ties go to the
     /// lowest index.
     pub fn argmax(&self, i: usize) -> Result<usize, Error> {
-        let q = self.output(i)?;
-        let mut best = 0;
-        for (idx, &v) in q.iter().enumerate() {
-            if v > q[best] {
-                best = idx;
-            }
-        }
-        Ok(best)
+        Ok(argmax(self.output(i)?))
     }
 
     /// Runs the model once on the current inputs.
     pub fn invoke(&mut self) -> Result<(), Error> {
-        self.invoke_profiled(&mut NoProfiler)
+        self.exec.invoke()
     }
 
     /// Runs the model once, calling `profiler` around every op.
     pub fn invoke_profiled(&mut self, profiler: &mut impl Profiler) -> Result<(), Error> {
-        for (index, step) in self.steps.iter().enumerate() {
-            profiler.begin(index, step.code);
-            run_step(step, self.arena, &mut self.scratch)?;
-            profiler.end(index, step.code);
-            if profiler.wants_outputs() {
-                let out = self.arena.get(step.output.range());
-                profiler.observe(index, out.ok_or(Error::OutOfBounds)?);
-            }
-        }
-        self.invocations = self.invocations.wrapping_add(1);
-        Ok(())
+        self.exec.invoke_profiled(profiler)
     }
-}
-
-/// Runs one decoded op.
-fn run_step(step: &Step<'_>, arena: &mut [i8], scratch: &mut k::Scratch) -> Result<(), Error> {
-    let ops = match &step.kernel {
-        Kernel::Other(ops) => ops,
-        #[cfg(edgekd_op_fully_connected)]
-        Kernel::FullyConnected(layer) => {
-            let (input, _, output) =
-                split_arena(arena, step.input.range(), None, step.output.range())?;
-            return layer.run(scratch, input, output).map_err(kernel_error);
-        }
-        #[cfg(edgekd_op_conv2d)]
-        Kernel::Conv2d(layer) => {
-            let (input, _, output) =
-                split_arena(arena, step.input.range(), None, step.output.range())?;
-            return layer.run(scratch, input, output).map_err(kernel_error);
-        }
-    };
-    if let OpParams::Reshape = ops.params {
-        return reshape(arena, step.input.range(), step.output.range());
-    }
-    let (input, input2, output) = split_arena(
-        arena,
-        step.input.range(),
-        step.input2.map(Span::range),
-        step.output.range(),
-    )?;
-    let (ins, outs) = (ops.in_shape, ops.out_shape);
-    let (w, ws, bias) = (ops.weights, ops.weight_shape, ops.bias);
-    let result = match ops.params {
-        #[cfg(edgekd_op_depthwise_conv2d)]
-        OpParams::DepthwiseConv2d(p, rq) => {
-            k::depthwise_conv2d_in(scratch, &p, rq, ins, input, ws, w, bias, outs, output)
-        }
-        #[cfg(edgekd_op_max_pool2d)]
-        OpParams::MaxPool2d(p) => k::max_pool2d(&p, ins, input, outs, output),
-        #[cfg(edgekd_op_avg_pool2d)]
-        OpParams::AvgPool2d(p) => k::avg_pool2d(&p, ins, input, outs, output),
-        #[cfg(edgekd_op_global_avg_pool)]
-        OpParams::GlobalAvgPool(p) => k::global_avg_pool(&p, ins, input, output),
-        #[cfg(edgekd_op_add)]
-        OpParams::Add(p) => {
-            let input2 = input2.ok_or(Error::InvalidValue)?;
-            k::add_in(&p, ops.table, input, input2, output)
-        }
-        #[cfg(edgekd_op_softmax)]
-        OpParams::Softmax(p) => k::softmax(&p, outs.c, input, output),
-        OpParams::Reshape => Ok(()),
-        // Fully connected layers and convolutions are decoded into their own `Kernel`;
-        // ops compiled out of this build never parse. This arm keeps the match total.
-        #[allow(unreachable_patterns)]
-        _ => return Err(Error::UnsupportedOp(step.code.code())),
-    };
-    result.map_err(kernel_error)
-}
-
-/// The runtime's error for a kernel's.
-fn kernel_error(e: k::KernelError) -> Error {
-    match e {
-        k::KernelError::UnsupportedParams => Error::UnsupportedParams,
-        _ => Error::ShapeMismatch,
-    }
-}
-
-/// Reshape moves no data when the planner gave input and output the same place (it
-/// does whenever it can).
-fn reshape(arena: &mut [i8], from: Range<usize>, to: Range<usize>) -> Result<(), Error> {
-    if from != to {
-        if from.len() != to.len() || to.end > arena.len() || from.end > arena.len() {
-            return Err(Error::OutOfBounds);
-        }
-        arena.copy_within(from, to.start);
-    }
-    Ok(())
-}
-
-type ArenaViews<'s> = (&'s [i8], Option<&'s [i8]>, &'s mut [i8]);
-
-/// Splits the arena into the op's inputs (read-only) and its output (mutable). The
-/// parser has checked that the output does not overlap the inputs; this re-checks it
-/// so the borrow split cannot fail silently.
-fn split_arena(
-    arena: &mut [i8],
-    input: Range<usize>,
-    input2: Option<Range<usize>>,
-    output: Range<usize>,
-) -> Result<ArenaViews<'_>, Error> {
-    if output.end > arena.len() || output.start > output.end {
-        return Err(Error::OutOfBounds);
-    }
-    let (before, rest) = arena.split_at_mut(output.start);
-    let (out, after) = rest.split_at_mut(output.len());
-    let (before, after): (&[i8], &[i8]) = (before, after);
-    let view = |r: Range<usize>| -> Result<&[i8], Error> {
-        if r.end <= output.start {
-            before.get(r).ok_or(Error::OutOfBounds)
-        } else if r.start >= output.end {
-            after
-                .get(r.start - output.end..r.end - output.end)
-                .ok_or(Error::OutOfBounds)
-        } else {
-            Err(Error::OutOfBounds)
-        }
-    };
-    let a = view(input)?;
-    let b = match input2 {
-        Some(r) => Some(view(r)?),
-        None => None,
-    };
-    Ok((a, b, out))
 }
 
 /// Rounds half away from zero and saturates to int8 (no `f32::round` in `core`).

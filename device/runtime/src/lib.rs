@@ -15,12 +15,19 @@
 #[cfg(target_endian = "big")]
 compile_error!("edgekd-runtime reads tensors in place and supports little-endian targets only");
 
+#[cfg(feature = "std")]
+pub mod codegen;
 mod error;
+mod executor;
 pub mod format;
 mod interpreter;
+mod program;
 #[cfg(feature = "std")]
 pub mod writer;
 
+/// The kernels and their parameter types (what [`OpParts`] holds), for code that
+/// builds a [`Program`] ahead of time.
+pub use edgekd_kernels as kernels;
 #[cfg(edgekd_op_add)]
 pub use edgekd_kernels::{add_tables, ADD_TABLE_LEN};
 #[cfg(edgekd_op_conv2d)]
@@ -29,5 +36,7 @@ pub use edgekd_kernels::{conv2d_wide_len, conv2d_wide_weights};
 pub use edgekd_kernels::{fc_wide_len, fc_wide_weights};
 pub use edgekd_kernels::{ADD_USES_TABLES, CONV_USES_WIDE_WEIGHTS, FC_USES_WIDE_WEIGHTS};
 pub use error::Error;
+pub use executor::Executor;
 pub use format::{DType, Model, OpCode, Quant, Tensor};
 pub use interpreter::{Interpreter, OpStats, Profiler, DEFAULT_MAX_OPS};
+pub use program::{OpParts, Program, Step};

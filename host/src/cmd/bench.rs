@@ -716,10 +716,10 @@ impl FirmwareRun {
 }
 
 /// Section sizes of an ELF, from `llvm-size -A`, and the code of the runtime's own
-/// functions, from `llvm-nm`.
+/// functions and the model's constants, from `llvm-nm`.
 pub(crate) struct Sections {
     sizes: HashMap<String, u64>,
-    runtime_code: u64,
+    symbols: SymbolSizes,
 }
 
 impl Sections {
@@ -745,7 +745,7 @@ impl Sections {
             .collect();
         Ok(Sections {
             sizes,
-            runtime_code: runtime_code_bytes(elf)?,
+            symbols: symbol_sizes(elf)?,
         })
     }
 
@@ -754,9 +754,19 @@ impl Sections {
     }
 }
 
-/// Bytes of code in functions of `edgekd_runtime` and `edgekd_kernels` (what LTO left
-/// out of line; code inlined into the firmware's own functions is not counted).
-fn runtime_code_bytes(elf: &Path) -> Result<u64> {
+/// Bytes of an ELF's symbols that belong to the runtime or the model.
+#[derive(Default)]
+struct SymbolSizes {
+    /// Code in functions of `edgekd_runtime` and `edgekd_kernels` (what LTO left out of
+    /// line; code inlined into the firmware's own functions is not counted).
+    runtime_code: u64,
+    /// The model as the firmware embeds it: the ops' constants build.rs wrote out
+    /// (`generated::program`), or the `.ekd` file (`generated::MODEL`, with the
+    /// `runtime-decode` feature).
+    model: u64,
+}
+
+fn symbol_sizes(elf: &Path) -> Result<SymbolSizes> {
     let tool = llvm_tool("llvm-nm")?;
     let out = Command::new(&tool)
         .args(["-S", "-C", "-t", "d"])
@@ -766,16 +776,27 @@ fn runtime_code_bytes(elf: &Path) -> Result<u64> {
     if !out.status.success() {
         bail!("llvm-nm failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.splitn(4, ' ');
-            let (_addr, size, kind, name) = (it.next()?, it.next()?, it.next()?, it.next()?);
-            let code = matches!(kind, "t" | "T");
-            let ours = name.contains("edgekd_runtime") || name.contains("edgekd_kernels");
-            (code && ours).then(|| size.parse::<u64>().ok()).flatten()
-        })
-        .sum())
+    let mut sizes = SymbolSizes::default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut it = line.splitn(4, ' ');
+        let (Some(_addr), Some(size), Some(kind), Some(name)) =
+            (it.next(), it.next(), it.next(), it.next())
+        else {
+            continue;
+        };
+        let Ok(size) = size.parse::<u64>() else {
+            continue;
+        };
+        let code = matches!(kind, "t" | "T");
+        if code && (name.contains("edgekd_runtime") || name.contains("edgekd_kernels")) {
+            sizes.runtime_code += size;
+        } else if !code
+            && (name.contains("generated::program::") || name.contains("generated::MODEL::"))
+        {
+            sizes.model += size;
+        }
+    }
+    Ok(sizes)
 }
 
 /// A tool from rustup's llvm-tools component, in the active toolchain's sysroot.
@@ -835,7 +856,8 @@ pub struct Report {
     pub interpreter: u64,
     /// `.text + .rodata` (+ vector table) bytes.
     pub flash_bytes: u64,
-    /// The model's bytes, part of `flash_bytes`.
+    /// The model as embedded (the ops' constants, or the `.ekd` file), part of
+    /// `flash_bytes`.
     pub model_bytes: u64,
     /// The embedded golden vectors' bytes, part of `flash_bytes`.
     pub golden_bytes: u64,
@@ -882,7 +904,6 @@ impl Report {
         sizes: &Sections,
         opt_level: &str,
     ) -> Result<Self> {
-        let model_bytes = std::fs::metadata(model)?.len();
         let mismatches = (0..golden.expected.rows)
             .filter(|&r| run.outputs.get(r).map(|o| o.as_slice()) != Some(golden.expected.row(r)))
             .count();
@@ -910,10 +931,10 @@ impl Report {
             ops: run.ops.clone(),
             interpreter: run.interpreter,
             flash_bytes: sizes.get(".vector_table") + sizes.get(".text") + sizes.get(".rodata"),
-            model_bytes,
+            model_bytes: sizes.symbols.model,
             golden_bytes: golden.bytes() as u64,
             text_bytes: sizes.get(".text"),
-            runtime_code_bytes: sizes.runtime_code,
+            runtime_code_bytes: sizes.symbols.runtime_code,
             opt_level: opt_level.into(),
             static_ram_bytes: sizes.get(".data") + sizes.get(".bss"),
             arena_bytes: run.arena,

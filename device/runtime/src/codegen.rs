@@ -1,0 +1,171 @@
+//! Writes a model's decoded ops as Rust source that rebuilds its [`Program`](crate::Program) on the
+//! device ([`program_source`]), for firmware that should link neither the format
+//! parser nor the op decoder.
+//!
+//! The source holds each op's [`OpParts`] as a literal, its constants (filters, biases,
+//! requantization) as `static` arrays, and a `build()` that passes every op through
+//! [`Step::new`](crate::Step::new): the kernels' constructors still check every layer on
+//! the device, so source edited by hand or gone stale can fail there, but cannot make a
+//! kernel read or write out of bounds.
+
+use crate::format::{Model, OpParams};
+use crate::program::{OpParts, Step};
+use crate::Error;
+use edgekd_kernels::Requant;
+use std::collections::HashMap;
+use std::fmt::{Display, Write as _};
+use std::string::{String, ToString};
+use std::vec::Vec;
+
+/// Rust source of a module `program` that rebuilds `model`'s [`Program`](crate::Program):
+/// `program::OPS` (its op count), `program::ARENA_SIZE`, and
+/// `program::build() -> Result<Program<'static, OPS>, edgekd_runtime::Error>`.
+///
+/// The module refers to the runtime as `edgekd_runtime`, so the crate that includes it
+/// must depend on it under that name.
+///
+/// Errors: the model's own, as [`Program::decode`](crate::Program::decode) reports them (a model that would
+/// not run is not written out).
+pub fn program_source(model: &Model<'_>) -> Result<String, Error> {
+    let input = model.input(0)?.range();
+    let output = model.output(0)?.range();
+    let mut data = Statics::default();
+    let mut steps = String::new();
+    for (index, op) in model.ops().enumerate() {
+        let parts = OpParts::decode(model, &op?)?;
+        // Checked as the device will check it.
+        Step::new(parts.clone())?;
+        let line = op_parts(&parts, index, &mut data);
+        let _ = writeln!(steps, "    // op {index}: {}", parts.code().name());
+        let _ = writeln!(steps, "    program.push(Step::new({line})?)?;");
+    }
+    let mut src = String::new();
+    let _ = writeln!(
+        src,
+        "/// The model's ops, decoded at build time (`edgekd_runtime::codegen`).
+#[allow(clippy::all, dead_code)]
+pub mod program {{
+    use edgekd_runtime::format::OpParams;
+    use edgekd_runtime::kernels::*;
+    use edgekd_runtime::{{Error, OpParts, Program, Step}};
+
+    /// Ops in the program.
+    pub const OPS: usize = {ops};
+    /// Arena bytes the program needs.
+    pub const ARENA_SIZE: usize = {arena};
+
+    /// Aligns a constant as the model format does (kernels may read it by words).
+    #[repr(C, align(16))]
+    struct Aligned<T>(T);
+
+    /// The program; every layer is checked by its kernel here.
+    pub fn build() -> Result<Program<'static, OPS>, Error> {{
+        let mut program = Program::new(ARENA_SIZE, {input:?}, {output:?});
+{steps}        Ok(program)
+    }}
+{statics}}}",
+        ops = model.op_count(),
+        arena = model.arena_size(),
+        steps = indent(&steps, 4),
+        statics = data.source,
+    );
+    Ok(src)
+}
+
+/// One op's [`OpParts`] as a Rust expression, its constants added to `data`.
+fn op_parts(parts: &OpParts<'_>, index: usize, data: &mut Statics) -> String {
+    let params = match &parts.params {
+        OpParams::FullyConnected(p, rq) => {
+            format!(
+                "OpParams::FullyConnected({p:?}, {})",
+                data.requant(rq, index)
+            )
+        }
+        OpParams::Conv2d(p, rq) => format!("OpParams::Conv2d({p:?}, {})", data.requant(rq, index)),
+        OpParams::DepthwiseConv2d(p, rq) => {
+            format!(
+                "OpParams::DepthwiseConv2d({p:?}, {})",
+                data.requant(rq, index)
+            )
+        }
+        OpParams::MaxPool2d(p) => format!("OpParams::MaxPool2d({p:?})"),
+        OpParams::AvgPool2d(p) => format!("OpParams::AvgPool2d({p:?})"),
+        OpParams::GlobalAvgPool(p) => format!("OpParams::GlobalAvgPool({p:?})"),
+        OpParams::Add(p) => format!("OpParams::Add({p:?})"),
+        OpParams::Reshape => "OpParams::Reshape".to_string(),
+        OpParams::Softmax(p) => format!("OpParams::Softmax({p:?})"),
+    };
+    let weights = match parts.weights {
+        [] => "&[]".to_string(),
+        w => format!(
+            "&{}.0",
+            data.array("i8", w, &format!("OP{index}_WEIGHTS"), true)
+        ),
+    };
+    let bias = match parts.bias {
+        Some(b) => format!(
+            "Some(&{})",
+            data.array("i32", b, &format!("OP{index}_BIAS"), false)
+        ),
+        None => "None".to_string(),
+    };
+    format!(
+        "OpParts {{ params: {params}, input: {:?}, input2: {:?}, output: {:?}, \
+         input_shape: {:?}, output_shape: {:?}, weights: {weights}, weight_shape: {:?}, \
+         bias: {bias} }}",
+        parts.input,
+        parts.input2,
+        parts.output,
+        parts.input_shape,
+        parts.output_shape,
+        parts.weight_shape,
+    )
+}
+
+/// The `static` arrays of a program's constants, each written once however many ops
+/// share it.
+#[derive(Default)]
+struct Statics {
+    source: String,
+    /// Name of the array already written for a constant (its address and length in the
+    /// model).
+    written: HashMap<(usize, usize), String>,
+}
+
+impl Statics {
+    fn requant(&mut self, rq: &Requant<'_>, index: usize) -> String {
+        let m = self.array(
+            "i32",
+            rq.multiplier,
+            &format!("OP{index}_MULTIPLIER"),
+            false,
+        );
+        let s = self.array("i32", rq.shift, &format!("OP{index}_SHIFT"), false);
+        format!("Requant {{ multiplier: &{m}, shift: &{s} }}")
+    }
+
+    /// The name of a `static` holding `values` (16-byte aligned if `aligned`).
+    fn array<T: Display>(&mut self, ty: &str, values: &[T], name: &str, aligned: bool) -> String {
+        let key = (values.as_ptr() as usize, values.len());
+        if let Some(existing) = self.written.get(&key) {
+            return existing.clone();
+        }
+        let list: Vec<String> = values.iter().map(ToString::to_string).collect();
+        let (n, list) = (values.len(), list.join(", "));
+        let _ = if aligned {
+            writeln!(
+                self.source,
+                "\n    static {name}: Aligned<[{ty}; {n}]> = Aligned([{list}]);"
+            )
+        } else {
+            writeln!(self.source, "\n    static {name}: [{ty}; {n}] = [{list}];")
+        };
+        self.written.insert(key, name.to_string());
+        name.to_string()
+    }
+}
+
+fn indent(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines().map(|l| format!("{pad}{l}\n")).collect()
+}
