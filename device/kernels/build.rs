@@ -140,11 +140,18 @@ fn columns_knob() {
 /// Builds optimized for size (`opt-level` "s" or "z") get `cfg(edgekd_size_opt)`: the
 /// kernels then keep one copy of the fully connected row loop, which they otherwise
 /// specialize for layers clamped to the whole int8 range (saturating with `SSAT`).
+/// "z" also gets `cfg(edgekd_min_size)`: convolutions then run one pixel per pass.
 fn size_knob() -> bool {
     println!("cargo::rustc-check-cfg=cfg(edgekd_size_opt)");
-    let size_opt = matches!(env::var("OPT_LEVEL").as_deref(), Ok("s" | "z"));
+    println!("cargo::rustc-check-cfg=cfg(edgekd_min_size)");
+    let level = env::var("OPT_LEVEL").unwrap_or_default();
+    let size_opt = matches!(level.as_str(), "s" | "z");
     if size_opt {
         println!("cargo::rustc-cfg=edgekd_size_opt");
+    }
+    // "z" asks for the least code: see `PAIR_PIXELS`.
+    if level == "z" {
+        println!("cargo::rustc-cfg=edgekd_min_size");
     }
     size_opt
 }
