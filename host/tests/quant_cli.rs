@@ -143,6 +143,7 @@ fn quantize_eval_export_end_to_end() {
     for (fmt, out) in [
         ("c", "m.h"),
         ("rust", "m.rs"),
+        ("rust-program", "m_program.rs"),
         ("onnx", "m.onnx"),
         ("ekd", "copy.ekd"),
     ] {
@@ -153,6 +154,9 @@ fn quantize_eval_export_end_to_end() {
         std::fs::read(f.path("copy.ekd")).unwrap(),
         std::fs::read(f.path("m.ekd")).unwrap()
     );
+    let program = std::fs::read_to_string(f.path("m_program.rs")).unwrap();
+    assert!(program.contains("pub mod m_program {"), "{program:.400}");
+    assert!(program.contains("pub fn build() -> Result<Program<'static, OPS>, Error>"));
 }
 
 fn assert_fails(f: &Fixture, args: &[&str], needle: &str, out: &str) {

@@ -144,6 +144,7 @@ fn every_stage_and_every_ci_target() {
         "student.onnx",
         "student.h",
         "student.rs",
+        "student_program.rs",
         "report.json",
         "report.md",
         "student/model.safetensors",

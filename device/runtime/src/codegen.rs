@@ -17,16 +17,16 @@ use std::fmt::{Display, Write as _};
 use std::string::{String, ToString};
 use std::vec::Vec;
 
-/// Rust source of a module `program` that rebuilds `model`'s [`Program`](crate::Program):
-/// `program::OPS` (its op count), `program::ARENA_SIZE`, and
-/// `program::build() -> Result<Program<'static, OPS>, edgekd_runtime::Error>`.
+/// Rust source of a module named `module` that rebuilds `model`'s [`Program`](crate::Program):
+/// `OPS` (its op count), `ARENA_SIZE`, and
+/// `build() -> Result<Program<'static, OPS>, edgekd_runtime::Error>`.
 ///
 /// The module refers to the runtime as `edgekd_runtime`, so the crate that includes it
 /// must depend on it under that name.
 ///
 /// Errors: the model's own, as [`Program::decode`](crate::Program::decode) reports them (a model that would
 /// not run is not written out).
-pub fn program_source(model: &Model<'_>) -> Result<String, Error> {
+pub fn program_source(model: &Model<'_>, module: &str) -> Result<String, Error> {
     let input = model.input(0)?.range();
     let output = model.output(0)?.range();
     let mut data = Statics::default();
@@ -44,7 +44,7 @@ pub fn program_source(model: &Model<'_>) -> Result<String, Error> {
         src,
         "/// The model's ops, decoded at build time (`edgekd_runtime::codegen`).
 #[allow(clippy::all, dead_code)]
-pub mod program {{
+pub mod {module} {{
     use edgekd_runtime::format::OpParams;
     use edgekd_runtime::kernels::*;
     use edgekd_runtime::{{Error, OpParts, Program, Step}};

@@ -171,7 +171,7 @@ fn program_source_writes_every_op_and_each_constant_once() {
     for (name, bytes, _, _) in REFERENCE {
         let bytes = aligned(bytes);
         let model = Model::parse(bytes.as_bytes()).unwrap();
-        let src = codegen::program_source(&model).unwrap();
+        let src = codegen::program_source(&model, "program").unwrap();
         let ops = model.op_count();
         assert!(
             src.contains(&format!("pub const OPS: usize = {ops};")),
@@ -218,5 +218,51 @@ fn program_source_writes_every_op_and_each_constant_once() {
             })
             .sum();
         assert_eq!(values, expected, "{name}");
+    }
+}
+
+/// `codegen`'s output for tiny_cnn, checked in so this test compiles it: regenerate with
+/// `EDGEKD_BLESS=1 cargo test -p edgekd-runtime --features std --test program`.
+mod generated {
+    include!("data/tiny_cnn_program.rs");
+}
+
+const TINY_CNN_PROGRAM: &str = include_str!("data/tiny_cnn_program.rs");
+
+#[test]
+fn generated_program_compiles_and_equals_the_golden_outputs() {
+    let (_, bytes, input, expected) = REFERENCE[0];
+    let bytes = aligned(bytes);
+    let model = Model::parse(bytes.as_bytes()).unwrap();
+    let src = codegen::program_source(&model, "tiny_cnn").unwrap();
+    if std::env::var_os("EDGEKD_BLESS").is_some() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/tiny_cnn_program.rs"
+        );
+        std::fs::write(path, &src).unwrap();
+    }
+    assert!(
+        src == TINY_CNN_PROGRAM,
+        "tests/data/tiny_cnn_program.rs is stale: regenerate it with \
+         EDGEKD_BLESS=1 cargo test -p edgekd-runtime --features std --test program"
+    );
+
+    let program = generated::tiny_cnn::build().unwrap();
+    assert_eq!(program.steps().len(), generated::tiny_cnn::OPS);
+    let mut arena = vec![0u8; generated::tiny_cnn::ARENA_SIZE];
+    let mut exec = Executor::new(program, &mut arena).unwrap();
+    let (rows, cols, inputs) = npy_i8(input);
+    let (_, out_cols, golden) = npy_i8(expected);
+    for r in 0..rows {
+        exec.input_mut()
+            .unwrap()
+            .copy_from_slice(&inputs[r * cols..][..cols]);
+        exec.invoke().unwrap();
+        assert_eq!(
+            exec.output().unwrap(),
+            &golden[r * out_cols..][..out_cols],
+            "sample {r}"
+        );
     }
 }

@@ -560,6 +560,7 @@ fn export_name(format: &str) -> String {
         "onnx" => "student.onnx",
         "c" => "student.h",
         "rust" => "student.rs",
+        "rust-program" => "student_program.rs",
         _ => "student.ekd",
     }
     .into()
@@ -571,6 +572,7 @@ fn export_format(format: &str) -> Result<crate::export::Format> {
         "onnx" => Format::Onnx,
         "c" => Format::C,
         "rust" => Format::Rust,
+        "rust-program" => Format::RustProgram,
         "ekd" => Format::Ekd,
         other => bail!("export.formats: unknown format `{other}`"),
     })

@@ -154,14 +154,19 @@ impl Default for QuantizeSpec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExportSpec {
-    /// Any of `onnx`, `c`, `rust` (the `.ekd` is always written).
+    /// Any of `onnx`, `c`, `rust`, `rust-program` (the `.ekd` is always written).
     pub formats: Vec<String>,
 }
 
 impl Default for ExportSpec {
     fn default() -> Self {
         ExportSpec {
-            formats: vec!["onnx".into(), "c".into(), "rust".into()],
+            formats: vec![
+                "onnx".into(),
+                "c".into(),
+                "rust".into(),
+                "rust-program".into(),
+            ],
         }
     }
 }
@@ -294,8 +299,9 @@ fn check(r: &PipelineRecipe, base: &Path) -> Result<Vec<TargetSpec>> {
     ensure!(q.calib_size > 0, "quantize.calib_size must be positive");
     for f in &r.export.formats {
         ensure!(
-            matches!(f.as_str(), "onnx" | "c" | "rust" | "ekd"),
-            "export.formats: unknown format `{f}` (onnx, c, rust; the .ekd is always written)"
+            matches!(f.as_str(), "onnx" | "c" | "rust" | "rust-program" | "ekd"),
+            "export.formats: unknown format `{f}` (onnx, c, rust, rust-program; the .ekd is \
+             always written)"
         );
     }
     ensure!(
