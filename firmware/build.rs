@@ -454,7 +454,8 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         output_len: tensor_len(model.output(0))?,
         wide,
         channel_table_op,
-        program: edgekd_runtime::codegen::program_source(&model, "program").map_err(|e| e.to_string())?,
+        program: edgekd_runtime::codegen::program_source(&model, "program")
+            .map_err(|e| e.to_string())?,
     })
 }
 

@@ -181,6 +181,10 @@ impl<'m> Step<'m> {
     /// layer's kernel; [`Error::UnsupportedOp`] for an op this build compiled out.
     pub fn new(parts: OpParts<'m>) -> Result<Self, Error> {
         let code = parts.code();
+        // As the parser refuses them: a program built ahead of time was never parsed here.
+        if !code.compiled_in() {
+            return Err(Error::UnsupportedOp(code.code()));
+        }
         let (input, output) = (
             Span::of(parts.input.clone()),
             Span::of(parts.output.clone()),
@@ -218,11 +222,6 @@ impl<'m> Step<'m> {
                     output,
                     kernel: Kernel::Conv2d(layer),
                 });
-            }
-            // Ops compiled out of this build.
-            #[allow(unreachable_patterns)]
-            OpParams::FullyConnected(..) | OpParams::Conv2d(..) => {
-                return Err(Error::UnsupportedOp(code.code()))
             }
             _ => {}
         }
