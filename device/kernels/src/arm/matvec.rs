@@ -356,7 +356,11 @@ fn output(c: &Chan, acc: i32, q: OutQ) -> i8 {
 /// `out[j] = requant_j(bias_j + col . filter_row_j)` for the prepared channels; `col`
 /// must have been through [`pack`] and start 4-byte aligned (a [`crate::matvec::Cols`]
 /// buffer at an offset that is a multiple of four entries).
-#[inline(always)]
+// Out of line at "s", where the paired conv loop calls it from two places (-544 B of
+// tiny_cnn's code, 6 fewer instructions); at "z" it has one caller, and the call would
+// cost 1,878 instructions per inference.
+#[cfg_attr(all(edgekd_size_opt, not(edgekd_min_size)), inline(never))]
+#[cfg_attr(not(all(edgekd_size_opt, not(edgekd_min_size))), inline(always))]
 pub(crate) fn matvec(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &mut [i8]) {
     let k = col.len();
     let n = out.len().min(chans.len());
