@@ -2,8 +2,9 @@
 //! device ([`program_source`]), for firmware that should link neither the format
 //! parser nor the op decoder.
 //!
-//! The source holds each op's [`OpParts`] as a literal, its constants (filters, biases,
-//! requantization) as `static` arrays, and a `build()` that passes every op through
+//! The source holds each op's [`OpParts`] as a literal in a `static` table, its
+//! constants (filters, biases, requantization) as `static` arrays, and a `build()` that
+//! passes every op through
 //! [`Step::new`](crate::Step::new): the kernels' constructors still check every layer on
 //! the device, so source edited by hand or gone stale can fail there, but cannot make a
 //! kernel read or write out of bounds.
@@ -35,9 +36,9 @@ pub fn program_source(model: &Model<'_>, module: &str) -> Result<String, Error> 
         let parts = OpParts::decode(model, &op?)?;
         // Checked as the device will check it.
         Step::new(parts.clone())?;
-        let line = op_parts(&parts, index, &mut data);
+        let literal = op_parts(&parts, index, &mut data);
         let _ = writeln!(steps, "    // op {index}: {}", parts.code().name());
-        let _ = writeln!(steps, "    program.push(Step::new({line})?)?;");
+        let _ = writeln!(steps, "    {literal},");
     }
     let mut src = String::new();
     let _ = writeln!(
@@ -58,10 +59,20 @@ pub mod {module} {{
     #[repr(C, align(16))]
     struct Aligned<T>(T);
 
-    /// The program; every layer is checked by its kernel here.
+    /// Each op's parts, in running order (data in flash: `build` is one loop whatever
+    /// the model).
+    pub static PARTS: [OpParts<'static>; OPS] = [
+{steps}    ];
+
+    /// The program; every layer is checked by its kernel here. Out of line, the program
+    /// is written straight into the caller's slot.
+    #[inline(never)]
     pub fn build() -> Result<Program<'static, OPS>, Error> {{
         let mut program = Program::new(ARENA_SIZE, {input:?}, {output:?});
-{steps}        Ok(program)
+        for parts in &PARTS {{
+            program.push(Step::new(parts.clone())?)?;
+        }}
+        Ok(program)
     }}
 {statics}}}",
         ops = model.op_count(),

@@ -179,6 +179,9 @@ impl<'m> Step<'m> {
     ///
     /// Errors: [`Error::ShapeMismatch`] or [`Error::UnsupportedParams`] from the
     /// layer's kernel; [`Error::UnsupportedOp`] for an op this build compiled out.
+    // One copy whoever calls it (the decoder, a generated program's loop), and counted
+    // as the runtime's code rather than inlined into a firmware's function.
+    #[inline(never)]
     pub fn new(parts: OpParts<'m>) -> Result<Self, Error> {
         let code = parts.code();
         // As the parser refuses them: a program built ahead of time was never parsed here.

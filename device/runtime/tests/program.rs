@@ -181,11 +181,7 @@ fn program_source_writes_every_op_and_each_constant_once() {
             "pub const ARENA_SIZE: usize = {};",
             model.arena_size()
         )));
-        assert_eq!(
-            src.matches("program.push(Step::new(").count(),
-            ops,
-            "{name}"
-        );
+        assert_eq!(src.matches("OpParts { params: ").count(), ops, "{name}");
         // Each static's length equals the values it lists, and every constant the ops
         // hold is written out in full.
         let mut values = 0;

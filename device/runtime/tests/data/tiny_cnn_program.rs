@@ -14,17 +14,27 @@ pub mod tiny_cnn {
     #[repr(C, align(16))]
     struct Aligned<T>(T);
 
-    /// The program; every layer is checked by its kernel here.
+    /// Each op's parts, in running order (data in flash: `build` is one loop whatever
+    /// the model).
+    pub static PARTS: [OpParts<'static>; OPS] = [
+        // op 0: Conv2D
+        OpParts { params: OpParams::Conv2d(ConvParams { stride_h: 1, stride_w: 2, dilation_h: 1, dilation_w: 1, pad_top: 0, pad_left: 0, depth_multiplier: 1, input_zero_point: 0, output_zero_point: -128, clamp: Clamp { min: -128, max: 127 } }, Requant { multiplier: &OP0_MULTIPLIER, shift: &OP0_SHIFT }), input: 144..184, input2: None, output: 0..144, input_shape: Shape { n: 1, h: 1, w: 40, c: 1 }, output_shape: Shape { n: 1, h: 1, w: 18, c: 8 }, weights: &OP0_WEIGHTS.0, weight_shape: Shape { n: 8, h: 1, w: 5, c: 1 }, bias: Some(&OP0_BIAS) },
+        // op 1: Conv2D
+        OpParts { params: OpParams::Conv2d(ConvParams { stride_h: 1, stride_w: 2, dilation_h: 1, dilation_w: 1, pad_top: 0, pad_left: 0, depth_multiplier: 1, input_zero_point: -128, output_zero_point: -128, clamp: Clamp { min: -128, max: 127 } }, Requant { multiplier: &OP1_MULTIPLIER, shift: &OP1_SHIFT }), input: 0..144, input2: None, output: 144..272, input_shape: Shape { n: 1, h: 1, w: 18, c: 8 }, output_shape: Shape { n: 1, h: 1, w: 8, c: 16 }, weights: &OP1_WEIGHTS.0, weight_shape: Shape { n: 16, h: 1, w: 3, c: 8 }, bias: Some(&OP1_BIAS) },
+        // op 2: Reshape
+        OpParts { params: OpParams::Reshape, input: 144..272, input2: None, output: 144..272, input_shape: Shape { n: 1, h: 1, w: 8, c: 16 }, output_shape: Shape { n: 1, h: 1, w: 1, c: 128 }, weights: &[], weight_shape: Shape { n: 0, h: 0, w: 0, c: 0 }, bias: None },
+        // op 3: FullyConnected
+        OpParts { params: OpParams::FullyConnected(FcParams { input_zero_point: -128, output_zero_point: 0, clamp: Clamp { min: -128, max: 127 } }, Requant { multiplier: &OP3_MULTIPLIER, shift: &OP3_SHIFT }), input: 144..272, input2: None, output: 0..10, input_shape: Shape { n: 1, h: 1, w: 1, c: 128 }, output_shape: Shape { n: 1, h: 1, w: 1, c: 10 }, weights: &OP3_WEIGHTS.0, weight_shape: Shape { n: 1, h: 1, w: 10, c: 128 }, bias: Some(&OP3_BIAS) },
+    ];
+
+    /// The program; every layer is checked by its kernel here. Out of line, the program
+    /// is written straight into the caller's slot.
+    #[inline(never)]
     pub fn build() -> Result<Program<'static, OPS>, Error> {
         let mut program = Program::new(ARENA_SIZE, 144..184, 0..10);
-        // op 0: Conv2D
-        program.push(Step::new(OpParts { params: OpParams::Conv2d(ConvParams { stride_h: 1, stride_w: 2, dilation_h: 1, dilation_w: 1, pad_top: 0, pad_left: 0, depth_multiplier: 1, input_zero_point: 0, output_zero_point: -128, clamp: Clamp { min: -128, max: 127 } }, Requant { multiplier: &OP0_MULTIPLIER, shift: &OP0_SHIFT }), input: 144..184, input2: None, output: 0..144, input_shape: Shape { n: 1, h: 1, w: 40, c: 1 }, output_shape: Shape { n: 1, h: 1, w: 18, c: 8 }, weights: &OP0_WEIGHTS.0, weight_shape: Shape { n: 8, h: 1, w: 5, c: 1 }, bias: Some(&OP0_BIAS) })?)?;
-        // op 1: Conv2D
-        program.push(Step::new(OpParts { params: OpParams::Conv2d(ConvParams { stride_h: 1, stride_w: 2, dilation_h: 1, dilation_w: 1, pad_top: 0, pad_left: 0, depth_multiplier: 1, input_zero_point: -128, output_zero_point: -128, clamp: Clamp { min: -128, max: 127 } }, Requant { multiplier: &OP1_MULTIPLIER, shift: &OP1_SHIFT }), input: 0..144, input2: None, output: 144..272, input_shape: Shape { n: 1, h: 1, w: 18, c: 8 }, output_shape: Shape { n: 1, h: 1, w: 8, c: 16 }, weights: &OP1_WEIGHTS.0, weight_shape: Shape { n: 16, h: 1, w: 3, c: 8 }, bias: Some(&OP1_BIAS) })?)?;
-        // op 2: Reshape
-        program.push(Step::new(OpParts { params: OpParams::Reshape, input: 144..272, input2: None, output: 144..272, input_shape: Shape { n: 1, h: 1, w: 8, c: 16 }, output_shape: Shape { n: 1, h: 1, w: 1, c: 128 }, weights: &[], weight_shape: Shape { n: 0, h: 0, w: 0, c: 0 }, bias: None })?)?;
-        // op 3: FullyConnected
-        program.push(Step::new(OpParts { params: OpParams::FullyConnected(FcParams { input_zero_point: -128, output_zero_point: 0, clamp: Clamp { min: -128, max: 127 } }, Requant { multiplier: &OP3_MULTIPLIER, shift: &OP3_SHIFT }), input: 144..272, input2: None, output: 0..10, input_shape: Shape { n: 1, h: 1, w: 1, c: 128 }, output_shape: Shape { n: 1, h: 1, w: 1, c: 10 }, weights: &OP3_WEIGHTS.0, weight_shape: Shape { n: 1, h: 1, w: 10, c: 128 }, bias: Some(&OP3_BIAS) })?)?;
+        for parts in &PARTS {
+            program.push(Step::new(parts.clone())?)?;
+        }
         Ok(program)
     }
 
