@@ -79,23 +79,34 @@ fn program_built_from_copied_parts_equals_the_golden_outputs() {
         let model_codes: Vec<OpCode> = model.ops().map(|op| op.unwrap().code).collect();
         assert_eq!(codes, model_codes, "{name}");
 
-        let mut arena = vec![0u8; program.arena_size()];
-        let mut exec = Executor::new(program, &mut arena).unwrap();
-        let (rows, cols, inputs) = npy_i8(input);
-        let (_, out_cols, golden) = npy_i8(expected);
-        for r in 0..rows {
-            exec.input_mut()
-                .unwrap()
-                .copy_from_slice(&inputs[r * cols..][..cols]);
-            exec.invoke().unwrap();
-            assert_eq!(
-                exec.output().unwrap(),
-                &golden[r * out_cols..][..out_cols],
-                "{name} sample {r}"
-            );
-        }
-        assert_eq!(exec.invocations(), rows as u32);
+        assert_golden_outputs(program, input, expected, name);
     }
+}
+
+/// Runs `program` on every golden input (`.npy` bytes) and compares each output with
+/// the golden one.
+fn assert_golden_outputs<const N: usize>(
+    program: Program<'_, N>,
+    input: &[u8],
+    expected: &[u8],
+    name: &str,
+) {
+    let mut arena = vec![0u8; program.arena_size()];
+    let mut exec = Executor::new(program, &mut arena).unwrap();
+    let (rows, cols, inputs) = npy_i8(input);
+    let (_, out_cols, golden) = npy_i8(expected);
+    for r in 0..rows {
+        exec.input_mut()
+            .unwrap()
+            .copy_from_slice(&inputs[r * cols..][..cols]);
+        exec.invoke().unwrap();
+        assert_eq!(
+            exec.output().unwrap(),
+            &golden[r * out_cols..][..out_cols],
+            "{name} sample {r}"
+        );
+    }
+    assert_eq!(exec.invocations(), rows as u32);
 }
 
 #[test]
@@ -246,19 +257,6 @@ fn generated_program_compiles_and_equals_the_golden_outputs() {
 
     let program = generated::tiny_cnn::build().unwrap();
     assert_eq!(program.steps().len(), generated::tiny_cnn::OPS);
-    let mut arena = vec![0u8; generated::tiny_cnn::ARENA_SIZE];
-    let mut exec = Executor::new(program, &mut arena).unwrap();
-    let (rows, cols, inputs) = npy_i8(input);
-    let (_, out_cols, golden) = npy_i8(expected);
-    for r in 0..rows {
-        exec.input_mut()
-            .unwrap()
-            .copy_from_slice(&inputs[r * cols..][..cols]);
-        exec.invoke().unwrap();
-        assert_eq!(
-            exec.output().unwrap(),
-            &golden[r * out_cols..][..out_cols],
-            "sample {r}"
-        );
-    }
+    assert_eq!(program.arena_size(), generated::tiny_cnn::ARENA_SIZE);
+    assert_golden_outputs(program, input, expected, "generated tiny_cnn");
 }
