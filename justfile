@@ -62,9 +62,11 @@ firmware-bench-all:
 tract-bench MODEL="models/reference/ds_cnn.ekd" TARGET="host":
     cargo run --release -p edgekd -- bench --target {{TARGET}} --model {{MODEL}}
 
-# Formatting and clippy for the firmware crate (outside the workspace), M4F and M0 builds.
+# Formatting and clippy for the firmware crate (outside the workspace), M4F and M0 builds,
+# and the build that decodes its model on the device.
 firmware-lint:
     cd firmware && cargo fmt --check
     cd firmware && cargo clippy --release -- -D warnings
+    cd firmware && cargo clippy --release --features runtime-decode -- -D warnings
     cd firmware && EDGEKD_OPS=conv2d,fully-connected EDGEKD_FALLBACK=0 EDGEKD_CHANNEL_TABLE=0 cargo clippy --release -- -D warnings
     cd firmware && cargo clippy --release --no-default-features --features microbit --target thumbv6m-none-eabi -- -D warnings
