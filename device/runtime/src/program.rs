@@ -3,7 +3,7 @@
 //! A [`Program`] is built on the device from a parsed [`Model`] ([`Program::decode`],
 //! what the [`Interpreter`](crate::Interpreter) does), or ahead of time: a build script
 //! decodes the model on the host and writes Rust that rebuilds the same table from
-//! [`OpParts`] literals ([`Program::to_rust`] with the `std` feature), so firmware links
+//! [`OpParts`] literals (`codegen::program_source`, with the `std` feature), so firmware links
 //! neither the format parser nor the op decoder (TFLite Micro's code generator does the
 //! same for its interpreter). Either way [`Step::new`] checks every conv and fully
 //! connected layer with its kernel's constructor, every other op's kernel checks its
@@ -37,7 +37,7 @@ impl Span {
 }
 
 /// Everything one op's kernel is built from, as the format stores it: what
-/// [`Step::new`] checks and [`Program::to_rust`] writes out.
+/// [`Step::new`] checks and `codegen::program_source` (with the `std` feature) writes out.
 #[derive(Debug, Clone)]
 pub struct OpParts<'m> {
     /// The op and its parameters (zero points, clamps, strides, requantization).
@@ -315,7 +315,7 @@ impl<'m, const MAX_OPS: usize> Program<'m, MAX_OPS> {
     }
 
     /// Gives fully connected, conv or Add op `index` its prepared table
-    /// ([`crate::Op::wide_weights`]: `fc_wide_weights`', `conv2d_wide_weights`' or
+    /// ([`crate::format::Op::wide_weights`]: `fc_wide_weights`', `conv2d_wide_weights`' or
     /// `add_tables`' layout; 4-byte aligned, e.g. a `static` a firmware build script
     /// wrote), which the DSP kernels read instead of widening each weight and preparing
     /// each channel's requantization (conv, fully connected) or rescaling each input
@@ -325,7 +325,7 @@ impl<'m, const MAX_OPS: usize> Program<'m, MAX_OPS> {
     /// Errors: [`Error::BadIndex`] if there is no op `index`; [`Error::InvalidValue`] if
     /// it is none of those; [`Error::ShapeMismatch`] if `wide` is not the op's table or
     /// not 4-byte aligned; [`Error::UnsupportedParams`] for an op that reads none
-    /// ([`crate::Op::reads_wide_weights`]).
+    /// ([`crate::format::Op::reads_wide_weights`]).
     pub fn set_wide_weights(&mut self, index: usize, wide: &'m [i16]) -> Result<(), Error> {
         let step = self.steps.get_mut(index).ok_or(Error::BadIndex)?;
         match &mut step.kernel {
