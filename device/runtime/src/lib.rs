@@ -2,10 +2,13 @@
 //!
 //! The parser ([`Model::parse`]) validates a model in place, straight from a
 //! `&'static [u8]` in flash, and never allocates. The [`Interpreter`] runs the model
-//! over an arena the caller provides. Every kernel follows the TFLite int8 spec and is
-//! bit-exact with CMSIS-NN's requantization (see `docs/format.md` and `quant`).
+//! over an arena the caller provides: it decodes the model's ops once into a [`Program`]
+//! and runs it with an [`Executor`], which firmware can also use alone, with a program
+//! decoded at build time. Every kernel follows the TFLite int8 spec and is bit-exact with
+//! CMSIS-NN's requantization (see `docs/format.md` and `quant`).
 //!
-//! With the `std` feature, [`writer`] builds `.ekd` files and plans their arena.
+//! With the `std` feature, `writer` builds `.ekd` files and plans their arena, and
+//! `codegen` writes a model's decoded ops as Rust for such firmware.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
