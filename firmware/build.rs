@@ -195,7 +195,7 @@ fn run() -> Result<(), String> {
     }
     // Counted whether or not this build's kernels read them (the linker drops them
     // from builds that do not).
-    let wide_bytes: usize = facts.wide.iter().map(|(_, w)| 2 * w.len()).sum();
+    let wide_bytes = 2 * facts.wide_entries;
     let flash_needed =
         bytes.len() + inputs.data.len() + expected.data.len() + wide_bytes + CODE_RESERVE;
     if flash_needed > flash {
@@ -391,9 +391,10 @@ struct ModelFacts {
     op_macs: Vec<u64>,
     input_len: usize,
     output_len: usize,
-    /// Prepared tables (`fc_wide_weights`, `conv2d_wide_weights`, `add_tables`) by op
-    /// index, for the ops DSP kernels read them for (`Op::wide_weights`).
-    wide: Vec<(usize, Vec<i16>)>,
+    /// Entries of the prepared tables (`fc_wide_weights`, `conv2d_wide_weights`,
+    /// `add_tables`) of the ops DSP kernels read them for (`Op::wide_weights`; the
+    /// generated program holds the tables themselves).
+    wide_entries: usize,
     /// The first op whose channels DSP builds prepare in RAM (`Op::needs_channel_table`).
     channel_table_op: Option<usize>,
     /// The model's ops decoded here, as Rust that rebuilds them on the device
@@ -421,7 +422,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         ));
     }
     let (mut ops_used, mut needs_fallback): (Vec<String>, bool) = (Vec::new(), false);
-    let mut wide = Vec::new();
+    let mut wide_entries = 0;
     let mut scratch_columns = 0;
     let mut op_macs = Vec::new();
     let mut channel_table_op = None;
@@ -436,7 +437,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
             channel_table_op.get_or_insert(index);
         }
         if let Some(table) = op.wide_weights(&model).map_err(|e| e.to_string())? {
-            wide.push((index, table.collect()));
+            wide_entries += table.count();
         }
         let name = op.code.feature().to_string();
         if !ops_used.contains(&name) {
@@ -452,7 +453,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         op_macs,
         input_len: tensor_len(model.input(0))?,
         output_len: tensor_len(model.output(0))?,
-        wide,
+        wide_entries,
         channel_table_op,
         program: edgekd_runtime::codegen::program_source(&model, "program")
             .map_err(|e| e.to_string())?,
@@ -614,31 +615,6 @@ fn generated_source(
             .collect::<Vec<_>>()
             .join(",")
     };
-    let _ = writeln!(
-        s,
-        "/// A prepared table, aligned for word loads.\n#[repr(C, align(4))]\npub struct Wide<const N: usize>(pub [i16; N]);"
-    );
-    let mut table = Vec::new();
-    for (index, wide) in &facts.wide {
-        let values: Vec<String> = wide.iter().map(|x| x.to_string()).collect();
-        let _ = writeln!(
-            s,
-            "static WIDE_{index}: Wide<{}> = Wide([{}]);",
-            wide.len(),
-            values.join(",")
-        );
-        table.push(format!("({index}, &WIDE_{index}.0)"));
-    }
-    let _ = writeln!(
-        s,
-        "/// Conv, fully connected and Add ops' prepared tables by op index (`Interpreter::set_wide_weights`)."
-    );
-    let _ = writeln!(
-        s,
-        "pub static WIDE: [(usize, &[i16]); {}] = [{}];",
-        table.len(),
-        table.join(",")
-    );
     let _ = writeln!(
         s,
         "/// Multiply-accumulates per op (`Op::macs`, counted here so the firmware does not\n/// carry the counting code, which only the report needs)."

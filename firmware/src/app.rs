@@ -125,19 +125,6 @@ pub fn run<W: Write, C: Clock, P: OutputPin>(
         }
     };
 
-    // The linker drops the prepared tables from builds whose kernels do not read them.
-    if edgekd_runtime::FC_USES_WIDE_WEIGHTS
-        || edgekd_runtime::CONV_USES_WIDE_WEIGHTS
-        || edgekd_runtime::ADD_USES_TABLES
-    {
-        for &(op, wide) in gen::WIDE.iter() {
-            if let Err(e) = interp.set_wide_weights(op, wide) {
-                writeln!(out, "error stage=wide-weights op={op} reason=\"{e}\"")?;
-                return Ok(Verdict::Fail);
-            }
-        }
-    }
-
     let mut mismatches = 0usize;
     let mut invoke_stack = 0;
     let mut total = 0u64;
@@ -261,7 +248,9 @@ fn program() -> Result<Program<'static, { gen::OP_COUNT }>, Error> {
 /// the device (`runtime-decode`).
 #[cfg(feature = "runtime-decode")]
 fn program() -> Result<Program<'static, { gen::OP_COUNT }>, Error> {
-    Program::decode(&edgekd_runtime::Model::parse(&gen::MODEL.0)?)
+    let mut program = Program::decode(&edgekd_runtime::Model::parse(&gen::MODEL.0)?)?;
+    gen::program::set_tables(&mut program)?;
+    Ok(program)
 }
 
 fn write_list<W: Write>(out: &mut W, values: &[i8]) -> Result<(), WriteFmtError<W::Error>> {

@@ -32,8 +32,18 @@ pub fn program_source(model: &Model<'_>, module: &str) -> Result<String, Error> 
     let output = model.output(0)?.range();
     let mut data = Statics::default();
     let mut steps = String::new();
+    let mut tables = String::new();
+    let mut table_count = 0;
     for (index, op) in model.ops().enumerate() {
-        let parts = OpParts::decode(model, &op?)?;
+        let op = op?;
+        if let Some(table) = op.wide_weights(model)? {
+            let values: Vec<i16> = table.collect();
+            let name = format!("OP{index}_TABLE");
+            data.table(&name, &values);
+            let _ = writeln!(tables, "        ({index}, &{name}.0),");
+            table_count += 1;
+        }
+        let parts = OpParts::decode(model, &op)?;
         // Checked as the device will check it.
         Step::new(parts.clone())?;
         let literal = op_parts(&parts, index, &mut data);
@@ -59,12 +69,23 @@ pub mod {module} {{
     #[repr(C, align(16))]
     struct Aligned<T>(T);
 
+    /// Aligns a prepared table for word loads.
+    #[repr(C, align(4))]
+    struct Table<T>(T);
+
     /// Each op's parts, in running order (data in flash: `build` is one loop whatever
     /// the model).
     pub static PARTS: [OpParts<'static>; OPS] = [
 {steps}    ];
 
-    /// The program; every layer is checked by its kernel here. Out of line, the program
+    /// Prepared tables by op index (`Op::wide_weights`: conv and fully connected filters
+    /// widened to 16 bits beside each channel's requantization, Add's rescaled inputs),
+    /// which DSP builds not optimized for size read; the linker drops them elsewhere.
+    pub static TABLES: [(usize, &[i16]); {table_count}] = [
+{tables}    ];
+
+    /// The program; every layer is checked by its kernel here, and every prepared
+    /// table against its layer entry by entry ([`set_tables`]). Out of line, the program
     /// is written straight into the caller's slot.
     #[inline(never)]
     pub fn build() -> Result<Program<'static, OPS>, Error> {{
@@ -72,7 +93,22 @@ pub mod {module} {{
         for parts in &PARTS {{
             program.push(Step::new(parts.clone())?)?;
         }}
+        set_tables(&mut program)?;
         Ok(program)
+    }}
+
+    /// Hands the program (this one, or the same model decoded on the device) its
+    /// prepared [`TABLES`] in builds whose kernels read them.
+    pub fn set_tables(program: &mut Program<'static, OPS>) -> Result<(), Error> {{
+        if edgekd_runtime::FC_USES_WIDE_WEIGHTS
+            || edgekd_runtime::CONV_USES_WIDE_WEIGHTS
+            || edgekd_runtime::ADD_USES_TABLES
+        {{
+            for &(op, table) in &TABLES {{
+                program.set_wide_weights(op, table)?;
+            }}
+        }}
+        Ok(())
     }}
 {statics}}}",
         ops = model.op_count(),
@@ -153,6 +189,17 @@ impl Statics {
         );
         let s = self.array("i32", rq.shift, &format!("OP{index}_SHIFT"), false);
         format!("Requant {{ multiplier: &{m}, shift: &{s} }}")
+    }
+
+    /// A `static` prepared table `name`, 4-byte aligned.
+    fn table(&mut self, name: &str, values: &[i16]) {
+        let list: Vec<String> = values.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            self.source,
+            "\n    static {name}: Table<[i16; {}]> = Table([{}]);",
+            values.len(),
+            list.join(", ")
+        );
     }
 
     /// The name of a `static` holding `values` (16-byte aligned if `aligned`).

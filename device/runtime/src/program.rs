@@ -326,6 +326,8 @@ impl<'m, const MAX_OPS: usize> Program<'m, MAX_OPS> {
     /// it is none of those; [`Error::ShapeMismatch`] if `wide` is not the op's table or
     /// not 4-byte aligned; [`Error::UnsupportedParams`] for an op that reads none
     /// ([`crate::format::Op::reads_wide_weights`]).
+    // Out of line for the reason `Step::new` is.
+    #[inline(never)]
     pub fn set_wide_weights(&mut self, index: usize, wide: &'m [i16]) -> Result<(), Error> {
         let step = self.steps.get_mut(index).ok_or(Error::BadIndex)?;
         match &mut step.kernel {

@@ -195,7 +195,7 @@ fn program_source_writes_every_op_and_each_constant_once() {
         assert_eq!(src.matches("OpParts { params: ").count(), ops, "{name}");
         // Each static's length equals the values it lists, and every constant the ops
         // hold is written out in full.
-        let mut values = 0;
+        let (mut values, mut table_values) = (0, 0);
         for line in src
             .lines()
             .filter(|l| l.trim_start().starts_with("static "))
@@ -215,8 +215,20 @@ fn program_source_writes_every_op_and_each_constant_once() {
                 .filter(|v| !v.trim().trim_end_matches([']', ')', ';']).is_empty())
                 .count();
             assert_eq!(len, listed, "{name}: {line:.60}");
-            values += len;
+            if line.contains("_TABLE: Table<") {
+                table_values += len;
+            } else {
+                values += len;
+            }
         }
+        // ... and every prepared table the DSP kernels read.
+        let tables: usize = model
+            .ops()
+            .filter_map(|op| op.unwrap().wide_weights(&model).unwrap())
+            .map(Iterator::count)
+            .sum();
+        assert!(tables > 0, "{name}");
+        assert_eq!(table_values, tables, "{name}");
         let expected: usize = parts_of(&model)
             .iter()
             .map(|p| {

@@ -764,6 +764,10 @@ struct SymbolSizes {
     /// (`generated::program`), or the `.ekd` file (`generated::MODEL`, with the
     /// `runtime-decode` feature).
     model: u64,
+    /// The prepared tables the generated program holds (`generated::program::OP*_TABLE`,
+    /// filters widened to 16 bits and the like), which only DSP builds at opt-level 2/3
+    /// keep.
+    tables: u64,
 }
 
 fn symbol_sizes(elf: &Path) -> Result<SymbolSizes> {
@@ -790,6 +794,8 @@ fn symbol_sizes(elf: &Path) -> Result<SymbolSizes> {
         let code = matches!(kind, "t" | "T");
         if code && (name.contains("edgekd_runtime") || name.contains("edgekd_kernels")) {
             sizes.runtime_code += size;
+        } else if !code && name.contains("generated::program::") && name.contains("_TABLE::") {
+            sizes.tables += size;
         } else if !code
             && (name.contains("generated::program::") || name.contains("generated::MODEL::"))
         {
@@ -861,6 +867,8 @@ pub struct Report {
     pub model_bytes: u64,
     /// The embedded golden vectors' bytes, part of `flash_bytes`.
     pub golden_bytes: u64,
+    /// The layers' prepared tables (DSP builds at opt-level 2/3), part of `flash_bytes`.
+    pub table_bytes: u64,
     /// `.text` bytes.
     pub text_bytes: u64,
     /// Out-of-line code of the runtime and its kernels, part of `text_bytes`.
@@ -933,6 +941,7 @@ impl Report {
             flash_bytes: sizes.get(".vector_table") + sizes.get(".text") + sizes.get(".rodata"),
             model_bytes: sizes.symbols.model,
             golden_bytes: golden.bytes() as u64,
+            table_bytes: sizes.symbols.tables,
             text_bytes: sizes.get(".text"),
             runtime_code_bytes: sizes.symbols.runtime_code,
             opt_level: opt_level.into(),
@@ -998,11 +1007,12 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "flash (.text+.rodata+vectors): {} bytes (code {} of which runtime+kernels {}, model {}, golden vectors {}), opt-level {}",
+            "flash (.text+.rodata+vectors): {} bytes (code {} of which runtime+kernels {}, model {}, prepared tables {}, golden vectors {}), opt-level {}",
             self.flash_bytes,
             self.text_bytes,
             self.runtime_code_bytes,
             self.model_bytes,
+            self.table_bytes,
             self.golden_bytes,
             self.opt_level
         );

@@ -19,8 +19,9 @@ pub enum Format {
     /// Rust source: a 16-byte aligned `static` holding the bytes.
     Rust,
     /// Rust source of the model's ops decoded here (`edgekd_runtime::codegen`): a module
-    /// whose `build()` returns the `Program` an `edgekd_runtime::Executor` runs, so the
-    /// firmware links neither the format parser nor the op decoder (4-8 KB less code).
+    /// whose `build()` returns the `Program` an `edgekd_runtime::Executor` runs, with the
+    /// DSP kernels' prepared tables, so the firmware links neither the format parser nor
+    /// the op decoder (4-8 KB less code).
     RustProgram,
     /// ONNX: QuantizeLinear, QLinearConv (also for fully connected layers), int8 MaxPool,
     /// QDQ around average pooling and softmax.
