@@ -222,3 +222,21 @@ fn ekd_export_is_the_same_file() {
     bad[40] ^= 0xff;
     assert!(export(&bad, Format::C, "m", "m.ekd").is_err());
 }
+
+/// The decoded program of a quantized model: a module named after the symbol (`_model`
+/// after a Rust keyword), one `OpParts` per op, and the prepared tables the DSP kernels
+/// read.
+#[test]
+fn rust_program_names_its_module_and_holds_every_op() {
+    let ekd = int8_model(&cnn_bytes(7), false);
+    let src =
+        String::from_utf8(export(&ekd, Format::RustProgram, "cnn", "cnn.ekd").unwrap()).unwrap();
+    assert!(src.contains("pub mod cnn {"), "{src:.300}");
+    let aligned = edgekd_runtime::writer::AlignedBytes::copy_from(&ekd);
+    let model = edgekd_runtime::Model::parse(aligned.as_bytes()).unwrap();
+    assert_eq!(src.matches("OpParts { params: ").count(), model.op_count());
+    assert!(src.contains(&format!("pub const OPS: usize = {};", model.op_count())));
+    let keyword =
+        String::from_utf8(export(&ekd, Format::RustProgram, "type", "t.ekd").unwrap()).unwrap();
+    assert!(keyword.contains("pub mod type_model {"));
+}

@@ -90,9 +90,22 @@ pub fn rust_source(bytes: &[u8], symbol: &str, source: &str) -> String {
     )
 }
 
-/// Rust source of `model`'s decoded ops, in a module named after `symbol`.
+/// Words a Rust module cannot be named (strict and reserved keywords, 2021 edition).
+const RUST_KEYWORDS: &[&str] = &[
+    "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate",
+    "do", "dyn", "else", "enum", "extern", "false", "final", "fn", "for", "if", "impl", "in",
+    "let", "loop", "macro", "match", "mod", "move", "mut", "override", "priv", "pub", "ref",
+    "return", "self", "static", "struct", "super", "trait", "true", "try", "type", "typeof",
+    "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
+];
+
+/// Rust source of `model`'s decoded ops, in a module named after `symbol` (a keyword
+/// gets `_model` appended).
 pub fn program_source(model: &Model<'_>, symbol: &str, source: &str) -> Result<String> {
-    let module = identifier(symbol).to_ascii_lowercase();
+    let mut module = identifier(symbol).to_ascii_lowercase();
+    if RUST_KEYWORDS.contains(&module.as_str()) {
+        module.push_str("_model");
+    }
     let program = edgekd_runtime::codegen::program_source(model, &module)
         .map_err(|e| anyhow::anyhow!("{source}: cannot decode the model's ops: {e}"))?;
     Ok(format!(
