@@ -69,6 +69,11 @@ fn check(lines: &[String], dsp: bool) {
             let dense: u32 = field(l, "dense");
             assert!(dense >= 10, "too few dense-path cases: {l}");
         }
+        // ... and depthwise cases with whole one-row windows the asm row block.
+        if l.contains("kernel=DepthwiseConv2D") {
+            let dense: u32 = field(l, "dense");
+            assert!(dense >= 10, "too few one-row window cases: {l}");
+        }
     }
     // Add, MaxPool2D, AvgPool2D and GlobalAvgPool against their reference loops.
     let elementwise: Vec<&String> = lines

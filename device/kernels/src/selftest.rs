@@ -57,8 +57,8 @@ pub struct Tally {
     /// (`FcLayer::with_wide_weights`, `ConvLayer::with_wide_weights`, `add_in`).
     pub wide: u32,
     /// Of the conv cases run from the table, those DSP builds run on the dense
-    /// paired-pixel path (`ConvLayer::runs_dense`); of the pooling cases, those with
-    /// whole one-row windows, which DSP builds run in one asm block per row.
+    /// paired-pixel path (`ConvLayer::runs_dense`); of the depthwise and pooling cases,
+    /// those with whole one-row windows, which DSP builds run in one asm block per row.
     pub dense: u32,
 }
 
@@ -275,7 +275,19 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
             let (n, h, w) = (rng.usize(1, 2), rng.usize(1, 5), rng.usize(1, 24));
             let h = if one_d { 1 } else { h };
             let in_c = rng.usize(1, if depthwise { 20 } else { 12 });
-            let dm = if depthwise { rng.usize(1, 3) } else { 1 };
+            // Half the depthwise cases have whole groups of four channels and depth
+            // multiplier 1, the layers the DSP kernel's asm row block takes.
+            let grouped = depthwise && rng.range(0, 2) == 0;
+            let in_c = if grouped {
+                in_c.next_multiple_of(4)
+            } else {
+                in_c
+            };
+            let dm = if depthwise && !grouped {
+                rng.usize(1, 3)
+            } else {
+                1
+            };
             let out_c = if depthwise {
                 in_c * dm
             } else if rng.range(0, 5) == 0 {
@@ -388,6 +400,15 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
             let macs = (no * per_out) as u64;
             compare(fa, fb, &out_a[..no], &out_b[..no], macs, tally);
             if depthwise {
+                // Cases DSP builds (not optimized for size) run partly in the asm block
+                // of one-row windows (`window4_run`): depth multiplier 1, one-row
+                // windows without dilation, the whole int8 range, whole groups of four
+                // channels, whole windows in the row, every channel in the single-step
+                // requantization.
+                let (lo, hi) = crate::whole_windows(w, kw, sw, pl, ow);
+                let runs = dm == 1 && kh == 1 && dw == 1 && out_c % 4 == 0 && lo < hi;
+                let single = crate::quant::all_single_step(&c.rq(), c.out_zp);
+                tally.dense += u32::from(fa.is_ok() && runs && c.clamp == Clamp::NONE && single);
                 continue;
             }
             // The same layer from its widened filter (a second case) where the DSP
