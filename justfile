@@ -27,8 +27,10 @@ nostd:
     cargo build -p edgekd-runtime --target thumbv6m-none-eabi
     # Firmware compiles only its model's kernels: each one alone must build (DSP core).
     for f in conv2d depthwise-conv2d fully-connected pool mean add softmax; do cargo clippy -q -p edgekd-kernels --target thumbv7em-none-eabihf --no-default-features --features $f -- -D warnings || exit 1; done
-    # ... and conv without the RAM channel table (every layer brings its prepared one).
+    # ... and conv without the RAM channel table (every layer brings its prepared one)
+    # or the general loop (every layer runs dense).
     EDGEKD_CHANNEL_TABLE=0 cargo clippy -q -p edgekd-kernels --target thumbv7em-none-eabihf --no-default-features --features conv2d,fully-connected -- -D warnings
+    EDGEKD_CONV_GENERAL=0 cargo clippy -q -p edgekd-kernels --target thumbv7em-none-eabihf --no-default-features --features conv2d -- -D warnings
 
 # Regenerate the reference models and golden vectors (commit the result deliberately).
 reference:
@@ -68,5 +70,5 @@ firmware-lint:
     cd firmware && cargo fmt --check
     cd firmware && cargo clippy --release -- -D warnings
     cd firmware && cargo clippy --release --features runtime-decode -- -D warnings
-    cd firmware && EDGEKD_OPS=conv2d,fully-connected EDGEKD_FALLBACK=0 EDGEKD_CHANNEL_TABLE=0 cargo clippy --release -- -D warnings
+    cd firmware && EDGEKD_OPS=conv2d,fully-connected EDGEKD_FALLBACK=0 EDGEKD_CHANNEL_TABLE=0 EDGEKD_CONV_GENERAL=0 cargo clippy --release -- -D warnings
     cd firmware && cargo clippy --release --no-default-features --features microbit --target thumbv6m-none-eabi -- -D warnings

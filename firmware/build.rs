@@ -120,6 +120,7 @@ fn run() -> Result<(), String> {
         "EDGEKD_FALLBACK",
         "EDGEKD_MAX_COLS",
         "EDGEKD_CHANNEL_TABLE",
+        "EDGEKD_CONV_GENERAL",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -155,6 +156,7 @@ fn run() -> Result<(), String> {
     check_fallback(&facts, &model_path)?;
     check_columns(&facts, &model_path)?;
     check_channel_table(&facts, &model_path)?;
+    check_conv_general(&facts, &model_path)?;
     let inputs = read_i8_npy(&input_path)?;
     let expected = read_i8_npy(&expected_path)?;
     if inputs.cols != facts.input_len {
@@ -326,6 +328,31 @@ fn check_channel_table(facts: &ModelFacts, model_path: &Path) -> Result<(), Stri
     Ok(())
 }
 
+/// `EDGEKD_CONV_GENERAL=0` leaves the conv kernel's general loop out (see the kernels'
+/// build script): refuse it for a model with a conv layer that does not run on the
+/// dense path (it would fail on the device) and for the self-test. The kernels refuse
+/// it with the small kernels themselves.
+fn check_conv_general(facts: &ModelFacts, model_path: &Path) -> Result<(), String> {
+    if env::var("EDGEKD_CONV_GENERAL").as_deref() != Ok("0") {
+        return Ok(());
+    }
+    if env::var_os("CARGO_FEATURE_SELFTEST").is_some() {
+        return Err(
+            "the self-test compares the conv kernel's general loop too: unset EDGEKD_CONV_GENERAL"
+                .into(),
+        );
+    }
+    if let Some(index) = facts.conv_general_op {
+        return Err(format!(
+            "op {index} of the model {} is a conv layer that runs on the kernel's general \
+             loop (2-D windows, padding across rows, an odd channel count or no prepared \
+             table), but EDGEKD_CONV_GENERAL=0 leaves the loop out: unset it",
+            model_path.display()
+        ));
+    }
+    Ok(())
+}
+
 fn select_board() -> Result<&'static Board, String> {
     let chosen: Vec<&Board> = BOARDS
         .iter()
@@ -397,6 +424,8 @@ struct ModelFacts {
     wide_entries: usize,
     /// The first op whose channels DSP builds prepare in RAM (`Op::needs_channel_table`).
     channel_table_op: Option<usize>,
+    /// The first conv op DSP builds run on the general loop (`Op::needs_conv_general`).
+    conv_general_op: Option<usize>,
     /// The model's ops decoded here, as Rust that rebuilds them on the device
     /// (`edgekd_runtime::codegen`).
     program: String,
@@ -426,6 +455,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
     let mut scratch_columns = 0;
     let mut op_macs = Vec::new();
     let mut channel_table_op = None;
+    let mut conv_general_op = None;
     for (index, op) in model.ops().enumerate() {
         let op = op.map_err(|e| e.to_string())?;
         let fallback = op.needs_fallback(&model).map_err(|e| e.to_string())?;
@@ -435,6 +465,9 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
             scratch_columns.max(op.scratch_columns(&model).map_err(|e| e.to_string())?);
         if op.needs_channel_table(&model).map_err(|e| e.to_string())? {
             channel_table_op.get_or_insert(index);
+        }
+        if op.needs_conv_general(&model).map_err(|e| e.to_string())? {
+            conv_general_op.get_or_insert(index);
         }
         if let Some(table) = op.wide_weights(&model).map_err(|e| e.to_string())? {
             wide_entries += table.count();
@@ -455,6 +488,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         output_len: tensor_len(model.output(0))?,
         wide_entries,
         channel_table_op,
+        conv_general_op,
         program: edgekd_runtime::codegen::program_source(&model, "program")
             .map_err(|e| e.to_string())?,
     })

@@ -7,7 +7,8 @@
 //! (M33, M35P, M55, M85), named with `-C target-cpu` or `-C target-feature=+dsp`.
 //!
 //! Also reads `EDGEKD_FALLBACK` ([`fallback_knob`]), `EDGEKD_MAX_COLS` ([`columns_knob`]),
-//! `EDGEKD_OPS` ([`op_knobs`]), `EDGEKD_CHANNEL_TABLE` ([`channel_table_knob`]) and the
+//! `EDGEKD_OPS` ([`op_knobs`]), `EDGEKD_CHANNEL_TABLE` ([`channel_table_knob`]),
+//! `EDGEKD_CONV_GENERAL` ([`conv_general_knob`]), and `EDGEKD_KERNELS` with the
 //! opt-level ([`size_knob`]).
 
 use std::env;
@@ -15,7 +16,7 @@ use std::env;
 fn main() {
     fallback_knob();
     columns_knob();
-    let size_opt = size_knob();
+    let small_kernels = size_knob();
     let (depthwise, conv) = op_knobs();
     println!("cargo::rustc-check-cfg=cfg(edgekd_dsp)");
     println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
@@ -55,7 +56,34 @@ fn main() {
     if dsp {
         println!("cargo::rustc-cfg=edgekd_dsp");
     }
-    channel_table_knob(dsp, size_opt, depthwise, conv);
+    channel_table_knob(dsp, small_kernels, depthwise, conv);
+    conv_general_knob(dsp, small_kernels);
+}
+
+/// `EDGEKD_CONV_GENERAL=0` leaves the conv kernel's general im2col loop out
+/// (`cfg(edgekd_no_conv_general)`): every conv layer must then run on the dense path
+/// (`ConvLayer::runs_dense`: a prepared table and every receptive field a run of the
+/// input), and any other fails with `KernelError::UnsupportedParams`. The loop is the
+/// kernels' largest piece (tiny_cnn at opt-level 3: 9.3 KB). `edgekd bench`/`flash` set it
+/// when every conv layer of the model runs dense (`Op::needs_conv_general`; the
+/// firmware's build script checks). Bare-metal DSP targets with the fast kernels only:
+/// the small kernels and cores without DSP have no dense path and keep the loop.
+fn conv_general_knob(dsp: bool, small_kernels: bool) {
+    println!("cargo::rustc-check-cfg=cfg(edgekd_no_conv_general)");
+    println!("cargo::rerun-if-env-changed=EDGEKD_CONV_GENERAL");
+    let bare_metal = env::var("TARGET").unwrap_or_default().contains("-none");
+    match env::var("EDGEKD_CONV_GENERAL").as_deref() {
+        Ok("0") if bare_metal && dsp && small_kernels => println!(
+            "cargo::error=EDGEKD_CONV_GENERAL=0 needs the fast kernels: the small ones \
+             (EDGEKD_KERNELS=small, the default at opt-level s/z) run every conv layer on \
+             the general loop"
+        ),
+        Ok("0") if bare_metal && dsp => println!("cargo::rustc-cfg=edgekd_no_conv_general"),
+        Ok("0" | "1") | Err(_) => {}
+        Ok(other) => {
+            println!("cargo::error=EDGEKD_CONV_GENERAL must be 0 or 1, not `{other}`")
+        }
+    }
 }
 
 /// `EDGEKD_CHANNEL_TABLE=0` leaves the DSP kernels' channel table (320 bytes of every
@@ -63,10 +91,10 @@ fn main() {
 /// then read their channels only from their prepared tables (`conv2d_wide_weights`,
 /// `ConvLayer::with_wide_weights`), and a conv layer without one runs the reference
 /// kernel. `edgekd bench`/`flash` set it when every conv layer of the model has a table
-/// (the firmware's build script checks); depthwise layers and size-optimized builds
+/// (the firmware's build script checks); depthwise layers and the small kernels
 /// (which read no tables) need the table, so it is refused there. Bare-metal DSP
 /// targets only; elsewhere there is no such table.
-fn channel_table_knob(dsp: bool, size_opt: bool, depthwise: bool, conv: bool) {
+fn channel_table_knob(dsp: bool, small_kernels: bool, depthwise: bool, conv: bool) {
     println!("cargo::rustc-check-cfg=cfg(edgekd_no_channel_table)");
     println!("cargo::rerun-if-env-changed=EDGEKD_CHANNEL_TABLE");
     let bare_metal = env::var("TARGET").unwrap_or_default().contains("-none");
@@ -77,10 +105,11 @@ fn channel_table_knob(dsp: bool, size_opt: bool, depthwise: bool, conv: bool) {
                     "cargo::error=EDGEKD_CHANNEL_TABLE=0 leaves out the channel table the \
                      depthwise kernel needs: unset it for models with depthwise layers"
                 );
-            } else if size_opt && conv {
+            } else if small_kernels && conv {
                 println!(
-                    "cargo::error=EDGEKD_CHANNEL_TABLE=0 needs opt-level 2 or 3: \
-                     size-optimized builds prepare every conv layer's channels in the table"
+                    "cargo::error=EDGEKD_CHANNEL_TABLE=0 needs the fast kernels: the small \
+                     ones (EDGEKD_KERNELS=small, the default at opt-level s/z) prepare \
+                     every conv layer's channels in the table"
                 );
             } else {
                 println!("cargo::rustc-cfg=edgekd_no_channel_table");
@@ -137,23 +166,36 @@ fn columns_knob() {
     }
 }
 
-/// Builds optimized for size (`opt-level` "s" or "z") get `cfg(edgekd_size_opt)`: the
-/// kernels then keep one copy of the fully connected row loop, which they otherwise
-/// specialize for layers clamped to the whole int8 range (saturating with `SSAT`).
+/// `cfg(edgekd_small_kernels)`: the small kernels, without the DSP builds' assembly
+/// loops and prepared tables (the fully connected row loop in one copy, not also
+/// specialized for layers clamped to the whole int8 range, and so on). They are the
+/// default of builds optimized for size (`opt-level` "s" or "z"); `EDGEKD_KERNELS=fast`
+/// or `small` chooses either at any opt-level (tiny_cnn on the M4 at "z": 25,448
+/// instructions with 7.9 KB of runtime code small, 10,582 with 13.8 KB fast).
 /// "z" also gets `cfg(edgekd_min_size)`: convolutions then run one pixel per pass.
 fn size_knob() -> bool {
-    println!("cargo::rustc-check-cfg=cfg(edgekd_size_opt)");
+    println!("cargo::rustc-check-cfg=cfg(edgekd_small_kernels)");
     println!("cargo::rustc-check-cfg=cfg(edgekd_min_size)");
+    println!("cargo::rerun-if-env-changed=EDGEKD_KERNELS");
     let level = env::var("OPT_LEVEL").unwrap_or_default();
     let size_opt = matches!(level.as_str(), "s" | "z");
-    if size_opt {
-        println!("cargo::rustc-cfg=edgekd_size_opt");
+    let small = match env::var("EDGEKD_KERNELS").as_deref() {
+        Ok("small") => true,
+        Ok("fast") => false,
+        Err(_) => size_opt,
+        Ok(other) => {
+            println!("cargo::error=EDGEKD_KERNELS must be `fast` or `small`, not `{other}`");
+            size_opt
+        }
+    };
+    if small {
+        println!("cargo::rustc-cfg=edgekd_small_kernels");
     }
     // "z" asks for the least code: see `PAIR_PIXELS`.
     if level == "z" {
         println!("cargo::rustc-cfg=edgekd_min_size");
     }
-    size_opt
+    small
 }
 
 /// `cfg(edgekd_depthwise)` and `cfg(edgekd_conv2d)`: the depthwise and conv kernels,

@@ -83,18 +83,18 @@ fn host_outputs(model_path: &Path, inputs: &edgekd::io::Matrix<i8>) -> Vec<Vec<i
 }
 
 fn check_model(target: &str, name: &str) -> serde_json::Value {
-    check_model_at(target, name, "3")
+    check_model_built(target, name, &[])
 }
 
-/// [`check_model`] for a firmware built at `opt_level` (size builds compile other
-/// variants of the DSP kernels: no widened filters, one copy of specialized loops).
-fn check_model_at(target: &str, name: &str, opt_level: &str) -> serde_json::Value {
+/// [`check_model`] for a firmware built with `build_args` (`--opt-level`, `--kernels`:
+/// other variants of the DSP kernels).
+fn check_model_built(target: &str, name: &str, build_args: &[&str]) -> serde_json::Value {
     let dir = repo().join("models/reference");
     let model = dir.join(format!("{name}.ekd"));
     let inputs = read_i8_matrix(&dir.join(format!("{name}.input.npy"))).unwrap();
     let golden = read_i8_matrix(&dir.join(format!("{name}.expected.npy"))).unwrap();
 
-    let out = bench(target, &model, &["--opt-level", opt_level]);
+    let out = bench(target, &model, build_args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -182,6 +182,8 @@ fn cortex_m4_outputs_equal_host_runtime() {
         match name {
             "tiny_cnn" => {
                 assert_eq!(r["channel_table"], false);
+                // ... and every conv layer runs dense: no general conv loop.
+                assert_eq!(r["conv_general"], false);
                 assert!(ram < 1588, "tiny_cnn: arena + interpreter {ram} bytes");
             }
             "ds_cnn" => assert_eq!(r["channel_table"], true),
@@ -191,14 +193,34 @@ fn cortex_m4_outputs_equal_host_runtime() {
 }
 
 /// Builds optimized for size take other kernel variants: tiny_cnn (conv pairs, fully
-/// connected) at "z" on the M4.
+/// connected) at "z" on the M4, with the small kernels (the default there) and with the
+/// fast ones.
 #[test]
 fn size_optimized_cortex_m4_outputs_equal_host_runtime() {
     require_tools(&["thumbv7em-none-eabihf"]);
     let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
-    let r = check_model_at("qemu-m4", "tiny_cnn", "z");
-    assert_eq!(r["opt_level"], "z");
-    assert_eq!(r["channel_table"], true);
+    let small = check_model_built("qemu-m4", "tiny_cnn", &["--opt-level", "z"]);
+    assert_eq!(small["opt_level"], "z");
+    assert_eq!(small["kernels"], "small");
+    assert_eq!(small["channel_table"], true);
+    assert_eq!(small["table_bytes"], 0);
+    assert_eq!(small["conv_general"], true);
+
+    let fast = check_model_built(
+        "qemu-m4",
+        "tiny_cnn",
+        &["--opt-level", "z", "--kernels", "fast"],
+    );
+    assert_eq!(fast["kernels"], "fast");
+    // The fast kernels read every layer's prepared table (so no channel table in RAM),
+    // run both conv layers dense (so no general conv loop) and take fewer
+    // instructions (exact counts) for more code.
+    assert_eq!(fast["channel_table"], false);
+    assert_eq!(fast["conv_general"], false);
+    assert!(fast["table_bytes"].as_u64().unwrap() > 0);
+    let count = |r: &serde_json::Value, key: &str| r[key].as_u64().unwrap();
+    assert!(count(&fast, "per_inference") < count(&small, "per_inference"));
+    assert!(count(&fast, "runtime_code_bytes") > count(&small, "runtime_code_bytes"));
 }
 
 #[test]
@@ -251,17 +273,10 @@ fn build_and_run(
     expected: &Path,
     features: &[&str],
 ) -> std::process::Output {
-    let fw = repo().join("firmware");
-    let target_dir = fw.join("target");
-    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&fw)
-        .args(["build", "--release"])
+    let build = firmware_build(model)
         .args(features.iter().flat_map(|f| ["--features", f]))
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("EDGEKD_MODEL", model)
         .env("EDGEKD_INPUT", input)
         .env("EDGEKD_EXPECTED", expected)
-        .env_remove("RUSTFLAGS")
         .output()
         .unwrap();
     assert!(
@@ -269,10 +284,11 @@ fn build_and_run(
         "{}",
         String::from_utf8_lossy(&build.stderr)
     );
+    let fw = repo().join("firmware");
     Command::new("sh")
         .current_dir(&fw)
         .arg("qemu-run.sh")
-        .arg(target_dir.join("thumbv7em-none-eabihf/release/edgekd-firmware"))
+        .arg(fw.join("target/thumbv7em-none-eabihf/release/edgekd-firmware"))
         .output()
         .unwrap()
 }
@@ -392,19 +408,24 @@ fn long_fully_connected_keeps_the_fallback() {
     );
 }
 
-/// Builds the M4 firmware for `model` with one build-time variable set (the tests of
-/// what its build script refuses).
-fn build_firmware(model: &Path, (var, value): (&str, &str)) -> std::process::Output {
+/// The `cargo build --release` of the M4 firmware (the crate's default target,
+/// mps2-an386) for `model`, in the firmware's own target directory.
+fn firmware_build(model: &Path) -> Command {
     let fw = repo().join("firmware");
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build
         .current_dir(&fw)
         .args(["build", "--release"])
         .env("CARGO_TARGET_DIR", fw.join("target"))
         .env("EDGEKD_MODEL", model)
-        .env(var, value)
-        .env_remove("RUSTFLAGS")
-        .output()
-        .unwrap()
+        .env_remove("RUSTFLAGS");
+    build
+}
+
+/// Builds the M4 firmware for `model` with one build-time variable set (the tests of
+/// what its build script refuses).
+fn build_firmware(model: &Path, (var, value): (&str, &str)) -> std::process::Output {
+    firmware_build(model).env(var, value).output().unwrap()
 }
 
 /// A column buffer smaller than the model's layers need (`EDGEKD_MAX_COLS`) is refused
@@ -438,6 +459,54 @@ fn channel_table_is_kept_for_layers_that_need_it() {
     );
     assert!(
         stderr.contains("EDGEKD_CHANNEL_TABLE=0") && stderr.contains("depthwise"),
+        "{stderr}"
+    );
+}
+
+/// `EDGEKD_CONV_GENERAL=0` is refused for a model with a conv layer the dense path
+/// cannot run (three output channels: it pairs them), naming the op and the variable.
+#[test]
+fn conv_general_loop_is_kept_for_layers_that_need_it() {
+    use edgekd_runtime::writer::{Activation, ModelBuilder, OpSpec, QuantSpec};
+    require_tools(&["thumbv7em-none-eabihf"]);
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut b = ModelBuilder::new("odd_conv");
+    let x = b.activation(&[1, 1, 8, 2], 0.05, -3);
+    let w = b.weights(
+        &[3, 1, 3, 2],
+        (0..18).map(|i| i as i8 - 9).collect(),
+        QuantSpec::PerChannel {
+            scales: vec![0.01, 0.02, 0.03],
+            axis: 0,
+        },
+    );
+    let y = b.activation(&[1, 1, 6, 3], 0.1, -128);
+    b.op(OpSpec::Conv2d {
+        input: x,
+        weights: w,
+        bias: None,
+        output: y,
+        stride: [1, 1],
+        dilation: [1, 1],
+        pad: [0, 0],
+        activation: Activation::Relu,
+    })
+    .inputs(&[x])
+    .outputs(&[y]);
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("odd_conv.ekd");
+    std::fs::write(&model, b.finish().unwrap()).unwrap();
+
+    let build = build_firmware(&model, ("EDGEKD_CONV_GENERAL", "0"));
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(
+        !build.status.success(),
+        "the build took EDGEKD_CONV_GENERAL=0"
+    );
+    assert!(
+        stderr.contains("op 0 of the model")
+            && stderr.contains("odd_conv.ekd")
+            && stderr.contains("EDGEKD_CONV_GENERAL=0"),
         "{stderr}"
     );
 }

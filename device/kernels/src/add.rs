@@ -94,7 +94,7 @@ pub fn add_in(
     let single_step = crate::quant::RoundingRq::new(p.output_multiplier, p.output_shift, ozp);
     #[cfg(all(target_arch = "arm", edgekd_dsp))]
     let full_range = lo == -128 && hi == 127;
-    #[cfg(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt)))]
+    #[cfg(all(target_arch = "arm", edgekd_dsp, not(edgekd_small_kernels)))]
     if let (Some(rq), Some([t1, t2])) = (&single_step, table.and_then(crate::arm::add_words)) {
         if full_range && !output.is_empty() && t2.as_ptr() == t1.as_ptr_range().end {
             // SAFETY: `t1` and `t2` are the table's two 256-word halves, adjacent
@@ -119,7 +119,7 @@ pub fn add_in(
         }
         return Ok(());
     }
-    #[cfg(not(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt))))]
+    #[cfg(not(all(target_arch = "arm", edgekd_dsp, not(edgekd_small_kernels))))]
     let _ = table;
     let mut sums = [0i32; CHUNK];
     for ((o, a), b) in output

@@ -88,7 +88,7 @@ pub struct ConvLayer<'a> {
     /// Whether the layer, with its table, takes the dense paired-pixel path
     /// ([`ConvLayer::runs_dense`]), decided once by [`ConvLayer::with_wide_weights`].
     #[cfg_attr(
-        not(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt))),
+        not(all(target_arch = "arm", edgekd_dsp, not(edgekd_small_kernels))),
         allow(dead_code)
     )]
     dense: bool,
@@ -197,7 +197,7 @@ impl<'a> ConvLayer<'a> {
         Ok(self)
     }
 
-    /// Whether DSP builds (not optimized for size) run this layer, once it has its
+    /// Whether DSP builds with the fast kernels run this layer, once it has its
     /// table ([`ConvLayer::with_wide_weights`], which decides it), on the dense
     /// paired-pixel path: every receptive field a run of the input (1-D signals, where
     /// padding may clip the windows at both ends of a row, or kernels as wide as the
@@ -261,7 +261,9 @@ impl<'a> ConvLayer<'a> {
     ///
     /// Errors: [`KernelError::ShapeMismatch`] for other lengths;
     /// [`KernelError::UnsupportedParams`] from builds without the fallback kernels
-    /// (`EDGEKD_FALLBACK=0`) for a layer that needs them ([`conv2d_needs_fallback`]).
+    /// (`EDGEKD_FALLBACK=0`) for a layer that needs them ([`conv2d_needs_fallback`]),
+    /// and from builds without the general loop (`EDGEKD_CONV_GENERAL=0`) for a layer
+    /// that does not run dense ([`ConvLayer::runs_dense`], with its prepared table).
     // Small and out of line: the dense path's frames do not nest inside the general
     // loop's 0.5 KB one, and neither sits under every other op's kernel (as it would
     // inlined into the interpreter's dispatch).
@@ -276,15 +278,21 @@ impl<'a> ConvLayer<'a> {
         if output.is_empty() {
             return Ok(());
         }
-        #[cfg(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt)))]
+        #[cfg(all(target_arch = "arm", edgekd_dsp, not(edgekd_small_kernels)))]
         if let Some(wide) = self.wide.filter(|_| self.dense) {
             return crate::arm::conv::dense_wide(&mut scratch.cols, self, wide, input, output);
         }
+        // Builds whose every conv layer runs dense leave the general loop out (code
+        // size; `EDGEKD_CONV_GENERAL=0`, see `Op::needs_conv_general`).
+        #[cfg(edgekd_no_conv_general)]
+        return Err(KernelError::UnsupportedParams);
+        #[cfg(not(edgekd_no_conv_general))]
         self.run_im2col(scratch, input, output)
     }
 
     /// [`ConvLayer::run`] on the general loop (or the reference), lengths checked.
     #[inline(never)]
+    #[cfg_attr(edgekd_no_conv_general, allow(dead_code))]
     fn run_im2col(
         &self,
         scratch: &mut Scratch,
@@ -511,9 +519,9 @@ fn im2col(
     for c0 in (0..out_c).step_by(BLOCK) {
         let n = BLOCK.min(out_c - c0);
         // DSP builds read the channels from the layer's prepared table when it has one.
-        #[cfg(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt)))]
+        #[cfg(all(target_arch = "arm", edgekd_dsp, not(edgekd_small_kernels)))]
         let prepared = crate::arm::table::prepared_channels(wide, out_c, c0, n);
-        #[cfg(not(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt))))]
+        #[cfg(not(all(target_arch = "arm", edgekd_dsp, not(edgekd_small_kernels))))]
         let prepared = None;
         let chans = match prepared {
             Some(chans) => chans,
@@ -536,10 +544,10 @@ fn im2col(
             .filter(|_| pair && PAIR_OFFSET + 4 * groups <= MAX_COLS)
             .and_then(|w| w.get(CONV_WIDE_CHANNEL_ENTRIES * out_c + c0 * 4 * groups..))
             .and_then(|w| w.get(..n / 2 * 8 * groups));
-        // Builds optimized for size keep only the general loop (this one is a second
+        // The small kernels keep only the general loop (this one is a second
         // copy of the pair kernel: 2.5 KB for 3 % of tiny_cnn's instructions).
         #[cfg(all(target_arch = "arm", edgekd_dsp))]
-        if !cfg!(edgekd_size_opt) && pair && dense && contiguous {
+        if !cfg!(edgekd_small_kernels) && pair && dense && contiguous {
             dense_pairs(
                 cols,
                 chans,

@@ -86,10 +86,13 @@ pub use matvec::fully_connected_scratch_columns;
 pub use matvec::DEFAULT_MAX_COLS;
 
 /// Whether this build's fully connected layers run faster from the filter widened to
-/// 16 bits (`fc_wide_weights`, `FcLayer::with_wide_weights`): DSP cores in builds not
-/// optimized for size. Elsewhere a widened filter is checked, then ignored.
-pub const FC_USES_WIDE_WEIGHTS: bool =
-    cfg!(all(target_arch = "arm", edgekd_dsp, not(edgekd_size_opt)));
+/// 16 bits (`fc_wide_weights`, `FcLayer::with_wide_weights`): DSP cores with the fast
+/// kernels. Elsewhere a widened filter is checked, then ignored.
+pub const FC_USES_WIDE_WEIGHTS: bool = cfg!(all(
+    target_arch = "arm",
+    edgekd_dsp,
+    not(edgekd_small_kernels)
+));
 
 /// Checks a prepared table handed in for a layer: 4-byte aligned (the DSP kernels load
 /// it a word at a time) and equal to the layer's own, `expected`, entry for entry (so a
@@ -446,7 +449,7 @@ pub(crate) struct Axis {
     not(all(
         target_arch = "arm",
         edgekd_dsp,
-        not(edgekd_size_opt),
+        not(edgekd_small_kernels),
         any(edgekd_conv2d, edgekd_depthwise, feature = "pool")
     )),
     allow(dead_code)
@@ -533,7 +536,7 @@ impl Axis {
     #[cfg(all(
         target_arch = "arm",
         edgekd_dsp,
-        not(edgekd_size_opt),
+        not(edgekd_small_kernels),
         any(edgekd_depthwise, feature = "pool")
     ))]
     pub(crate) fn whole(&self, output: usize) -> (usize, usize) {

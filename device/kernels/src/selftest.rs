@@ -400,7 +400,7 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
             let macs = (no * per_out) as u64;
             compare(fa, fb, &out_a[..no], &out_b[..no], macs, tally);
             if depthwise {
-                // Cases DSP builds (not optimized for size) run partly in the asm block
+                // Cases DSP builds with the fast kernels run partly in the asm block
                 // of one-row windows (`window4_run`): depth multiplier 1, one-row
                 // windows without dilation, the whole int8 range, whole groups of four
                 // channels, whole windows in the row, every channel in the single-step
@@ -638,7 +638,7 @@ fn run_pool(seed: u64, cases: u32, fast: PoolFn, reference: PoolFn) -> Tally {
         let fb = reference(&p, si, &input[..ni], so, &mut out_b[..no]);
         compare(fa, fb, &out_a[..no], &out_b[..no], no as u64, &mut tally);
         // Cases whose rows have one-row windows with whole ones among them: DSP builds
-        // (not optimized for size) run those pixels in one asm block.
+        // (with the fast kernels) run those pixels in one asm block.
         let (lo, hi) = crate::whole_windows(w, kw, sw, pl, ow);
         let one_row = kh == 1 || h == 1;
         tally.dense += u32::from(fa.is_ok() && c % 4 == 0 && one_row && lo < hi);

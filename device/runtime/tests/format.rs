@@ -59,6 +59,20 @@ fn small_model() -> ModelBuilder {
     b
 }
 
+/// A conv layer with an odd number of output channels cannot run on the DSP kernels'
+/// dense path (it pairs channels): firmware keeps the general loop for it.
+#[test]
+fn odd_channel_conv_needs_the_general_loop() {
+    let bytes = small_model().finish().unwrap();
+    let buf = aligned(&bytes);
+    let m = Model::parse(buf.as_bytes()).unwrap();
+    let needs: Vec<bool> = m
+        .ops()
+        .map(|op| op.unwrap().needs_conv_general(&m).unwrap())
+        .collect();
+    assert_eq!(needs, [true, false, false]);
+}
+
 #[test]
 fn writer_output_parses_back_to_the_same_model() {
     let bytes = small_model().finish().unwrap();

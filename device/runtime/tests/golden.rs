@@ -47,9 +47,13 @@ fn shipped_models_declare_what_their_ops_need() {
         let buf = aligned(bytes);
         let model = Model::parse(buf.as_bytes()).unwrap();
         assert_eq!(model.macs(), macs, "{name}");
-        // Every layer fits the kernels' fast paths (firmware leaves the fallbacks out).
+        // Every layer fits the kernels' fast paths (firmware leaves the fallbacks out),
+        // and every conv layer runs dense on DSP cores (firmware with the fast kernels
+        // leaves the general conv loop out).
         for op in model.ops() {
-            assert!(!op.unwrap().needs_fallback(&model).unwrap(), "{name}");
+            let op = op.unwrap();
+            assert!(!op.needs_fallback(&model).unwrap(), "{name}");
+            assert!(!op.needs_conv_general(&model).unwrap(), "{name}");
         }
         let meta = model.metadata().unwrap();
         assert_eq!(meta.name, *name);

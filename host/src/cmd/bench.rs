@@ -114,6 +114,11 @@ impl Board {
             Board::Microbit => "Cortex-M0",
         }
     }
+
+    /// Whether the core has the DSP extension (and so the kernels' assembly paths).
+    pub fn has_dsp(self) -> bool {
+        self != Board::Microbit
+    }
 }
 
 /// Arguments of `edgekd bench`.
@@ -137,6 +142,9 @@ pub struct Args {
     /// "s"/"z" are smaller).
     #[arg(long, value_parser = ["0", "1", "2", "3", "s", "z"])]
     pub opt_level: Option<String>,
+    /// qemu-*: the kernels compiled in [default: fast at opt-level 0-3, small at s/z].
+    #[arg(long, value_enum)]
+    pub kernels: Option<Kernels>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -180,7 +188,7 @@ pub fn run(args: Args) -> Result<()> {
         &args.model,
         args.input.as_deref(),
         args.firmware_dir.as_deref(),
-        args.opt_level.as_deref().unwrap_or("3"),
+        Build::new(args.opt_level.as_deref().unwrap_or("3"), args.kernels),
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&m.report)?);
@@ -218,6 +226,48 @@ impl Measurement {
     }
 }
 
+/// Which kernels a firmware build compiles in (`EDGEKD_KERNELS`; see
+/// `device/kernels/build.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kernels {
+    /// The DSP cores' assembly loops and the layers' prepared tables (2 bytes of flash
+    /// per weight): fewest instructions.
+    Fast,
+    /// Without them: least code.
+    Small,
+}
+
+impl Kernels {
+    /// The name `EDGEKD_KERNELS` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Fast => "fast",
+            Kernels::Small => "small",
+        }
+    }
+}
+
+/// How the firmware is compiled.
+#[derive(Debug, Clone, Copy)]
+pub struct Build<'a> {
+    /// cargo's `opt-level`.
+    pub opt_level: &'a str,
+    /// The kernels compiled in.
+    pub kernels: Kernels,
+}
+
+impl<'a> Build<'a> {
+    /// A build at `opt_level` with `kernels`, by default the fast ones unless the build
+    /// is optimized for size ("s" or "z").
+    pub fn new(opt_level: &'a str, kernels: Option<Kernels>) -> Self {
+        let size = matches!(opt_level, "s" | "z");
+        Build {
+            opt_level,
+            kernels: kernels.unwrap_or(if size { Kernels::Small } else { Kernels::Fast }),
+        }
+    }
+}
+
 /// Builds the firmware around `model` (and `input`, int8 samples; default as for
 /// `--input`), runs it on the emulated `target` and compares it with the host runtime.
 pub fn measure(
@@ -225,7 +275,7 @@ pub fn measure(
     model: &Path,
     input: Option<&Path>,
     firmware_dir: Option<&Path>,
-    opt_level: &str,
+    build: Build<'_>,
 ) -> Result<Measurement> {
     let Some(board) = target.board() else {
         bail!(
@@ -235,12 +285,12 @@ pub fn measure(
     };
     let fw = FirmwareDir::find(firmware_dir)?;
     let golden = Golden::prepare(model, input)?;
-    let elf = fw.build(board, model, &golden, opt_level)?;
+    let elf = fw.build(board, model, &golden, build)?;
     let run = run_qemu(&elf, QEMU_TIMEOUT)?;
     let parsed = FirmwareRun::parse(&run.stdout)
         .with_context(|| format!("cannot read the firmware's output:\n{}", run.stdout))?;
     let sizes = Sections::of(&elf)?;
-    let report = Report::new(target, board, model, &golden, &parsed, &sizes, opt_level)?;
+    let report = Report::new(target, board, model, &golden, &parsed, &sizes, build)?;
     Ok(Measurement {
         report,
         stdout: run.stdout,
@@ -299,7 +349,7 @@ impl FirmwareDir {
         board: Board,
         model: &Path,
         golden: &Golden,
-        opt_level: &str,
+        build: Build<'_>,
     ) -> Result<PathBuf> {
         check_target_installed(board.triple())?;
         let model = model
@@ -316,7 +366,8 @@ impl FirmwareDir {
             .env("EDGEKD_MODEL", &model)
             .env("EDGEKD_INPUT", golden.input_path())
             .env("EDGEKD_EXPECTED", golden.expected_path())
-            .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", opt_level)
+            .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", build.opt_level)
+            .env("EDGEKD_KERNELS", build.kernels.name())
             // Only the model's op kinds are compiled into the runtime (code size).
             .env("EDGEKD_OPS", golden.ops.join(","))
             // ... and the kernels' slow fallbacks only if a layer takes them.
@@ -324,10 +375,19 @@ impl FirmwareDir {
             // ... and the column buffer sized to the model's largest layer (RAM).
             .env("EDGEKD_MAX_COLS", golden.columns.to_string())
             // ... and the DSP kernels' RAM channel table only if a layer prepares its
-            // channels there (size-optimized builds always do).
+            // channels there (the small kernels always do).
             .env(
                 "EDGEKD_CHANNEL_TABLE",
-                if golden.needs_channel_table(opt_level) {
+                if golden.needs_channel_table(build.kernels) {
+                    "1"
+                } else {
+                    "0"
+                },
+            )
+            // ... and the conv kernel's general loop only if a layer runs on it.
+            .env(
+                "EDGEKD_CONV_GENERAL",
+                if golden.needs_conv_general(build.kernels) {
                     "1"
                 } else {
                     "0"
@@ -401,6 +461,9 @@ pub(crate) struct Golden {
     /// (`Op::needs_channel_table`); without one the firmware leaves the table out
     /// (`EDGEKD_CHANNEL_TABLE`).
     pub channel_table: bool,
+    /// Whether a conv layer runs on the kernel's general loop (`Op::needs_conv_general`);
+    /// without one the firmware leaves the loop out (`EDGEKD_CONV_GENERAL`).
+    pub conv_general: bool,
 }
 
 impl Golden {
@@ -416,12 +479,13 @@ impl Golden {
             None => synthetic_inputs(model)?,
         };
         let (mut ops, mut fallback): (Vec<String>, bool) = (Vec::new(), false);
-        let (mut columns, mut channel_table) = (4, false);
+        let (mut columns, mut channel_table, mut conv_general) = (4, false, false);
         for op in model.ops() {
             let op = op?;
             fallback |= op.needs_fallback(&model)?;
             columns = columns.max(op.scratch_columns(&model)?);
             channel_table |= op.needs_channel_table(&model)?;
+            conv_general |= op.needs_conv_general(&model)?;
             let name = op.code.feature().to_string();
             if !ops.contains(&name) {
                 ops.push(name);
@@ -437,17 +501,24 @@ impl Golden {
             fallback,
             columns,
             channel_table,
+            conv_general,
         };
         std::fs::write(golden.input_path(), io::npy_bytes(&golden.inputs)?)?;
         std::fs::write(golden.expected_path(), io::npy_bytes(&golden.expected)?)?;
         Ok(golden)
     }
 
-    /// Whether firmware built at `opt_level` keeps the DSP kernels' RAM channel table:
-    /// when a layer prepares its channels there, and in size-optimized builds (which
-    /// read no prepared tables).
-    pub fn needs_channel_table(&self, opt_level: &str) -> bool {
-        self.channel_table || matches!(opt_level, "s" | "z")
+    /// Whether firmware built with `kernels` keeps the DSP kernels' RAM channel table:
+    /// when a layer prepares its channels there, and with the small kernels (which read
+    /// no prepared tables).
+    pub fn needs_channel_table(&self, kernels: Kernels) -> bool {
+        self.channel_table || kernels == Kernels::Small
+    }
+
+    /// Whether firmware built with `kernels` keeps the conv kernel's general loop: when a
+    /// conv layer runs on it, and with the small kernels (which have no dense path).
+    pub fn needs_conv_general(&self, kernels: Kernels) -> bool {
+        self.conv_general || kernels == Kernels::Small
     }
 
     /// The inputs' `.npy` file.
@@ -765,8 +836,8 @@ struct SymbolSizes {
     /// `runtime-decode` feature).
     model: u64,
     /// The prepared tables the generated program holds (`generated::program::OP*_TABLE`,
-    /// filters widened to 16 bits and the like), which only DSP builds at opt-level 2/3
-    /// keep.
+    /// filters widened to 16 bits and the like), which only DSP builds with the fast
+    /// kernels keep.
     tables: u64,
 }
 
@@ -867,7 +938,8 @@ pub struct Report {
     pub model_bytes: u64,
     /// The embedded golden vectors' bytes, part of `flash_bytes`.
     pub golden_bytes: u64,
-    /// The layers' prepared tables (DSP builds at opt-level 2/3), part of `flash_bytes`.
+    /// The layers' prepared tables (DSP builds with the fast kernels), part of
+    /// `flash_bytes`.
     pub table_bytes: u64,
     /// `.text` bytes.
     pub text_bytes: u64,
@@ -875,6 +947,8 @@ pub struct Report {
     pub runtime_code_bytes: u64,
     /// The firmware's optimization level.
     pub opt_level: String,
+    /// The kernels compiled in: `fast` or `small`.
+    pub kernels: String,
     /// `.data + .bss` bytes (the arena included).
     pub static_ram_bytes: u64,
     /// Arena bytes.
@@ -900,6 +974,9 @@ pub struct Report {
     /// Whether the DSP kernels' RAM channel table is compiled in (`EDGEKD_CHANNEL_TABLE`;
     /// cores without DSP have a portable table instead).
     pub channel_table: bool,
+    /// Whether the conv kernel's general loop is compiled in (`EDGEKD_CONV_GENERAL`;
+    /// cores without DSP always have it).
+    pub conv_general: bool,
 }
 
 impl Report {
@@ -910,7 +987,7 @@ impl Report {
         golden: &Golden,
         run: &FirmwareRun,
         sizes: &Sections,
-        opt_level: &str,
+        build: Build<'_>,
     ) -> Result<Self> {
         let mismatches = (0..golden.expected.rows)
             .filter(|&r| run.outputs.get(r).map(|o| o.as_slice()) != Some(golden.expected.row(r)))
@@ -944,7 +1021,8 @@ impl Report {
             table_bytes: sizes.symbols.tables,
             text_bytes: sizes.get(".text"),
             runtime_code_bytes: sizes.symbols.runtime_code,
-            opt_level: opt_level.into(),
+            opt_level: build.opt_level.into(),
+            kernels: build.kernels.name().into(),
             static_ram_bytes: sizes.get(".data") + sizes.get(".bss"),
             arena_bytes: run.arena,
             stack_bytes: run.stack,
@@ -956,7 +1034,8 @@ impl Report {
             compiled_ops: golden.ops.clone(),
             fallback_kernels: golden.fallback,
             scratch_columns: golden.columns,
-            channel_table: golden.needs_channel_table(opt_level),
+            channel_table: golden.needs_channel_table(build.kernels),
+            conv_general: golden.needs_conv_general(build.kernels) || !board.has_dsp(),
         })
     }
 
@@ -1007,19 +1086,20 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "flash (.text+.rodata+vectors): {} bytes (code {} of which runtime+kernels {}, model {}, prepared tables {}, golden vectors {}), opt-level {}",
+            "flash (.text+.rodata+vectors): {} bytes (code {} of which runtime+kernels {}, model {}, prepared tables {}, golden vectors {}), opt-level {}, {} kernels",
             self.flash_bytes,
             self.text_bytes,
             self.runtime_code_bytes,
             self.model_bytes,
             self.table_bytes,
             self.golden_bytes,
-            self.opt_level
+            self.opt_level,
+            self.kernels
         );
         let _ = writeln!(
             s,
             "runtime ops compiled in: {} (fallback kernels {}); column buffer {} entries; \
-             channel table {}",
+             channel table {}; conv general loop {}",
             self.compiled_ops.join(", "),
             if self.fallback_kernels {
                 "in: a layer needs them"
@@ -1031,6 +1111,11 @@ impl Report {
                 "in"
             } else {
                 "left out (DSP: every conv layer reads its prepared one)"
+            },
+            if self.conv_general {
+                "in"
+            } else {
+                "left out (every conv layer runs dense)"
             }
         );
         let _ = writeln!(

@@ -199,8 +199,8 @@ pub fn run_cli(args: Args) -> Result<()> {
             target.name()
         );
     }
-    if args.firmware_dir.is_some() || args.opt_level.is_some() {
-        bail!("--firmware-dir and --opt-level apply to the qemu-* targets only");
+    if args.firmware_dir.is_some() || args.opt_level.is_some() || args.kernels.is_some() {
+        bail!("--firmware-dir, --opt-level and --kernels apply to the qemu-* targets only");
     }
     if args.adb && target != Target::Android {
         bail!("--adb applies to --target android only");

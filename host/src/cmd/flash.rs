@@ -1,7 +1,7 @@
 //! `edgekd flash`: build the firmware around a model and run it, in QEMU (`--board`) or
 //! on a real chip through probe-rs (`--chip`).
 
-use super::bench::{self, Board, FirmwareDir, Golden};
+use super::bench::{self, Board, Build, FirmwareDir, Golden};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,7 +50,7 @@ pub fn run(args: Args) -> Result<()> {
 
 fn run_in_qemu(fw: &FirmwareDir, board: Board, model: &Path, input: Option<&Path>) -> Result<()> {
     let golden = Golden::prepare(model, input)?;
-    let elf = fw.build(board, model, &golden, "3")?;
+    let elf = fw.build(board, model, &golden, Build::new("3", None))?;
     let run = bench::run_qemu(&elf, bench::QEMU_TIMEOUT)?;
     print!("{}", run.stdout);
     if !run.status_ok {
@@ -112,7 +112,7 @@ pub(crate) fn run_on_chip(
         );
     }
     let golden = Golden::prepare(model, input)?;
-    let elf = fw.build(board, model, &golden, "3")?;
+    let elf = fw.build(board, model, &golden, Build::new("3", None))?;
     // `probe-rs run` flashes, resets, prints semihosting output and exits with the
     // firmware's semihosting exit status.
     let status = Command::new(&probe_rs)

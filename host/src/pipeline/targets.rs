@@ -296,7 +296,13 @@ pub fn measure(target: &TargetSpec, p: &Probe<'_>) -> Result<TargetResult> {
             let dir = tempfile::tempdir()?;
             let input = dir.path().join("inputs.npy");
             std::fs::write(&input, io::npy_bytes(&subset)?)?;
-            let m = bench::measure(*t, p.model_path, Some(&input), None, "3")?;
+            let m = bench::measure(
+                *t,
+                p.model_path,
+                Some(&input),
+                None,
+                bench::Build::new("3", None),
+            )?;
             let r = &m.report;
             let mut out = TargetResult::new(target, &r.core, r.samples);
             out.mismatches = if r.bit_exact { 0 } else { r.mismatches.max(1) };

@@ -74,7 +74,7 @@ unsafe fn row4(
 /// word are at byte offset `$m` of `{x}` (a [`Chan`]) and nudge's high word and shift at
 /// `$hi` (two `LDRD`s) and stores it saturated to byte `$at` of `{w}`; `{s}` holds
 /// `i32::MIN`.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 macro_rules! lane_out {
     ($acc:literal, $m:literal, $hi:literal, $at:literal) => {
         concat!(
@@ -106,7 +106,7 @@ macro_rules! lane_out {
 
 /// The four lanes of [`lane_out`]: the accumulators `a0`..`a3` by the four [`Chan`]s at
 /// `{x}`, to bytes 0..4 of `{w}`.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 macro_rules! lanes_out4 {
     () => {
         concat!(
@@ -121,7 +121,7 @@ macro_rules! lanes_out4 {
 /// The taps of four channels (label 2): `{n}` taps, input words at `{x}` and filter words
 /// at `{w}`, both `{s}` bytes apart; per tap the input widened with `-zp` (`{nzp}`), the
 /// filter widened, and four `SMLAxy` into `a0`..`a3`. 14 instructions per tap.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 macro_rules! taps4 {
     () => {
         concat!(
@@ -155,7 +155,7 @@ macro_rules! taps4 {
 /// `x` and `w` valid for reading `(taps - 1) * stride + 4` bytes (any alignment),
 /// `taps >= 1`; `chans` valid for reading four [`Chan`]s whose shifts are at most 22
 /// (`RoundingRq::new`); `out` valid for writing 4 bytes.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 #[inline(always)]
 unsafe fn window4(
     x: *const i8,
@@ -206,7 +206,7 @@ unsafe fn window4(
 
 /// What [`window4_run`] reads of a layer (`repr(C)`: the asm reads the fields at byte
 /// offsets 0 to 20).
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 #[repr(C)]
 struct Run4 {
     /// Channels (bytes between a window's taps and between output pixels).
@@ -235,7 +235,7 @@ struct Run4 {
 /// `l.chans` for `4 * l.groups` [`Chan`]s whose shifts are at most 22
 /// (`RoundingRq::new`); `out` valid for writing `(pixels - 1) * l.c + 4 * l.groups`
 /// bytes; `pixels`, `l.taps` and `l.groups` at least 1.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 #[inline(never)]
 unsafe fn window4_run(l: &Run4, x: *const i8, out: *mut i8, pixels: usize, neg_zp2: u32) {
     // SAFETY: per pixel and group, `window4`'s reads and writes (`taps` words of input
@@ -369,8 +369,8 @@ pub(crate) fn depthwise_dm1(
         output_shape,
     };
     // A second copy of the loops saturating with `SSAT` (1.5k of ds_cnn's 19k
-    // instructions in this layer for 3 KB of code): not in builds optimized for size.
-    if !cfg!(edgekd_size_opt) && p.clamp.min == i8::MIN && p.clamp.max == i8::MAX {
+    // instructions in this layer for 3 KB of code): not in the small kernels.
+    if !cfg!(edgekd_small_kernels) && p.clamp.min == i8::MIN && p.clamp.max == i8::MAX {
         blocks::<true>(table, rq, bias, &args, output)
     } else {
         blocks::<false>(table, rq, bias, &args, output)
@@ -426,7 +426,7 @@ fn blocks<const FULL: bool>(
                 // Output rows whose windows have one row (1-D signals) on a whole-range
                 // clamp: per pixel only the horizontal window and two pointers, then
                 // the asm per group of four channels.
-                #[cfg(not(edgekd_size_opt))]
+                #[cfg(not(edgekd_small_kernels))]
                 if FULL && ky1 == ky0 + 1 && dw == 1 && nb % 4 == 0 {
                     let out_w = l.output_shape.w;
                     let x_row = img.get(iy0 * in_w * c..(iy0 + 1) * in_w * c);

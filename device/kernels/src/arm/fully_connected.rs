@@ -11,7 +11,7 @@
 
 use super::matvec::{dot1, dot2};
 use crate::fully_connected::{FcLayer, RqForm};
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 use crate::quant::RoundingRq;
 use crate::quant::{rounding_shift, rounding_shift_fits, ChannelRq};
 use crate::{Clamp, Requant};
@@ -169,7 +169,7 @@ unsafe fn dot4_blocks(
 /// One group of four column entries against four rows of the widened filter: each
 /// row's four entries are two words (`fc_wide_weights`' layout), one `LDRD`, two
 /// `SMLAD`s.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 macro_rules! wide_group4 {
     () => {
         concat!(
@@ -193,7 +193,7 @@ macro_rules! wide_group4 {
 /// Requantizes accumulator `$acc` by the next channel entry at `{w}` (multiplier,
 /// nudge low and high words, shift: [`crate::quant::RoundingRq`]) and stores it
 /// saturated to int8 at `{out}`; `{x}` holds `i32::MIN`. Clobbers the accumulator.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 macro_rules! requant_store {
     ($acc:literal) => {
         concat!(
@@ -228,7 +228,7 @@ macro_rules! requant_store {
 /// valid for reading `blocks` blocks of `16 * groups + 40` i16 laid out as
 /// `fc_wide_weights` writes them, every shift at most 30; `out` valid for writing
 /// `4 * blocks` bytes; `groups >= 1`, `blocks >= 1`.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 #[inline(never)]
 unsafe fn dot4_wide_rq(x: *const i16, w: *const i16, groups: usize, blocks: usize, out: *mut i8) {
     // SAFETY: per block, reads the four bias words, the `16 * groups` filter entries
@@ -278,7 +278,7 @@ unsafe fn dot4_wide_rq(x: *const i16, w: *const i16, groups: usize, blocks: usiz
 /// [`wide_group4`] for the first two rows of a block only: the last block of a layer
 /// whose row count leaves one or two over skips its zero rows (`LDRD` post-indexed
 /// past rows 2 and 3).
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 macro_rules! wide_group2 {
     () => {
         concat!(
@@ -302,7 +302,7 @@ macro_rules! wide_group2 {
 /// As [`dot4_wide`] with `blocks = 1`: `x` 4-byte aligned and valid for reading
 /// `4 * groups` i16, `w` 4-byte aligned and valid for reading `16 * groups` i16,
 /// `groups >= 1`.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 #[inline(always)]
 unsafe fn dot2_wide(x: *const i16, w: *const i16, groups: usize, init: [i32; 2]) -> [i32; 2] {
     let [mut a0, mut a1] = init;
@@ -444,7 +444,7 @@ pub(crate) fn fc_row(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
         // Not reached with the kernels' own (aligned) buffers.
         return fc_row_scalar(col, layer, out);
     }
-    #[cfg(not(edgekd_size_opt))]
+    #[cfg(not(edgekd_small_kernels))]
     if let Some(wide) = layer.wide {
         return fc_row_wide(col, layer, wide, out);
     }
@@ -511,7 +511,7 @@ pub(crate) fn fc_row(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
 /// single-step form): whole blocks of four rows through [`dot4_wide_rq`]; a last block
 /// of one or two rows through [`dot2_wide`], of three through [`dot4_wide_rq`] into a
 /// local buffer. A clamp narrower than int8 is applied afterwards.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 #[inline(always)]
 fn fc_row_wide(col: &[i16], layer: &FcLayer<'_>, wide: &[i16], out: &mut [i8]) {
     let (groups, n) = (layer.in_features.div_ceil(4), out.len());

@@ -359,8 +359,8 @@ fn output(c: &Chan, acc: i32, q: OutQ) -> i8 {
 // Out of line at "s", where the paired conv loop calls it from two places (-544 B of
 // tiny_cnn's code, 6 fewer instructions); at "z" it has one caller, and the call would
 // cost 1,878 instructions per inference.
-#[cfg_attr(all(edgekd_size_opt, not(edgekd_min_size)), inline(never))]
-#[cfg_attr(not(all(edgekd_size_opt, not(edgekd_min_size))), inline(always))]
+#[cfg_attr(all(edgekd_small_kernels, not(edgekd_min_size)), inline(never))]
+#[cfg_attr(not(all(edgekd_small_kernels, not(edgekd_min_size))), inline(always))]
 pub(crate) fn matvec(col: &[i16], filter: &[i8], chans: &[Chan], q: OutQ, out: &mut [i8]) {
     let k = col.len();
     let n = out.len().min(chans.len());
@@ -464,10 +464,10 @@ pub(crate) fn matvec2(
         let pairs = n / 2;
         let groups = k.div_ceil(4);
         // Size-optimized builds do without the widened filter (no `pair_rows_wide`).
-        let wide =
-            wide.filter(|w| !cfg!(edgekd_size_opt) && w.len() >= pairs * 8 * groups && pairs > 0);
+        let wide = wide
+            .filter(|w| !cfg!(edgekd_small_kernels) && w.len() >= pairs * 8 * groups && pairs > 0);
         if let Some(w) = wide {
-            #[cfg(edgekd_size_opt)]
+            #[cfg(edgekd_small_kernels)]
             let _ = w;
             // SAFETY: `xa` is 4-byte aligned (checked above) and both columns have room
             // for `4 * groups` entries (the caller's guarantee); `w` holds the `pairs`
@@ -475,7 +475,7 @@ pub(crate) fn matvec2(
             // `ConvLayer::with_wide_weights` checked of the table and every block starts
             // a multiple of 16 channels in; `chans`, `out_a` and `out_b` hold
             // `n >= 2 * pairs` entries.
-            #[cfg(not(edgekd_size_opt))]
+            #[cfg(not(edgekd_small_kernels))]
             unsafe {
                 pair_rows_wide(
                     xa,
@@ -655,7 +655,7 @@ pub(crate) unsafe fn pair_rows_i8(
 /// (`[w]`, eight entries in `conv2d_wide_weights`' order), into `a0`, `b0`, `a1`, `b1`:
 /// four `LDRD`s, eight `SMLAD`s, 48 bytes of code (all 32-bit encodings:
 /// [`wide_chunk`] jumps into a run of them by address).
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 macro_rules! wide_group_2x2 {
     ($a:literal, $b:literal) => {
         concat!(
@@ -686,7 +686,7 @@ macro_rules! wide_group_2x2 {
 /// (`{n}` of them) moves `{xa}` 8 groups on and starts again at label 2. 12
 /// instructions per group and 2 per pass (the two jumps) where a counted loop spent
 /// 13.5 per group. Uses labels 2, 3 and 4.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 macro_rules! wide_chunk {
     () => {
         concat!(
@@ -718,7 +718,7 @@ macro_rules! wide_chunk {
 /// groups of 48 bytes after label 2, with the Thumb bit set (`[sp, #24]`), and where
 /// a chunk goes on: label 4 (the pass end) if there is no further chunk, else label 3
 /// (`[sp, #28]`). Takes `{u0}` and `{v0}`; leaves `{xa}` and `{n}` as they were.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 macro_rules! wide_chunk_entry {
     () => {
         concat!(
@@ -754,7 +754,7 @@ macro_rules! wide_chunk_entry {
 /// The channel-pair passes of [`pair_rows_wide`] and [`pixel_pairs_wide`] (label 1),
 /// from the chan pointer in `{x}` and `pair_rows_wide`'s stack frame: per pass the two
 /// channels' biases, [`wide_chunk`] over the column's groups and [`pair_pass_end`].
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 macro_rules! wide_passes {
     () => {
         concat!(
@@ -781,7 +781,7 @@ macro_rules! wide_passes {
 /// aligned with `8 * groups * pairs` readable entries; `chans` valid for reading and
 /// `out_a`, `out_b` for writing `2 * pairs` entries; `groups >= 1`, `pairs >= 1`. Every
 /// `Chan`'s shift is at most 22 (as [`crate::quant::RoundingRq::new`] makes them).
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 pub(crate) unsafe fn pair_rows_wide(
@@ -835,7 +835,7 @@ pub(crate) unsafe fn pair_rows_wide(
 
 /// What [`pixel_pairs_wide`] reads of a layer (`repr(C)`: the asm reads the fields at
 /// byte offsets 0, 4, 8, 12, 20, 24 and 28).
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 #[repr(C)]
 pub(crate) struct PairLayer {
     /// Bytes of input between neighbouring pixels' receptive fields.
@@ -862,7 +862,7 @@ pub(crate) struct PairLayer {
 /// gives lanes (0, 2) and, rotated, (1, 3)), 10 instructions per group of both
 /// pixels, then a partial last group in natural order (`PKHBT`/`PKHTB` put the lanes
 /// back), as `widen_pack` and the table have them. Uses labels 6, 7 and 8.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 macro_rules! widen_pair {
     () => {
         concat!(
@@ -917,7 +917,7 @@ macro_rules! widen_pair {
 /// `layer.chans` valid for reading `2 * chan_pairs` channels whose shifts are at most
 /// 22; `out` valid for writing `out_c * 2 * pairs` bytes with `out_c = 2 * chan_pairs`;
 /// `groups >= 1`, `pairs >= 1`, `chan_pairs >= 1`.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 #[inline(never)]
 pub(crate) unsafe fn pixel_pairs_wide(
     layer: &PairLayer,

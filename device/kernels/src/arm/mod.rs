@@ -8,7 +8,7 @@
 //! only the order of (wrapping) additions differs, which cannot change the result.
 //! The firmware's `selftest` feature checks that in QEMU on random shapes and data.
 
-#[cfg(all(edgekd_conv2d, not(edgekd_size_opt)))]
+#[cfg(all(edgekd_conv2d, not(edgekd_small_kernels)))]
 pub(crate) mod conv;
 #[cfg(edgekd_depthwise)]
 pub(crate) mod depthwise;
@@ -132,7 +132,7 @@ pub(crate) fn saturate_i8(v: i32) -> i8 {
 /// # Safety
 /// `t1` must be 4-byte aligned and valid for reading 512 words; `a`, `b` for reading and
 /// `out` for writing `n` bytes; `n >= 1`; `rq.shift` at most 22 (`RoundingRq::new`).
-#[cfg(all(feature = "add", not(edgekd_size_opt)))]
+#[cfg(all(feature = "add", not(edgekd_small_kernels)))]
 #[inline(never)]
 pub(crate) unsafe fn add_tables_i8(
     t1: *const i32,
@@ -189,7 +189,7 @@ pub(crate) unsafe fn add_tables_i8(
 
 /// The two 256-word rescaling tables of an Add layer's prepared table (`add_tables`), or
 /// `None` if `table` is not 4-byte aligned or not [`crate::ADD_TABLE_LEN`] entries.
-#[cfg(all(feature = "add", not(edgekd_size_opt)))]
+#[cfg(all(feature = "add", not(edgekd_small_kernels)))]
 #[inline(always)]
 pub(crate) fn add_words(table: &[i16]) -> Option<[&[i32; 256]; 2]> {
     if table.len() != crate::ADD_TABLE_LEN || table.as_ptr() as usize % 4 != 0 {

@@ -89,7 +89,7 @@ pub(crate) fn max_pool_words(
                 .ok_or(KernelError::ShapeMismatch)?;
             px += out_w;
             // Pixels whose one-row windows hold every cell go to one asm block.
-            #[cfg(not(edgekd_size_opt))]
+            #[cfg(not(edgekd_small_kernels))]
             let (run_lo, run_hi) = match ky1 - ky0 {
                 1 => ax.whole(out_w),
                 _ => (0, 0),
@@ -97,7 +97,7 @@ pub(crate) fn max_pool_words(
             let mut ox = 0;
             while ox < out_w {
                 let (kx0, kx1, ix0) = ax.window(ox);
-                #[cfg(not(edgekd_size_opt))]
+                #[cfg(not(edgekd_small_kernels))]
                 if ox == run_lo && run_hi > run_lo && kx1 - kx0 == p.filter_w {
                     let run = MaxRun {
                         words,
@@ -154,7 +154,7 @@ pub(crate) fn max_pool_words(
 
 /// What [`max_run`] reads of a layer (`repr(C)`: the asm reads the fields at byte
 /// offsets 0 to 20).
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 #[repr(C)]
 struct MaxRun {
     /// Words of four channels per pixel.
@@ -182,7 +182,7 @@ struct MaxRun {
 /// writing `(pixels - 1) * l.c + 4 * l.words` bytes (any alignment: ARMv7-M `LDR`/`STR`
 /// take unaligned words); `4 * l.words <= l.c`; `pixels`, `l.taps` and `l.words` at
 /// least 1.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 #[inline(never)]
 unsafe fn max_run(l: &MaxRun, x: *const i8, out: *mut i8, pixels: usize) {
     // SAFETY: per pixel and word, `taps` word reads `c` bytes apart from the window's
@@ -279,7 +279,7 @@ pub(crate) fn avg_pool_words(
                 .ok_or(KernelError::ShapeMismatch)?;
             px += out_w;
             // Pixels whose one-row windows hold every cell go to one asm block.
-            #[cfg(not(edgekd_size_opt))]
+            #[cfg(not(edgekd_small_kernels))]
             let (run_lo, run_hi) = match ky1 - ky0 {
                 1 => ax.whole(out_w),
                 _ => (0, 0),
@@ -291,7 +291,7 @@ pub(crate) fn avg_pool_words(
                 if cells == 0 || cells > MAX_AVG_CELLS {
                     return Err(KernelError::ShapeMismatch);
                 }
-                #[cfg(not(edgekd_size_opt))]
+                #[cfg(not(edgekd_small_kernels))]
                 if ox == run_lo && run_hi > run_lo && kx1 - kx0 == p.filter_w {
                     let run = AvgRun {
                         words,
@@ -352,7 +352,7 @@ pub(crate) fn avg_pool_words(
 
 /// What [`avg_run`] reads of a layer (`repr(C)`: the asm reads the fields at byte
 /// offsets 0 to 28).
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 #[repr(C)]
 struct AvgRun {
     /// Words of four channels per pixel.
@@ -375,7 +375,7 @@ struct AvgRun {
 
 /// `rounded_div` of the lane sum in `{v}` by `{r}` with `{t}` half of it: the half added
 /// away from zero, then `SDIV` (truncating like Rust's `/`).
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 macro_rules! avg_div {
     () => {
         concat!(
@@ -391,7 +391,7 @@ macro_rules! avg_div {
 /// One lane's average from its sum in `{v}` (`rounded_div` by `{r}` with `{t}` half of
 /// it, `SDIV` truncating like Rust's `/`), stored to byte `$at` of `{q}`: the average of
 /// int8 values is an int8 value, so a layer clamped to the whole range needs no clamp.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 macro_rules! avg_lane {
     ($at:literal) => {
         concat!(avg_div!(), "strb {v}, [{q}, #", $at, "]\n",)
@@ -399,7 +399,7 @@ macro_rules! avg_lane {
 }
 
 /// [`avg_lane`] with the clamp (`[l, #24]`, `[l, #28]`) before the store.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 macro_rules! avg_lane_clamped {
     ($at:literal) => {
         concat!(
@@ -430,7 +430,7 @@ macro_rules! avg_lane_clamped {
 /// writing `(pixels - 1) * l.c + 4 * l.words` bytes (any alignment); `4 * l.words <=
 /// l.c`; `pixels`, `l.words` and `l.taps` (at most [`MAX_AVG_CELLS`], so the 16-bit lane
 /// sums are exact) at least 1; `l.count == l.taps`, `l.half == l.count / 2`.
-#[cfg(not(edgekd_size_opt))]
+#[cfg(not(edgekd_small_kernels))]
 #[inline(never)]
 unsafe fn avg_run(l: &AvgRun, x: *const i8, out: *mut i8, pixels: usize) {
     // SAFETY: per pixel and word, `taps` word reads `c` bytes apart from the window's

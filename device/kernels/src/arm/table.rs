@@ -79,7 +79,7 @@ const _: () = assert!(
 /// same `RoundingRq::new` as [`Chans::prepare_layer`], so every shift is at most 22), or
 /// `None` without a table (the caller prepares them in RAM). Size-optimized builds
 /// read no table.
-#[cfg(all(edgekd_conv2d, not(edgekd_size_opt)))]
+#[cfg(all(edgekd_conv2d, not(edgekd_small_kernels)))]
 #[inline(always)]
 pub(crate) fn prepared_channels(
     wide: Option<&[i16]>,

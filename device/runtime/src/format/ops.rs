@@ -576,6 +576,43 @@ impl<'a> Op<'a> {
         })
     }
 
+    /// Whether DSP builds with the fast kernels run this op on the conv kernel's general
+    /// im2col loop: a conv layer that does not run on the dense path
+    /// (`edgekd_kernels::ConvLayer::runs_dense`, which takes its prepared table).
+    /// Firmware whose model has no such op is built without the loop
+    /// (`EDGEKD_CONV_GENERAL=0`, the kernels' largest piece of code).
+    ///
+    /// Errors: as [`Op::reads_wide_weights`].
+    pub fn needs_conv_general(&self, model: &Model<'a>) -> Result<bool, Error> {
+        if self.code != OpCode::Conv2d {
+            return Ok(false);
+        }
+        #[cfg(edgekd_op_conv2d)]
+        if let OpParams::Conv2d(p, rq) = self.params(model)? {
+            let filter = self.tensor(model, 1)?;
+            let bias = match self.input(2) {
+                Some(t) => Some(model.tensor(t)?.const_i32()?),
+                None => None,
+            };
+            let (ins, outs) = (
+                self.tensor(model, 0)?.shape(),
+                self.output_tensor(model)?.shape(),
+            );
+            let layer = edgekd_kernels::ConvLayer::new(
+                &p,
+                rq,
+                ins,
+                filter.shape(),
+                filter.const_i8()?,
+                bias,
+                outs,
+            );
+            return Ok(!layer.is_ok_and(|layer| layer.runs_dense()));
+        }
+        let _ = model;
+        Ok(true)
+    }
+
     /// The widened table DSP builds read for this op (`edgekd_kernels::fc_wide_weights`
     /// or `conv2d_wide_weights`, what `Interpreter::set_wide_weights` takes), or `None`
     /// if they read none ([`Op::reads_wide_weights`]). Firmware build scripts write it.

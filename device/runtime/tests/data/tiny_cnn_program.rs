@@ -33,7 +33,7 @@ pub mod tiny_cnn {
 
     /// Prepared tables by op index (`Op::wide_weights`: conv and fully connected filters
     /// widened to 16 bits beside each channel's requantization, Add's rescaled inputs),
-    /// which DSP builds not optimized for size read; the linker drops them elsewhere.
+    /// which DSP builds with the fast kernels read; the linker drops them elsewhere.
     pub static TABLES: [(usize, &[i16]); 3] = [
         (0, &OP0_TABLE.0),
         (1, &OP1_TABLE.0),
