@@ -28,9 +28,11 @@ nostd:
     # Firmware compiles only its model's kernels: each one alone must build (DSP core).
     for f in conv2d depthwise-conv2d fully-connected pool mean add softmax; do cargo clippy -q -p edgekd-kernels --target thumbv7em-none-eabihf --no-default-features --features $f -- -D warnings || exit 1; done
     # ... and conv without the RAM channel table (every layer brings its prepared one)
-    # or the general loop (every layer runs dense).
+    # or the general loop (every layer runs dense), fully connected without the rows
+    # that read no table.
     EDGEKD_CHANNEL_TABLE=0 cargo clippy -q -p edgekd-kernels --target thumbv7em-none-eabihf --no-default-features --features conv2d,fully-connected -- -D warnings
     EDGEKD_CONV_GENERAL=0 cargo clippy -q -p edgekd-kernels --target thumbv7em-none-eabihf --no-default-features --features conv2d -- -D warnings
+    EDGEKD_FC_PLAIN=0 cargo clippy -q -p edgekd-kernels --target thumbv7em-none-eabihf --no-default-features --features fully-connected -- -D warnings
 
 # Regenerate the reference models and golden vectors (commit the result deliberately).
 reference:
@@ -70,5 +72,5 @@ firmware-lint:
     cd firmware && cargo fmt --check
     cd firmware && cargo clippy --release -- -D warnings
     cd firmware && cargo clippy --release --features runtime-decode -- -D warnings
-    cd firmware && EDGEKD_OPS=conv2d,fully-connected EDGEKD_FALLBACK=0 EDGEKD_CHANNEL_TABLE=0 EDGEKD_CONV_GENERAL=0 cargo clippy --release -- -D warnings
+    cd firmware && EDGEKD_OPS=conv2d,fully-connected EDGEKD_FALLBACK=0 EDGEKD_CHANNEL_TABLE=0 EDGEKD_CONV_GENERAL=0 EDGEKD_FC_PLAIN=0 cargo clippy --release -- -D warnings
     cd firmware && cargo clippy --release --no-default-features --features microbit --target thumbv6m-none-eabi -- -D warnings

@@ -121,6 +121,7 @@ fn run() -> Result<(), String> {
         "EDGEKD_MAX_COLS",
         "EDGEKD_CHANNEL_TABLE",
         "EDGEKD_CONV_GENERAL",
+        "EDGEKD_FC_PLAIN",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -156,7 +157,7 @@ fn run() -> Result<(), String> {
     check_fallback(&facts, &model_path)?;
     check_columns(&facts, &model_path)?;
     check_channel_table(&facts, &model_path)?;
-    check_conv_general(&facts, &model_path)?;
+    check_fast_paths(&facts, &model_path)?;
     let inputs = read_i8_npy(&input_path)?;
     let expected = read_i8_npy(&expected_path)?;
     if inputs.cols != facts.input_len {
@@ -328,27 +329,40 @@ fn check_channel_table(facts: &ModelFacts, model_path: &Path) -> Result<(), Stri
     Ok(())
 }
 
-/// `EDGEKD_CONV_GENERAL=0` leaves the conv kernel's general loop out (see the kernels'
-/// build script): refuse it for a model with a conv layer that does not run on the
-/// dense path (it would fail on the device) and for the self-test. The kernels refuse
-/// it with the small kernels themselves.
-fn check_conv_general(facts: &ModelFacts, model_path: &Path) -> Result<(), String> {
-    if env::var("EDGEKD_CONV_GENERAL").as_deref() != Ok("0") {
-        return Ok(());
-    }
-    if env::var_os("CARGO_FEATURE_SELFTEST").is_some() {
-        return Err(
-            "the self-test compares the conv kernel's general loop too: unset EDGEKD_CONV_GENERAL"
-                .into(),
-        );
-    }
-    if let Some(index) = facts.conv_general_op {
-        return Err(format!(
-            "op {index} of the model {} is a conv layer that runs on the kernel's general \
-             loop (2-D windows, padding across rows, an odd channel count or no prepared \
-             table), but EDGEKD_CONV_GENERAL=0 leaves the loop out: unset it",
-            model_path.display()
-        ));
+/// `EDGEKD_CONV_GENERAL=0` and `EDGEKD_FC_PLAIN=0` leave out the conv kernel's general
+/// loop and the fully connected kernel's rows without a prepared table (see the
+/// kernels' build script): refuse each for a model with an op that runs there (it would
+/// fail on the device) and for the self-test. The kernels refuse them with the small
+/// kernels themselves.
+fn check_fast_paths(facts: &ModelFacts, model_path: &Path) -> Result<(), String> {
+    let knobs = [
+        (
+            "EDGEKD_CONV_GENERAL",
+            facts.conv_general_op,
+            "a conv layer that runs on the kernel's general loop (2-D windows, padding \
+             across rows, an odd channel count or no prepared table)",
+        ),
+        (
+            "EDGEKD_FC_PLAIN",
+            facts.fc_plain_op,
+            "a fully connected layer without a prepared table (a channel outside the \
+             single-step requantization)",
+        ),
+    ];
+    for (var, op, what) in knobs {
+        if env::var(var).as_deref() != Ok("0") {
+            continue;
+        }
+        if env::var_os("CARGO_FEATURE_SELFTEST").is_some() {
+            return Err(format!("the self-test runs every kernel path: unset {var}"));
+        }
+        if let Some(index) = op {
+            return Err(format!(
+                "op {index} of the model {} is {what}, but {var}=0 leaves that code out: \
+                 unset it",
+                model_path.display()
+            ));
+        }
     }
     Ok(())
 }
@@ -426,6 +440,8 @@ struct ModelFacts {
     channel_table_op: Option<usize>,
     /// The first conv op DSP builds run on the general loop (`Op::needs_conv_general`).
     conv_general_op: Option<usize>,
+    /// The first fully connected op DSP builds run without a table (`Op::needs_fc_plain`).
+    fc_plain_op: Option<usize>,
     /// The model's ops decoded here, as Rust that rebuilds them on the device
     /// (`edgekd_runtime::codegen`).
     program: String,
@@ -456,6 +472,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
     let mut op_macs = Vec::new();
     let mut channel_table_op = None;
     let mut conv_general_op = None;
+    let mut fc_plain_op = None;
     for (index, op) in model.ops().enumerate() {
         let op = op.map_err(|e| e.to_string())?;
         let fallback = op.needs_fallback(&model).map_err(|e| e.to_string())?;
@@ -468,6 +485,9 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         }
         if op.needs_conv_general(&model).map_err(|e| e.to_string())? {
             conv_general_op.get_or_insert(index);
+        }
+        if op.needs_fc_plain(&model).map_err(|e| e.to_string())? {
+            fc_plain_op.get_or_insert(index);
         }
         if let Some(table) = op.wide_weights(&model).map_err(|e| e.to_string())? {
             wide_entries += table.count();
@@ -489,6 +509,7 @@ fn model_facts(bytes: &[u8]) -> Result<ModelFacts, String> {
         wide_entries,
         channel_table_op,
         conv_general_op,
+        fc_plain_op,
         program: edgekd_runtime::codegen::program_source(&model, "program")
             .map_err(|e| e.to_string())?,
     })

@@ -8,8 +8,8 @@
 //!
 //! Also reads `EDGEKD_FALLBACK` ([`fallback_knob`]), `EDGEKD_MAX_COLS` ([`columns_knob`]),
 //! `EDGEKD_OPS` ([`op_knobs`]), `EDGEKD_CHANNEL_TABLE` ([`channel_table_knob`]),
-//! `EDGEKD_CONV_GENERAL` ([`conv_general_knob`]), and `EDGEKD_KERNELS` with the
-//! opt-level ([`size_knob`]).
+//! `EDGEKD_CONV_GENERAL` ([`conv_general_knob`]), `EDGEKD_FC_PLAIN` ([`fc_plain_knob`]),
+//! and `EDGEKD_KERNELS` with the opt-level ([`size_knob`]).
 
 use std::env;
 
@@ -58,6 +58,7 @@ fn main() {
     }
     channel_table_knob(dsp, small_kernels, depthwise, conv);
     conv_general_knob(dsp, small_kernels);
+    fc_plain_knob(dsp, small_kernels);
 }
 
 /// `EDGEKD_CONV_GENERAL=0` leaves the conv kernel's general im2col loop out
@@ -66,23 +67,49 @@ fn main() {
 /// input), and any other fails with `KernelError::UnsupportedParams`. The loop is the
 /// kernels' largest piece (tiny_cnn at opt-level 3: 9.3 KB). `edgekd bench`/`flash` set it
 /// when every conv layer of the model runs dense (`Op::needs_conv_general`; the
-/// firmware's build script checks). Bare-metal DSP targets with the fast kernels only:
-/// the small kernels and cores without DSP have no dense path and keep the loop.
+/// firmware's build script checks).
 fn conv_general_knob(dsp: bool, small_kernels: bool) {
-    println!("cargo::rustc-check-cfg=cfg(edgekd_no_conv_general)");
-    println!("cargo::rerun-if-env-changed=EDGEKD_CONV_GENERAL");
+    fast_only_knob(
+        "EDGEKD_CONV_GENERAL",
+        "edgekd_no_conv_general",
+        "run every conv layer on the general loop",
+        dsp,
+        small_kernels,
+    );
+}
+
+/// `EDGEKD_FC_PLAIN=0` leaves out the fully connected rows that widen the filter as
+/// they go (`cfg(edgekd_no_fc_plain)`): every fully connected layer on the fast kernel
+/// must then bring its prepared table (`FcLayer::with_wide_weights`), and one without
+/// fails with `KernelError::UnsupportedParams` (tiny_cnn at "z" with the fast kernels:
+/// 1.7 KB). `edgekd bench`/`flash` set it when every such layer of the model has a
+/// table (`Op::needs_fc_plain`; the firmware's build script checks).
+fn fc_plain_knob(dsp: bool, small_kernels: bool) {
+    fast_only_knob(
+        "EDGEKD_FC_PLAIN",
+        "edgekd_no_fc_plain",
+        "read no prepared tables",
+        dsp,
+        small_kernels,
+    );
+}
+
+/// A `0`/`1` variable that, at `0`, sets `cfg` to leave out code the fast kernels need
+/// only for layers off their fast paths: applied to bare-metal DSP builds with the fast
+/// kernels, refused with the small ones (which `small_reason`), ignored on cores
+/// without DSP, which have no fast paths.
+fn fast_only_knob(var: &str, cfg: &str, small_reason: &str, dsp: bool, small_kernels: bool) {
+    println!("cargo::rustc-check-cfg=cfg({cfg})");
+    println!("cargo::rerun-if-env-changed={var}");
     let bare_metal = env::var("TARGET").unwrap_or_default().contains("-none");
-    match env::var("EDGEKD_CONV_GENERAL").as_deref() {
-        Ok("0") if bare_metal && dsp && small_kernels => println!(
-            "cargo::error=EDGEKD_CONV_GENERAL=0 needs the fast kernels: the small ones \
-             (EDGEKD_KERNELS=small, the default at opt-level s/z) run every conv layer on \
-             the general loop"
+    match env::var(var).as_deref() {
+        Ok("0") if bare_metal && dsp && !small_kernels => println!("cargo::rustc-cfg={cfg}"),
+        Ok("0") if bare_metal && dsp => println!(
+            "cargo::error={var}=0 needs the fast kernels: the small ones \
+             (EDGEKD_KERNELS=small, the default at opt-level s/z) {small_reason}"
         ),
-        Ok("0") if bare_metal && dsp => println!("cargo::rustc-cfg=edgekd_no_conv_general"),
         Ok("0" | "1") | Err(_) => {}
-        Ok(other) => {
-            println!("cargo::error=EDGEKD_CONV_GENERAL must be 0 or 1, not `{other}`")
-        }
+        Ok(other) => println!("cargo::error={var} must be 0 or 1, not `{other}`"),
     }
 }
 

@@ -182,8 +182,10 @@ fn cortex_m4_outputs_equal_host_runtime() {
         match name {
             "tiny_cnn" => {
                 assert_eq!(r["channel_table"], false);
-                // ... and every conv layer runs dense: no general conv loop.
+                // ... and every conv layer runs dense, every fully connected layer has
+                // its table: no general conv loop, no plain fully connected rows.
                 assert_eq!(r["conv_general"], false);
+                assert_eq!(r["fc_plain"], false);
                 assert!(ram < 1588, "tiny_cnn: arena + interpreter {ram} bytes");
             }
             "ds_cnn" => assert_eq!(r["channel_table"], true),
@@ -205,6 +207,7 @@ fn size_optimized_cortex_m4_outputs_equal_host_runtime() {
     assert_eq!(small["channel_table"], true);
     assert_eq!(small["table_bytes"], 0);
     assert_eq!(small["conv_general"], true);
+    assert_eq!(small["fc_plain"], true);
 
     let fast = check_model_built(
         "qemu-m4",
@@ -217,6 +220,7 @@ fn size_optimized_cortex_m4_outputs_equal_host_runtime() {
     // instructions (exact counts) for more code.
     assert_eq!(fast["channel_table"], false);
     assert_eq!(fast["conv_general"], false);
+    assert_eq!(fast["fc_plain"], false);
     assert!(fast["table_bytes"].as_u64().unwrap() > 0);
     let count = |r: &serde_json::Value, key: &str| r[key].as_u64().unwrap();
     assert!(count(&fast, "per_inference") < count(&small, "per_inference"));
@@ -507,6 +511,42 @@ fn conv_general_loop_is_kept_for_layers_that_need_it() {
         stderr.contains("op 0 of the model")
             && stderr.contains("odd_conv.ekd")
             && stderr.contains("EDGEKD_CONV_GENERAL=0"),
+        "{stderr}"
+    );
+}
+
+/// A fully connected layer whose requantization multiplier is above one has no
+/// prepared table: the firmware keeps the rows that widen the filter as they go (and
+/// matches the host bit for bit through them), and refuses `EDGEKD_FC_PLAIN=0` for it.
+#[test]
+fn fully_connected_rows_without_a_table_are_kept_for_layers_that_need_them() {
+    require_tools(&["thumbv7em-none-eabihf"]);
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let (n, out) = (24, 6);
+    let weights = (0..out * n).map(|i| (i % 7) as i8 - 3).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    // 0.05 (input) x 10 (weights) / 0.25 (output): a multiplier of 2.
+    let model = one_fc_model(tmp.path(), "plain_fc", n, weights, vec![10.0; out]);
+
+    let run = bench("qemu-m4", &model, &[]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["fc_plain"], true);
+    assert_eq!(report["table_bytes"], 0);
+    assert_eq!(report["bit_exact"], true);
+
+    let build = build_firmware(&model, ("EDGEKD_FC_PLAIN", "0"));
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(!build.status.success(), "the build took EDGEKD_FC_PLAIN=0");
+    assert!(
+        stderr.contains("op 0 of the model")
+            && stderr.contains("plain_fc.ekd")
+            && stderr.contains("EDGEKD_FC_PLAIN=0"),
         "{stderr}"
     );
 }

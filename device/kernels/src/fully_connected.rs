@@ -252,7 +252,8 @@ impl<'a> FcLayer<'a> {
     /// Errors: [`KernelError::ShapeMismatch`] for other lengths;
     /// [`KernelError::UnsupportedParams`] from builds without the fallback kernels
     /// (`EDGEKD_FALLBACK=0`) for a layer that needs them
-    /// ([`fully_connected_needs_fallback`]).
+    /// ([`fully_connected_needs_fallback`]), and from builds without the plain rows
+    /// (`EDGEKD_FC_PLAIN=0`) for a layer without its prepared table.
     pub fn run(
         &self,
         scratch: &mut Scratch,
@@ -294,6 +295,11 @@ impl<'a> FcLayer<'a> {
         // filter's zeros meet the entries past `in_features`).
         #[cfg(all(target_arch = "arm", edgekd_dsp))]
         {
+            // Builds without the plain rows (`EDGEKD_FC_PLAIN=0`) need the table.
+            #[cfg(edgekd_no_fc_plain)]
+            if self.wide.is_none() {
+                return Err(KernelError::UnsupportedParams);
+            }
             for (x, out) in input
                 .chunks_exact(in_features)
                 .zip(output.chunks_exact_mut(out_features))

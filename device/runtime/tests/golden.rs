@@ -48,12 +48,14 @@ fn shipped_models_declare_what_their_ops_need() {
         let model = Model::parse(buf.as_bytes()).unwrap();
         assert_eq!(model.macs(), macs, "{name}");
         // Every layer fits the kernels' fast paths (firmware leaves the fallbacks out),
-        // and every conv layer runs dense on DSP cores (firmware with the fast kernels
-        // leaves the general conv loop out).
+        // and on DSP cores every conv layer runs dense and every fully connected layer
+        // reads its table (firmware with the fast kernels leaves the general conv loop
+        // and the plain fully connected rows out).
         for op in model.ops() {
             let op = op.unwrap();
             assert!(!op.needs_fallback(&model).unwrap(), "{name}");
             assert!(!op.needs_conv_general(&model).unwrap(), "{name}");
+            assert!(!op.needs_fc_plain(&model).unwrap(), "{name}");
         }
         let meta = model.metadata().unwrap();
         assert_eq!(meta.name, *name);

@@ -393,6 +393,15 @@ impl FirmwareDir {
                     "0"
                 },
             )
+            // ... and the fully connected rows without a table only if a layer has none.
+            .env(
+                "EDGEKD_FC_PLAIN",
+                if golden.needs_fc_plain(build.kernels) {
+                    "1"
+                } else {
+                    "0"
+                },
+            )
             // RUSTFLAGS would replace the firmware's own (and drop -Tlink.x).
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -464,6 +473,10 @@ pub(crate) struct Golden {
     /// Whether a conv layer runs on the kernel's general loop (`Op::needs_conv_general`);
     /// without one the firmware leaves the loop out (`EDGEKD_CONV_GENERAL`).
     pub conv_general: bool,
+    /// Whether a fully connected layer runs without a prepared table
+    /// (`Op::needs_fc_plain`); without one the firmware leaves those rows out
+    /// (`EDGEKD_FC_PLAIN`).
+    pub fc_plain: bool,
 }
 
 impl Golden {
@@ -479,13 +492,15 @@ impl Golden {
             None => synthetic_inputs(model)?,
         };
         let (mut ops, mut fallback): (Vec<String>, bool) = (Vec::new(), false);
-        let (mut columns, mut channel_table, mut conv_general) = (4, false, false);
+        let (mut columns, mut channel_table) = (4, false);
+        let (mut conv_general, mut fc_plain) = (false, false);
         for op in model.ops() {
             let op = op?;
             fallback |= op.needs_fallback(&model)?;
             columns = columns.max(op.scratch_columns(&model)?);
             channel_table |= op.needs_channel_table(&model)?;
             conv_general |= op.needs_conv_general(&model)?;
+            fc_plain |= op.needs_fc_plain(&model)?;
             let name = op.code.feature().to_string();
             if !ops.contains(&name) {
                 ops.push(name);
@@ -502,6 +517,7 @@ impl Golden {
             columns,
             channel_table,
             conv_general,
+            fc_plain,
         };
         std::fs::write(golden.input_path(), io::npy_bytes(&golden.inputs)?)?;
         std::fs::write(golden.expected_path(), io::npy_bytes(&golden.expected)?)?;
@@ -519,6 +535,13 @@ impl Golden {
     /// conv layer runs on it, and with the small kernels (which have no dense path).
     pub fn needs_conv_general(&self, kernels: Kernels) -> bool {
         self.conv_general || kernels == Kernels::Small
+    }
+
+    /// Whether firmware built with `kernels` keeps the fully connected rows without a
+    /// prepared table: when a layer runs on them, and with the small kernels (which
+    /// read no tables).
+    pub fn needs_fc_plain(&self, kernels: Kernels) -> bool {
+        self.fc_plain || kernels == Kernels::Small
     }
 
     /// The inputs' `.npy` file.
@@ -977,6 +1000,9 @@ pub struct Report {
     /// Whether the conv kernel's general loop is compiled in (`EDGEKD_CONV_GENERAL`;
     /// cores without DSP always have it).
     pub conv_general: bool,
+    /// Whether the fully connected rows without a prepared table are compiled in
+    /// (`EDGEKD_FC_PLAIN`; cores without DSP always have them).
+    pub fc_plain: bool,
 }
 
 impl Report {
@@ -1036,6 +1062,7 @@ impl Report {
             scratch_columns: golden.columns,
             channel_table: golden.needs_channel_table(build.kernels),
             conv_general: golden.needs_conv_general(build.kernels) || !board.has_dsp(),
+            fc_plain: golden.needs_fc_plain(build.kernels) || !board.has_dsp(),
         })
     }
 
@@ -1099,7 +1126,7 @@ impl Report {
         let _ = writeln!(
             s,
             "runtime ops compiled in: {} (fallback kernels {}); column buffer {} entries; \
-             channel table {}; conv general loop {}",
+             channel table {}; conv general loop {}; fully connected rows without a table {}",
             self.compiled_ops.join(", "),
             if self.fallback_kernels {
                 "in: a layer needs them"
@@ -1116,6 +1143,11 @@ impl Report {
                 "in"
             } else {
                 "left out (every conv layer runs dense)"
+            },
+            if self.fc_plain {
+                "in"
+            } else {
+                "left out (every layer has one)"
             }
         );
         let _ = writeln!(

@@ -439,7 +439,6 @@ unsafe fn requant_per_channel(
 #[inline(never)]
 pub(crate) fn fc_row(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
     let (k, n) = (layer.in_features, layer.out_features);
-    let (rq, zp) = (&layer.rq, layer.p.output_zero_point);
     if col.len() != k.next_multiple_of(4) || out.len() != n || col.as_ptr() as usize % 4 != 0 {
         // Not reached with the kernels' own (aligned) buffers.
         return fc_row_scalar(col, layer, out);
@@ -448,6 +447,22 @@ pub(crate) fn fc_row(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
     if let Some(wide) = layer.wide {
         return fc_row_wide(col, layer, wide, out);
     }
+    // Builds whose every layer brings its table leave the plain rows out
+    // (`EDGEKD_FC_PLAIN=0`); `FcLayer::run` refuses a layer without one first.
+    #[cfg(edgekd_no_fc_plain)]
+    return fc_row_scalar(col, layer, out);
+    #[cfg(not(edgekd_no_fc_plain))]
+    fc_row_plain(col, layer, out);
+}
+
+/// [`fc_row`] widening the filter as it goes (no prepared table), lengths checked:
+/// blocks of four rows through [`dot4_blocks`], the rest through [`rest_rows`], then
+/// the requantization in the layer's form.
+#[inline(always)]
+#[cfg_attr(edgekd_no_fc_plain, allow(dead_code))]
+fn fc_row_plain(col: &[i16], layer: &FcLayer<'_>, out: &mut [i8]) {
+    let (k, n) = (layer.in_features, layer.out_features);
+    let (rq, zp) = (&layer.rq, layer.p.output_zero_point);
     let groups = k / 4;
     let x = col.as_ptr();
     // A missing bias reads four zeros for every block.

@@ -562,7 +562,7 @@ impl<'a> Op<'a> {
         Ok(self.wide_weights(model)?.is_some())
     }
 
-    /// Whether DSP builds at opt-level 2 or 3 prepare this op's channels in the
+    /// Whether DSP builds with the fast kernels prepare this op's channels in the
     /// kernels' RAM channel table: depthwise ops, and conv ops without a prepared table
     /// ([`Op::wide_weights`] gives none). Firmware whose model has no such op is built
     /// without the table (`EDGEKD_CHANNEL_TABLE=0`, 320 bytes less RAM).
@@ -574,6 +574,20 @@ impl<'a> Op<'a> {
             OpCode::Conv2d => self.wide_weights(model)?.is_none(),
             _ => false,
         })
+    }
+
+    /// Whether DSP builds with the fast kernels run this op on the fully connected
+    /// kernel's plain rows, which widen the filter as they go: a fully connected layer
+    /// on the fast kernel (not the fallback, [`Op::needs_fallback`]) without a prepared
+    /// table ([`Op::reads_wide_weights`]: a channel outside the single-step
+    /// requantization). Firmware whose model has no such op is built without them
+    /// (`EDGEKD_FC_PLAIN=0`).
+    ///
+    /// Errors: as [`Op::reads_wide_weights`].
+    pub fn needs_fc_plain(&self, model: &Model<'a>) -> Result<bool, Error> {
+        Ok(self.code == OpCode::FullyConnected
+            && !self.needs_fallback(model)?
+            && !self.reads_wide_weights(model)?)
     }
 
     /// Whether DSP builds with the fast kernels run this op on the conv kernel's general
