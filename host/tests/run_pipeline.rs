@@ -121,11 +121,13 @@ fn num(v: &Value, what: &str) -> f64 {
 fn every_stage_and_every_ci_target() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
+    // The firmware targets measure a build at "z" with the fast kernels (the recipe's
+    // choice; the default is opt-level 3).
     let r = recipe(
         dir.path(),
         r#""host", "qemu-m4", "qemu-m0", "aarch64""#,
         &onnx_teacher(),
-        "",
+        "firmware_opt_level = \"z\"\nfirmware_kernels = \"fast\"\n",
     );
     let o = edgekd(&["run", r.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
@@ -196,6 +198,8 @@ fn every_stage_and_every_ci_target() {
         assert!((per_mac * 6240.0 - instr).abs() < 1.0, "{t}");
         assert!(num(&t["flash_bytes"], "flash") > ekd_len as f64, "{t}");
         assert!(num(&t["ram_bytes"], "ram") >= arena, "{t}");
+        let note = t["note"].as_str().unwrap();
+        assert!(note.contains("opt-level z, fast kernels"), "{t}");
     }
     // The M0 has no DSP instructions: it needs more instructions than the M4.
     assert!(num(&targets[2]["instructions"], "m0") > num(&targets[1]["instructions"], "m4"));
@@ -297,6 +301,18 @@ fn recipe_errors_stop_before_any_training() {
     fails_before_training(&onnx, r#""host""#, "[export]\nformat = [\"c\"]\n", "format");
     fails_before_training(&onnx, r#""host""#, "[export]\nformats = \"c\"\n", "formats");
     fails_before_training(&onnx, r#""host", "qemu-m9""#, "", "unknown target");
+    fails_before_training(
+        &onnx,
+        r#""host", "qemu-m4""#,
+        "firmware_kernels = \"tiny\"\n",
+        "measure.firmware_kernels must be \"fast\" or \"small\"",
+    );
+    fails_before_training(
+        &onnx,
+        r#""host", "qemu-m4""#,
+        "firmware_opt_level = \"4\"\n",
+        "measure.firmware_opt_level",
+    );
     fails_before_training(
         "[teacher]\nonnx = \"/nonexistent/teacher.onnx\"\n",
         r#""host""#,

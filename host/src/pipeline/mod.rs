@@ -372,6 +372,7 @@ pub fn run(p: &Pipeline, opts: &Options) -> Result<RunReport> {
         samples: p.recipe.measure.samples,
         runs: p.recipe.measure.runs,
         warmup: p.recipe.measure.warmup,
+        firmware: p.recipe.measure.firmware_build()?,
     };
     let mut target_results: Vec<TargetResult> = Vec::new();
     for t in &p.targets {

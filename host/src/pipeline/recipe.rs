@@ -7,6 +7,7 @@
 //! name and line; everything else is checked by [`load`] before any work starts.
 
 use super::targets::TargetSpec;
+use crate::cmd::bench::{Build, Kernels};
 use crate::data::augment::AugmentSpec;
 use crate::data::DataSpec;
 use crate::quant::ptq::BiasCorrection;
@@ -181,6 +182,29 @@ pub struct MeasureSpec {
     pub runs: usize,
     /// Warm-up runs before timing.
     pub warmup: usize,
+    /// cargo `opt-level` of the firmware the qemu-* targets build: "0"-"3", "s", "z".
+    pub firmware_opt_level: String,
+    /// Kernels of that firmware: "fast" or "small" (default: fast at opt-level 0-3,
+    /// small at s/z; see `edgekd bench --kernels`).
+    pub firmware_kernels: Option<String>,
+}
+
+impl MeasureSpec {
+    /// The firmware build the qemu-* targets measure; `firmware_kernels` must be valid
+    /// (`load` checks).
+    pub fn firmware_build(&self) -> Result<Build<'_>> {
+        let kernels = match &self.firmware_kernels {
+            Some(k) => Some(
+                <Kernels as clap::ValueEnum>::from_str(k, false).map_err(|_| {
+                    anyhow::anyhow!(
+                        "measure.firmware_kernels must be \"fast\" or \"small\", not {k:?}"
+                    )
+                })?,
+            ),
+            None => None,
+        };
+        Ok(Build::new(&self.firmware_opt_level, kernels))
+    }
 }
 
 impl Default for MeasureSpec {
@@ -189,6 +213,8 @@ impl Default for MeasureSpec {
             samples: 32,
             runs: 200,
             warmup: 20,
+            firmware_opt_level: "3".into(),
+            firmware_kernels: None,
         }
     }
 }
@@ -308,6 +334,15 @@ fn check(r: &PipelineRecipe, base: &Path) -> Result<Vec<TargetSpec>> {
         r.measure.samples > 0 && r.measure.runs > 0,
         "measure.samples and measure.runs must be positive"
     );
+    ensure!(
+        matches!(
+            r.measure.firmware_opt_level.as_str(),
+            "0" | "1" | "2" | "3" | "s" | "z"
+        ),
+        "measure.firmware_opt_level must be one of \"0\"-\"3\", \"s\", \"z\", not {:?}",
+        r.measure.firmware_opt_level
+    );
+    r.measure.firmware_build()?;
     ensure!(
         !r.targets.is_empty(),
         "`targets` is empty: list at least `host`"

@@ -262,6 +262,8 @@ pub struct Probe<'a> {
     pub runs: usize,
     /// Warm-up runs on the host.
     pub warmup: usize,
+    /// The firmware build the qemu-* targets measure.
+    pub firmware: bench::Build<'a>,
 }
 
 impl Probe<'_> {
@@ -296,13 +298,7 @@ pub fn measure(target: &TargetSpec, p: &Probe<'_>) -> Result<TargetResult> {
             let dir = tempfile::tempdir()?;
             let input = dir.path().join("inputs.npy");
             std::fs::write(&input, io::npy_bytes(&subset)?)?;
-            let m = bench::measure(
-                *t,
-                p.model_path,
-                Some(&input),
-                None,
-                bench::Build::new("3", None),
-            )?;
+            let m = bench::measure(*t, p.model_path, Some(&input), None, p.firmware)?;
             let r = &m.report;
             let mut out = TargetResult::new(target, &r.core, r.samples);
             out.mismatches = if r.bit_exact { 0 } else { r.mismatches.max(1) };
@@ -311,8 +307,8 @@ pub fn measure(target: &TargetSpec, p: &Probe<'_>) -> Result<TargetResult> {
             out.flash_bytes = Some(r.flash_bytes);
             out.ram_bytes = Some(r.static_ram_bytes);
             out.note = format!(
-                "{} (QEMU -icount: instructions, not cycles); stack {} B",
-                r.board, r.stack_bytes
+                "{} (QEMU -icount: instructions, not cycles); stack {} B; opt-level {}, {} kernels",
+                r.board, r.stack_bytes, r.opt_level, r.kernels
             );
             Ok(out)
         }
