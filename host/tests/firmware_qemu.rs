@@ -67,6 +67,19 @@ fn bench(target: &str, model: &Path, extra: &[&str]) -> std::process::Output {
         .expect("edgekd runs")
 }
 
+/// [`bench`] that must succeed: its JSON report.
+fn bench_report(target: &str, model: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = bench(target, model, extra);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "edgekd bench --target {target} {} failed:\n{stdout}\n{}",
+        model.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).expect("bench prints JSON")
+}
+
 /// The host runtime's outputs on the golden inputs, computed here rather than trusted.
 fn host_outputs(model_path: &Path, inputs: &edgekd::io::Matrix<i8>) -> Vec<Vec<i8>> {
     let bytes = read_model(model_path).unwrap();
@@ -94,14 +107,7 @@ fn check_model_built(target: &str, name: &str, build_args: &[&str]) -> serde_jso
     let inputs = read_i8_matrix(&dir.join(format!("{name}.input.npy"))).unwrap();
     let golden = read_i8_matrix(&dir.join(format!("{name}.expected.npy"))).unwrap();
 
-    let out = bench(target, &model, build_args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "edgekd bench --target {target} {name} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(&stdout).expect("bench prints JSON");
+    let report = bench_report(target, &model, build_args);
     let firmware: Vec<Vec<i8>> = serde_json::from_value(report["outputs"].clone()).unwrap();
 
     let host = host_outputs(&model, &inputs);
@@ -389,14 +395,7 @@ fn long_fully_connected_keeps_the_fallback() {
     let scales = vec![0.002, 0.003, 0.001, 0.004];
     let model = one_fc_model(tmp.path(), "long_fc", n, weights, scales);
 
-    let out = bench("qemu-m4", &model, &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let report = bench_report("qemu-m4", &model, &[]);
     assert_eq!(report["fallback_kernels"], true);
     assert_eq!(report["bit_exact"], true);
 
@@ -528,14 +527,7 @@ fn fully_connected_rows_without_a_table_are_kept_for_layers_that_need_them() {
     // 0.05 (input) x 10 (weights) / 0.25 (output): a multiplier of 2.
     let model = one_fc_model(tmp.path(), "plain_fc", n, weights, vec![10.0; out]);
 
-    let run = bench("qemu-m4", &model, &[]);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let report = bench_report("qemu-m4", &model, &[]);
     assert_eq!(report["fc_plain"], true);
     assert_eq!(report["table_bytes"], 0);
     assert_eq!(report["bit_exact"], true);
