@@ -542,3 +542,59 @@ fn fully_connected_rows_without_a_table_are_kept_for_layers_that_need_them() {
         "{stderr}"
     );
 }
+
+/// `edgekd flash --board` builds the firmware as `edgekd bench` does (here at "z" with
+/// the fast kernels) and runs it in QEMU, which passes only if every output equals the
+/// host runtime's.
+#[test]
+fn flash_runs_the_firmware_on_a_qemu_board() {
+    require_tools(&["thumbv7em-none-eabihf"]);
+    let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+    let model = repo().join("models/reference/mlp.ekd");
+    let out = Command::new(env!("CARGO_BIN_EXE_edgekd"))
+        .args(["flash", "--board", "mps2-an386", "--opt-level", "z"])
+        .args(["--kernels", "fast", "--model"])
+        .arg(&model)
+        .arg("--firmware-dir")
+        .arg(repo().join("firmware"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("result PASS mismatches=0 samples=16"),
+        "{stdout}"
+    );
+}
+
+/// `edgekd flash --chip` names what is missing before building anything: a chip no
+/// board describes, then probe-rs (not installed here) or a probe.
+#[test]
+fn flash_on_a_chip_says_what_is_missing() {
+    let flash = |chip: &str| {
+        Command::new(env!("CARGO_BIN_EXE_edgekd"))
+            .args(["flash", "--chip", chip, "--firmware-dir"])
+            .arg(repo().join("firmware"))
+            .output()
+            .unwrap()
+    };
+    let out = flash("ESP32");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no firmware board has the memory map of ESP32")
+            && stderr.contains("STM32F405*"),
+        "{stderr}"
+    );
+    let out = flash("STM32F405RGTx");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("probe-rs is not installed") || stderr.contains("no debug probe"),
+        "{stderr}"
+    );
+}

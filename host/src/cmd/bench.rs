@@ -138,13 +138,9 @@ pub struct Args {
     /// source tree, else `./firmware`.
     #[arg(long)]
     pub firmware_dir: Option<PathBuf>,
-    /// qemu-*: optimization level of the firmware build (3, the default, is fastest;
-    /// "s"/"z" are smaller).
-    #[arg(long, value_parser = ["0", "1", "2", "3", "s", "z"])]
-    pub opt_level: Option<String>,
-    /// qemu-*: the kernels compiled in [default: fast at opt-level 0-3, small at s/z].
-    #[arg(long, value_enum)]
-    pub kernels: Option<Kernels>,
+    /// qemu-*: how the firmware is compiled.
+    #[command(flatten)]
+    pub build: BuildArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -188,7 +184,7 @@ pub fn run(args: Args) -> Result<()> {
         &args.model,
         args.input.as_deref(),
         args.firmware_dir.as_deref(),
-        Build::new(args.opt_level.as_deref().unwrap_or("3"), args.kernels),
+        args.build.build(),
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&m.report)?);
@@ -244,6 +240,30 @@ impl Kernels {
             Kernels::Fast => "fast",
             Kernels::Small => "small",
         }
+    }
+}
+
+/// The firmware build options `edgekd bench` and `edgekd flash` take.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildArgs {
+    /// Optimization level of the firmware build (3, the default, is fastest; "s"/"z"
+    /// are smaller).
+    #[arg(long, value_parser = ["0", "1", "2", "3", "s", "z"])]
+    pub opt_level: Option<String>,
+    /// The kernels compiled in [default: fast at opt-level 0-3, small at s/z].
+    #[arg(long, value_enum)]
+    pub kernels: Option<Kernels>,
+}
+
+impl BuildArgs {
+    /// Whether any option was given.
+    pub fn is_set(&self) -> bool {
+        self.opt_level.is_some() || self.kernels.is_some()
+    }
+
+    /// The build they ask for.
+    pub fn build(&self) -> Build<'_> {
+        Build::new(self.opt_level.as_deref().unwrap_or("3"), self.kernels)
     }
 }
 

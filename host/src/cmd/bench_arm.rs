@@ -199,7 +199,7 @@ pub fn run_cli(args: Args) -> Result<()> {
             target.name()
         );
     }
-    if args.firmware_dir.is_some() || args.opt_level.is_some() || args.kernels.is_some() {
+    if args.firmware_dir.is_some() || args.build.is_set() {
         bail!("--firmware-dir, --opt-level and --kernels apply to the qemu-* targets only");
     }
     if args.adb && target != Target::Android {

@@ -1,7 +1,7 @@
 //! `edgekd flash`: build the firmware around a model and run it, in QEMU (`--board`) or
 //! on a real chip through probe-rs (`--chip`).
 
-use super::bench::{self, Board, Build, FirmwareDir, Golden};
+use super::bench::{self, Board, Build, BuildArgs, FirmwareDir, Golden};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +26,9 @@ pub struct Args {
     /// The firmware crate (see `edgekd bench --help`).
     #[arg(long)]
     pub firmware_dir: Option<PathBuf>,
+    /// How the firmware is compiled.
+    #[command(flatten)]
+    pub build: BuildArgs,
 }
 
 /// Chips whose memory map a firmware board describes: probe-rs name prefix -> board.
@@ -41,16 +44,23 @@ pub fn run(args: Args) -> Result<()> {
         Some(m) => m.clone(),
         None => fw.default_model(),
     };
+    let build = args.build.build();
     match (args.board, &args.chip) {
-        (Some(board), _) => run_in_qemu(&fw, board, &model, args.input.as_deref()),
-        (None, Some(chip)) => run_on_chip(&fw, chip, &model, args.input.as_deref()),
+        (Some(board), _) => run_in_qemu(&fw, board, &model, args.input.as_deref(), build),
+        (None, Some(chip)) => run_on_chip(&fw, chip, &model, args.input.as_deref(), build),
         (None, None) => bail!("pass --board <qemu board> or --chip <probe-rs chip>"),
     }
 }
 
-fn run_in_qemu(fw: &FirmwareDir, board: Board, model: &Path, input: Option<&Path>) -> Result<()> {
+fn run_in_qemu(
+    fw: &FirmwareDir,
+    board: Board,
+    model: &Path,
+    input: Option<&Path>,
+    build: Build<'_>,
+) -> Result<()> {
     let golden = Golden::prepare(model, input)?;
-    let elf = fw.build(board, model, &golden, Build::new("3", None))?;
+    let elf = fw.build(board, model, &golden, build)?;
     let run = bench::run_qemu(&elf, bench::QEMU_TIMEOUT)?;
     print!("{}", run.stdout);
     if !run.status_ok {
@@ -89,6 +99,7 @@ pub(crate) fn run_on_chip(
     chip: &str,
     model: &Path,
     input: Option<&Path>,
+    build: Build<'_>,
 ) -> Result<()> {
     let board = board_for_chip(chip)?;
     let Some(probe_rs) = bench::which("probe-rs") else {
@@ -112,7 +123,7 @@ pub(crate) fn run_on_chip(
         );
     }
     let golden = Golden::prepare(model, input)?;
-    let elf = fw.build(board, model, &golden, Build::new("3", None))?;
+    let elf = fw.build(board, model, &golden, build)?;
     // `probe-rs run` flashes, resets, prints semihosting output and exits with the
     // firmware's semihosting exit status.
     let status = Command::new(&probe_rs)

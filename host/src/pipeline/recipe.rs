@@ -182,7 +182,8 @@ pub struct MeasureSpec {
     pub runs: usize,
     /// Warm-up runs before timing.
     pub warmup: usize,
-    /// cargo `opt-level` of the firmware the qemu-* targets build: "0"-"3", "s", "z".
+    /// cargo `opt-level` of the firmware the qemu-* and probe-rs targets build: "0"-"3",
+    /// "s", "z".
     pub firmware_opt_level: String,
     /// Kernels of that firmware: "fast" or "small" (default: fast at opt-level 0-3,
     /// small at s/z; see `edgekd bench --kernels`).

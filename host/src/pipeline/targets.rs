@@ -262,7 +262,7 @@ pub struct Probe<'a> {
     pub runs: usize,
     /// Warm-up runs on the host.
     pub warmup: usize,
-    /// The firmware build the qemu-* targets measure.
+    /// The firmware build the qemu-* and probe-rs targets run.
     pub firmware: bench::Build<'a>,
 }
 
@@ -351,7 +351,7 @@ pub fn measure(target: &TargetSpec, p: &Probe<'_>) -> Result<TargetResult> {
             let input = dir.path().join("inputs.npy");
             std::fs::write(&input, io::npy_bytes(&subset)?)?;
             let fw = FirmwareDir::find(None)?;
-            crate::cmd::flash::run_on_chip(&fw, chip, p.model_path, Some(&input))?;
+            crate::cmd::flash::run_on_chip(&fw, chip, p.model_path, Some(&input), p.firmware)?;
             let mut out = TargetResult::new(target, chip, subset.rows);
             out.note = "the firmware checked its outputs on the chip (probe-rs exit 0)".into();
             Ok(out)
