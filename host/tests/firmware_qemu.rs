@@ -399,15 +399,10 @@ fn long_fully_connected_keeps_the_fallback() {
     assert_eq!(report["fallback_kernels"], true);
     assert_eq!(report["bit_exact"], true);
 
-    let build = build_firmware(&model, ("EDGEKD_FALLBACK", "0"));
-    let stderr = String::from_utf8_lossy(&build.stderr);
-    assert!(
-        !build.status.success(),
-        "the build ignored EDGEKD_FALLBACK=0"
-    );
-    assert!(
-        stderr.contains("runs a kernel's fallback") && stderr.contains("long_fc.ekd"),
-        "{stderr}"
+    assert_build_refused(
+        &model,
+        ("EDGEKD_FALLBACK", "0"),
+        &["runs a kernel's fallback", "long_fc.ekd"],
     );
 }
 
@@ -425,10 +420,15 @@ fn firmware_build(model: &Path) -> Command {
     build
 }
 
-/// Builds the M4 firmware for `model` with one build-time variable set (the tests of
-/// what its build script refuses).
-fn build_firmware(model: &Path, (var, value): (&str, &str)) -> std::process::Output {
-    firmware_build(model).env(var, value).output().unwrap()
+/// Builds the M4 firmware for `model` with one build-time variable set, which the build
+/// must refuse with a message containing every one of `needles`.
+fn assert_build_refused(model: &Path, (var, value): (&str, &str), needles: &[&str]) {
+    let build = firmware_build(model).env(var, value).output().unwrap();
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(!build.status.success(), "the build took {var}={value}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "`{needle}` missing:\n{stderr}");
+    }
 }
 
 /// A column buffer smaller than the model's layers need (`EDGEKD_MAX_COLS`) is refused
@@ -438,12 +438,10 @@ fn too_small_column_buffer_is_refused() {
     require_tools(&["thumbv7em-none-eabihf"]);
     let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
     let model = repo().join("models/reference/mlp.ekd");
-    let build = build_firmware(&model, ("EDGEKD_MAX_COLS", "36"));
-    let stderr = String::from_utf8_lossy(&build.stderr);
-    assert!(!build.status.success(), "the build took EDGEKD_MAX_COLS=36");
-    assert!(
-        stderr.contains("needs a column buffer of 40 entries") && stderr.contains("mlp.ekd"),
-        "{stderr}"
+    assert_build_refused(
+        &model,
+        ("EDGEKD_MAX_COLS", "36"),
+        &["needs a column buffer of 40 entries", "mlp.ekd"],
     );
 }
 
@@ -454,15 +452,10 @@ fn channel_table_is_kept_for_layers_that_need_it() {
     require_tools(&["thumbv7em-none-eabihf"]);
     let _guard = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
     let model = repo().join("models/reference/ds_cnn.ekd");
-    let build = build_firmware(&model, ("EDGEKD_CHANNEL_TABLE", "0"));
-    let stderr = String::from_utf8_lossy(&build.stderr);
-    assert!(
-        !build.status.success(),
-        "the build took EDGEKD_CHANNEL_TABLE=0"
-    );
-    assert!(
-        stderr.contains("EDGEKD_CHANNEL_TABLE=0") && stderr.contains("depthwise"),
-        "{stderr}"
+    assert_build_refused(
+        &model,
+        ("EDGEKD_CHANNEL_TABLE", "0"),
+        &["EDGEKD_CHANNEL_TABLE=0", "depthwise"],
     );
 }
 
@@ -500,17 +493,10 @@ fn conv_general_loop_is_kept_for_layers_that_need_it() {
     let model = tmp.path().join("odd_conv.ekd");
     std::fs::write(&model, b.finish().unwrap()).unwrap();
 
-    let build = build_firmware(&model, ("EDGEKD_CONV_GENERAL", "0"));
-    let stderr = String::from_utf8_lossy(&build.stderr);
-    assert!(
-        !build.status.success(),
-        "the build took EDGEKD_CONV_GENERAL=0"
-    );
-    assert!(
-        stderr.contains("op 0 of the model")
-            && stderr.contains("odd_conv.ekd")
-            && stderr.contains("EDGEKD_CONV_GENERAL=0"),
-        "{stderr}"
+    assert_build_refused(
+        &model,
+        ("EDGEKD_CONV_GENERAL", "0"),
+        &["op 0 of the model", "odd_conv.ekd", "EDGEKD_CONV_GENERAL=0"],
     );
 }
 
@@ -532,14 +518,10 @@ fn fully_connected_rows_without_a_table_are_kept_for_layers_that_need_them() {
     assert_eq!(report["table_bytes"], 0);
     assert_eq!(report["bit_exact"], true);
 
-    let build = build_firmware(&model, ("EDGEKD_FC_PLAIN", "0"));
-    let stderr = String::from_utf8_lossy(&build.stderr);
-    assert!(!build.status.success(), "the build took EDGEKD_FC_PLAIN=0");
-    assert!(
-        stderr.contains("op 0 of the model")
-            && stderr.contains("plain_fc.ekd")
-            && stderr.contains("EDGEKD_FC_PLAIN=0"),
-        "{stderr}"
+    assert_build_refused(
+        &model,
+        ("EDGEKD_FC_PLAIN", "0"),
+        &["op 0 of the model", "plain_fc.ekd", "EDGEKD_FC_PLAIN=0"],
     );
 }
 
