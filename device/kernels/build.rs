@@ -197,8 +197,9 @@ fn columns_knob() {
 /// loops and prepared tables (the fully connected row loop in one copy, not also
 /// specialized for layers clamped to the whole int8 range, and so on). They are the
 /// default of builds optimized for size (`opt-level` "s" or "z"); `EDGEKD_KERNELS=fast`
-/// or `small` chooses either at any opt-level (tiny_cnn on the M4 at "z": 25,448
-/// instructions with 7.9 KB of runtime code small, 10,582 with 13.8 KB fast).
+/// or `small` chooses either at any opt-level (tiny_cnn on the M4 at "z": 25,452
+/// instructions with 7.9 KB of runtime code small, 10,537 with 9.1 KB fast, the general
+/// conv loop and the fully connected rows without a table left out).
 /// "z" also gets `cfg(edgekd_min_size)`: convolutions then run one pixel per pass.
 fn size_knob() -> bool {
     println!("cargo::rustc-check-cfg=cfg(edgekd_small_kernels)");
