@@ -318,6 +318,15 @@ pub fn measure(
     })
 }
 
+/// A build-time variable's value for a piece of firmware kept (`1`) or left out (`0`).
+fn flag(keep: bool) -> &'static str {
+    if keep {
+        "1"
+    } else {
+        "0"
+    }
+}
+
 /// Longest a firmware run may take in QEMU.
 pub(crate) const QEMU_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -391,36 +400,24 @@ impl FirmwareDir {
             // Only the model's op kinds are compiled into the runtime (code size).
             .env("EDGEKD_OPS", golden.ops.join(","))
             // ... and the kernels' slow fallbacks only if a layer takes them.
-            .env("EDGEKD_FALLBACK", if golden.fallback { "1" } else { "0" })
+            .env("EDGEKD_FALLBACK", flag(golden.fallback))
             // ... and the column buffer sized to the model's largest layer (RAM).
             .env("EDGEKD_MAX_COLS", golden.columns.to_string())
             // ... and the DSP kernels' RAM channel table only if a layer prepares its
             // channels there (the small kernels always do).
             .env(
                 "EDGEKD_CHANNEL_TABLE",
-                if golden.needs_channel_table(build.kernels) {
-                    "1"
-                } else {
-                    "0"
-                },
+                flag(golden.needs_channel_table(build.kernels)),
             )
             // ... and the conv kernel's general loop only if a layer runs on it.
             .env(
                 "EDGEKD_CONV_GENERAL",
-                if golden.needs_conv_general(build.kernels) {
-                    "1"
-                } else {
-                    "0"
-                },
+                flag(golden.needs_conv_general(build.kernels)),
             )
             // ... and the fully connected rows without a table only if a layer has none.
             .env(
                 "EDGEKD_FC_PLAIN",
-                if golden.needs_fc_plain(build.kernels) {
-                    "1"
-                } else {
-                    "0"
-                },
+                flag(golden.needs_fc_plain(build.kernels)),
             )
             // RUSTFLAGS would replace the firmware's own (and drop -Tlink.x).
             .env_remove("RUSTFLAGS")

@@ -602,29 +602,45 @@ impl<'a> Op<'a> {
             return Ok(false);
         }
         #[cfg(edgekd_op_conv2d)]
-        if let OpParams::Conv2d(p, rq) = self.params(model)? {
-            let filter = self.tensor(model, 1)?;
-            let bias = match self.input(2) {
-                Some(t) => Some(model.tensor(t)?.const_i32()?),
-                None => None,
-            };
-            let (ins, outs) = (
-                self.tensor(model, 0)?.shape(),
-                self.output_tensor(model)?.shape(),
-            );
-            let layer = edgekd_kernels::ConvLayer::new(
-                &p,
-                rq,
-                ins,
-                filter.shape(),
-                filter.const_i8()?,
-                bias,
-                outs,
-            );
-            return Ok(!layer.is_ok_and(|layer| layer.runs_dense()));
+        return Ok(!self
+            .conv_layer(model)?
+            .is_some_and(|layer| layer.runs_dense()));
+        #[cfg(not(edgekd_op_conv2d))]
+        {
+            let _ = model;
+            Ok(true)
         }
-        let _ = model;
-        Ok(true)
+    }
+
+    /// This op's conv layer as the interpreter builds it, or `None` for another op or
+    /// a layer its kernel's checks refuse.
+    #[cfg(edgekd_op_conv2d)]
+    fn conv_layer(
+        &self,
+        model: &Model<'a>,
+    ) -> Result<Option<edgekd_kernels::ConvLayer<'a>>, Error> {
+        let OpParams::Conv2d(p, rq) = self.params(model)? else {
+            return Ok(None);
+        };
+        let filter = self.tensor(model, 1)?;
+        let bias = match self.input(2) {
+            Some(t) => Some(model.tensor(t)?.const_i32()?),
+            None => None,
+        };
+        let (ins, outs) = (
+            self.tensor(model, 0)?.shape(),
+            self.output_tensor(model)?.shape(),
+        );
+        Ok(edgekd_kernels::ConvLayer::new(
+            &p,
+            rq,
+            ins,
+            filter.shape(),
+            filter.const_i8()?,
+            bias,
+            outs,
+        )
+        .ok())
     }
 
     /// The widened table DSP builds read for this op (`edgekd_kernels::fc_wide_weights`
@@ -682,16 +698,10 @@ impl<'a> Op<'a> {
         #[cfg(not(edgekd_op_fully_connected))]
         let fc = None::<core::iter::Empty<i16>>;
         #[cfg(edgekd_op_conv2d)]
-        let conv = match &params {
-            OpParams::Conv2d(p, rq) => {
-                let (ins, outs, w) = (input.shape(), output.shape(), filter.shape());
-                edgekd_kernels::ConvLayer::new(p, *rq, ins, w, filter.const_i8()?, bias, outs)
-                    .ok()
-                    .filter(|layer| layer.reads_wide_weights())
-                    .map(|layer| layer.wide_weights())
-            }
-            _ => None,
-        };
+        let conv = self
+            .conv_layer(model)?
+            .filter(|layer| layer.reads_wide_weights())
+            .map(|layer| layer.wide_weights());
         #[cfg(not(edgekd_op_conv2d))]
         let conv = None::<core::iter::Empty<i16>>;
         // Builds with neither op compile the arguments for nothing.
