@@ -243,12 +243,15 @@ impl Kernels {
     }
 }
 
+/// The opt-levels a firmware build takes (cargo's).
+pub const OPT_LEVELS: [&str; 6] = ["0", "1", "2", "3", "s", "z"];
+
 /// The firmware build options `edgekd bench` and `edgekd flash` take.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BuildArgs {
     /// Optimization level of the firmware build (3, the default, is fastest; "s"/"z"
     /// are smaller).
-    #[arg(long, value_parser = ["0", "1", "2", "3", "s", "z"])]
+    #[arg(long, value_parser = OPT_LEVELS)]
     pub opt_level: Option<String>,
     /// The kernels compiled in [default: fast at opt-level 0-3, small at s/z].
     #[arg(long, value_enum)]

@@ -7,7 +7,7 @@
 //! name and line; everything else is checked by [`load`] before any work starts.
 
 use super::targets::TargetSpec;
-use crate::cmd::bench::{Build, Kernels};
+use crate::cmd::bench::{Build, Kernels, OPT_LEVELS};
 use crate::data::augment::AugmentSpec;
 use crate::data::DataSpec;
 use crate::quant::ptq::BiasCorrection;
@@ -191,8 +191,8 @@ pub struct MeasureSpec {
 }
 
 impl MeasureSpec {
-    /// The firmware build the qemu-* targets measure; `firmware_kernels` must be valid
-    /// (`load` checks).
+    /// The firmware build the qemu-* and probe-rs targets run; `firmware_kernels` must
+    /// be valid (`load` checks).
     pub fn firmware_build(&self) -> Result<Build<'_>> {
         let kernels = match &self.firmware_kernels {
             Some(k) => Some(
@@ -336,10 +336,7 @@ fn check(r: &PipelineRecipe, base: &Path) -> Result<Vec<TargetSpec>> {
         "measure.samples and measure.runs must be positive"
     );
     ensure!(
-        matches!(
-            r.measure.firmware_opt_level.as_str(),
-            "0" | "1" | "2" | "3" | "s" | "z"
-        ),
+        OPT_LEVELS.contains(&r.measure.firmware_opt_level.as_str()),
         "measure.firmware_opt_level must be one of \"0\"-\"3\", \"s\", \"z\", not {:?}",
         r.measure.firmware_opt_level
     );
