@@ -223,14 +223,16 @@ fn size_optimized_cortex_m4_outputs_equal_host_runtime() {
     assert_eq!(fast["kernels"], "fast");
     // The fast kernels read every layer's prepared table (so no channel table in RAM),
     // run both conv layers dense (so no general conv loop) and take fewer
-    // instructions (exact counts) for more code.
+    // instructions (exact counts); this build meets issue 5's aims in one: under half
+    // TFLM + CMSIS-NN's 32,344 instructions and under 8 KB of runtime code.
     assert_eq!(fast["channel_table"], false);
     assert_eq!(fast["conv_general"], false);
     assert_eq!(fast["fc_plain"], false);
     assert!(fast["table_bytes"].as_u64().unwrap() > 0);
     let count = |r: &serde_json::Value, key: &str| r[key].as_u64().unwrap();
     assert!(count(&fast, "per_inference") < count(&small, "per_inference"));
-    assert!(count(&fast, "runtime_code_bytes") > count(&small, "runtime_code_bytes"));
+    assert!(count(&fast, "per_inference") < 32_344 / 2);
+    assert!(count(&fast, "runtime_code_bytes") < 8 * 1024);
 }
 
 #[test]

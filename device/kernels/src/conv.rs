@@ -202,8 +202,10 @@ impl<'a> ConvLayer<'a> {
     /// paired-pixel path: every receptive field a run of the input (1-D signals, where
     /// padding may clip the windows at both ends of a row, or kernels as wide as the
     /// input, unpadded), an even number of output channels, and room in the column
-    /// buffer for both pixels' columns rounded up to whole groups of four. Such a layer
-    /// skips the general loop's window arithmetic and per-call setup.
+    /// buffer for both pixels' columns rounded up to whole groups of four, at least two
+    /// output pixels (they go in pairs) and an input zero point in the int8 range (a
+    /// copied window's padding holds it). Such a layer skips the general loop's window
+    /// arithmetic and per-call setup.
     pub fn runs_dense(&self) -> bool {
         let (p, fs, ins, outs) = (
             &self.p,
@@ -225,6 +227,8 @@ impl<'a> ConvLayer<'a> {
             && contiguous_windows(p, ins, fs)
             && rows_whole
             && one_row
+            && outs.n * outs.h * outs.w >= 2
+            && i8::try_from(p.input_zero_point).is_ok()
     }
 
     /// Whether DSP builds ([`crate::CONV_USES_WIDE_WEIGHTS`]) read a widened filter for

@@ -269,8 +269,8 @@ pub fn run(seed: u64, cases: u32) -> [(Kernel, Tally); 3] {
                 continue;
             }
             // One case in two is a 1-D signal, VALID or SAME: conv layers with a table
-            // take the dense paired-pixel path (padded ones through their edge
-            // pixels' columns), depthwise ones the asm one-row window path.
+            // take the dense paired-pixel path (padded ones through a copy of their
+            // edge pixels' windows), depthwise ones the asm one-row window path.
             let one_d = rng.range(0, 2) == 0;
             let (n, h, w) = (rng.usize(1, 2), rng.usize(1, 5), rng.usize(1, 24));
             let h = if one_d { 1 } else { h };

@@ -658,6 +658,17 @@ fn dense_path_is_for_layers_whose_windows_are_runs_of_the_input() {
     assert!(layer(&padded, ins, fs, Shape::new(1, 1, 10, 4)).runs_dense());
     let dilated = ConvParams { dilation_w: 2, ..p };
     assert!(!layer(&dilated, ins, fs, Shape::new(1, 1, 6, 4)).runs_dense());
+    // Pixels go in pairs, and a copied window's padding holds the input zero point as
+    // a byte: one output pixel, or a zero point outside int8, takes the general loop.
+    let whole = Shape::new(4, 1, 6, 2);
+    let one = |n| layer(&p, Shape::new(n, 1, 6, 2), whole, Shape::new(n, 1, 1, 4));
+    assert!(!one(1).runs_dense());
+    assert!(one(2).runs_dense());
+    let wide_zp = ConvParams {
+        input_zero_point: 128,
+        ..padded
+    };
+    assert!(!layer(&wide_zp, ins, fs, Shape::new(1, 1, 10, 4)).runs_dense());
     let fs3 = Shape::new(3, 1, 3, 2);
     assert!(!layer(&p, ins, fs3, Shape::new(1, 1, 8, 3)).runs_dense());
     // A kernel as wide as a 2-D input: each window is one run; narrower: it is not.
