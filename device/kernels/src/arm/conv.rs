@@ -5,9 +5,11 @@
 //! (`ConvLayer::runs_dense`); each call then walks the output pixels in pairs, giving
 //! each run of pairs with whole windows in a row to one asm block
 //! ([`pixel_pairs_wide`]) and every other pair (a padded edge pixel, a pair straddling
-//! two rows, a window whose widening would read past the input) to the same block on a
-//! copy of its two windows ([`edge_pair`]), without the window arithmetic and block
-//! bookkeeping of the general loop.
+//! two rows, a field of under four entries whose word would read past the input) to
+//! the same block on a copy of its two windows ([`edge_pair`]), without the window
+//! arithmetic and block bookkeeping of the general loop. A field's partial last group
+//! is read as the word that ends where the field does, so a run reaches the end of
+//! the input.
 
 use super::matvec::{pixel_pairs_wide, PairLayer};
 use crate::conv::ConvLayer;
@@ -22,8 +24,9 @@ const EDGE_BYTES: usize = 2 * MAX_COLS.saturating_sub(PAIR_OFFSET);
 /// Runs `layer` (which [`ConvLayer::runs_dense`] with its table `wide`): `input` and
 /// `output` hold the whole activations (lengths checked by the caller). The output
 /// pixels go in pairs, across rows and images: a run of pairs whose windows are whole
-/// and whose widening (whole groups of four) stays inside the input to
-/// [`pixel_pairs_wide`], one call per run, any other pair to [`edge_pair`]. An odd last
+/// and whose widening stays inside the input (it reads the field, or one word of a
+/// field shorter than that: [`PairLayer::field_read`]) to [`pixel_pairs_wide`], one call
+/// per run, any other pair to [`edge_pair`]. An odd last
 /// pixel goes again with its predecessor, which gets the same outputs a second time.
 /// Reads the layer's fields in place: copying them into a plan cost about 100
 /// instructions per call.
@@ -70,7 +73,9 @@ pub(crate) fn dense_wide(
         full_groups: k / 4,
         partial_group: usize::from(k % 4 != 0),
         chans_end: chans.as_ptr_range().end,
+        partial_back: PairLayer::partial_back(k),
     };
+    let read = PairLayer::field_read(k);
     let pad_x = p.pad_left * ins.c;
     let (lo, hi) = crate::whole_windows(ins.w, fs.w, p.stride_w, p.pad_left, outs.w);
     let mut next = 0;
@@ -83,7 +88,7 @@ pub(crate) fn dense_wide(
         // Whole windows in pairs, while their widening stays inside the input; a window
         // starts `pad_left` columns before its pixel.
         let at = (row_start(layer, first / outs.w) + ox * step_x).saturating_sub(pad_x);
-        let readable = input.len().saturating_sub(at + 4 * groups);
+        let readable = input.len().saturating_sub(at + read);
         let pairs = match ox >= lo {
             true => (hi.saturating_sub(ox) / 2).min((readable / step_x.max(1)).div_ceil(2)),
             false => 0,
@@ -97,8 +102,8 @@ pub(crate) fn dense_wide(
         let run = out
             .get_mut(..2 * pairs * out_c)
             .ok_or(KernelError::ShapeMismatch)?;
-        // SAFETY: `x` holds `(2 * pairs - 1) * step + 4 * groups` bytes (`pairs` bounded
-        // by what is readable above); the column buffer is 8-byte aligned with
+        // SAFETY: `x` holds `(2 * pairs - 1) * step + read` bytes (`pairs` bounded by
+        // what is readable above; `partial_back` set for `k`); the column buffer is 8-byte aligned with
         // `PAIR_OFFSET + 4 * groups` entries (checked); `rows` is 4-byte aligned (checked)
         // with `out_c / 2` channel pairs of `8 * groups` entries and `chans` holds `out_c`
         // channels made by `RoundingRq::new` (shifts at most 22), both from the checked

@@ -834,7 +834,7 @@ pub(crate) unsafe fn pair_rows_wide(
 }
 
 /// What [`pixel_pairs_wide`] reads of a layer (`repr(C)`: the asm reads the fields at
-/// byte offsets 0, 4, 8, 12, 20, 24 and 28).
+/// byte offsets 0, 4, 8, 12, 20, 24, 28 and 32).
 #[cfg(not(edgekd_small_kernels))]
 #[repr(C)]
 pub(crate) struct PairLayer {
@@ -854,6 +854,29 @@ pub(crate) struct PairLayer {
     pub(crate) partial_group: usize,
     /// The end of the prepared channels (`chans + 2 * chan_pairs`).
     pub(crate) chans_end: *const Chan,
+    /// Bytes before its group at which the partial group's word is read: `4 - k % 4`
+    /// when a whole group comes first, so that the word ends where the field does (its
+    /// entries then shifted down), else 0 (the word reads up to 3 bytes past the field).
+    /// See [`PairLayer::field_read`].
+    pub(crate) partial_back: usize,
+}
+
+#[cfg(not(edgekd_small_kernels))]
+impl PairLayer {
+    /// [`PairLayer::partial_back`] for a field of `k` entries.
+    pub(crate) fn partial_back(k: usize) -> usize {
+        if k > 4 && k % 4 != 0 {
+            4 - k % 4
+        } else {
+            0
+        }
+    }
+
+    /// Bytes of input one field's widening reads from its start: the field itself, or
+    /// one whole word for a field shorter than that ([`PairLayer::partial_back`]).
+    pub(crate) fn field_read(k: usize) -> usize {
+        k.max(4)
+    }
 }
 
 /// `x - zp` for both columns of a pixel pair (`PairLayer` at `{x}`, pixel a's input
@@ -861,7 +884,9 @@ pub(crate) struct PairLayer {
 /// in both halves in `{v0}`): the whole groups in packed order (`SXTAB16` of a word
 /// gives lanes (0, 2) and, rotated, (1, 3)), 10 instructions per group of both
 /// pixels, then a partial last group in natural order (`PKHBT`/`PKHTB` put the lanes
-/// back), as `widen_pack` and the table have them. Uses labels 6, 7 and 8.
+/// back), as `widen_pack` and the table have them: its word read `partial_back` bytes
+/// early and shifted down as many bytes (the bytes shifted in meet the table's zero
+/// weights), so that it does not read past the field. Uses labels 6, 7 and 8.
 #[cfg(not(edgekd_small_kernels))]
 macro_rules! widen_pair {
     () => {
@@ -885,8 +910,13 @@ macro_rules! widen_pair {
             "ldr {n}, [{x}, #24]\n",
             "cmp {n}, #0\n",
             "beq 8f\n",
+            "ldr {n}, [{x}, #32]\n",
+            "sub {u0}, {u0}, {n}\n",
+            "lsl {n}, {n}, #3\n",
             "ldr {u1}, [{u0}, {a1}]\n",
             "ldr {v1}, [{u0}]\n",
+            "lsr {u1}, {u1}, {n}\n",
+            "lsr {v1}, {v1}, {n}\n",
             "sxtab16 {b0}, {v0}, {u1}\n",
             "sxtab16 {u1}, {v0}, {u1}, ror #8\n",
             "pkhbt {b1}, {b0}, {u1}, lsl #16\n",
@@ -911,7 +941,9 @@ macro_rules! widen_pair {
 /// Rust loop around [`pair_rows_wide`] spent about 95.
 ///
 /// # Safety
-/// `x` must be valid for reading `(2 * pairs - 1) * layer.step + 4 * groups` bytes;
+/// `x` must be valid for reading `(2 * pairs - 1) * layer.step + r` bytes, `r` the
+/// bytes one field's widening reads ([`PairLayer::field_read`] of the field's `k`
+/// entries, with `layer.partial_back` set for `k`; `4 * groups` with it 0);
 /// `col` 8-byte aligned and valid for writing `PAIR_OFFSET + 4 * groups` entries;
 /// `layer.rows` 4-byte aligned with `8 * groups * chan_pairs` readable entries;
 /// `layer.chans` valid for reading `2 * chan_pairs` channels whose shifts are at most
@@ -929,7 +961,9 @@ pub(crate) unsafe fn pixel_pairs_wide(
 ) {
     let out_c = 2 * layer.chan_pairs;
     // SAFETY: per pair, writes `4 * groups` entries at `col` and at `col + 256` bytes
-    // from `4 * groups` bytes of input at `x` and `x + step` (LDR tolerates unaligned
+    // from the `r` bytes of input at `x` and `x + step` that the caller vouches for (the
+    // whole groups' words, then the partial group's word `partial_back` bytes early, so
+    // ending at `r`; LDR tolerates unaligned
     // input, STRD needs the 8-byte aligned column), then runs `pair_rows_wide`'s passes
     // over `chan_pairs` channel pairs (reads and writes as documented there) with
     // `out_a` at `out` and `out_b` at `out + out_c`; `x` moves `2 * step` and `out`
