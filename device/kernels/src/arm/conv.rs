@@ -102,12 +102,12 @@ pub(crate) fn dense_wide(
             .get_mut(..2 * pairs * out_c)
             .ok_or(KernelError::ShapeMismatch)?;
         // SAFETY: `x` holds `(2 * pairs - 1) * step + read` bytes (`pairs` bounded by
-        // what is readable above; `partial_back` set for `k`); the column buffer is 8-byte aligned with
-        // `PAIR_OFFSET + 4 * groups` entries (checked); `rows` is 4-byte aligned (checked)
-        // with `out_c / 2` channel pairs of `8 * groups` entries and `chans` holds `out_c`
-        // channels made by `RoundingRq::new` (shifts at most 22), both from the checked
-        // table; `run` holds `2 * pairs * out_c` outputs (checked); `groups`, `pairs` and
-        // `out_c / 2` are at least 1.
+        // what is readable above; `partial_back` set for `k`); the column buffer is
+        // 8-byte aligned with `PAIR_OFFSET + 4 * groups` entries (checked); `rows` is
+        // 4-byte aligned (checked) with `out_c / 2` channel pairs of `8 * groups` entries
+        // and `chans` holds `out_c` channels made by `RoundingRq::new` (shifts at most
+        // 22), both from the checked table; `run` holds `2 * pairs * out_c` outputs
+        // (checked); `groups`, `pairs` and `out_c / 2` are at least 1.
         unsafe {
             pixel_pairs_wide(
                 &layer_asm,
@@ -150,6 +150,9 @@ fn edge_pair(
     let k = fs.h * fs.w * fs.c;
     let width = 4 * k.div_ceil(4);
     let zp = i8::try_from(p.input_zero_point).map_err(|_| KernelError::UnsupportedParams)?;
+    if 2 * width > EDGE_BYTES || PAIR_OFFSET + width > cols.0.len() {
+        return Err(KernelError::ShapeMismatch);
+    }
     let mut fields = [zp; EDGE_BYTES];
     let ax = Axis::accepted(l.input_shape.w, fs.w, p.stride_w, p.dilation_w, p.pad_left);
     for (slot, pixel) in [(0, first), (width, first + 1)] {
@@ -173,9 +176,6 @@ fn edge_pair(
     }
     let out = out.get_mut(..2 * 2 * layer.chan_pairs);
     let out = out.ok_or(KernelError::ShapeMismatch)?;
-    if 2 * width > EDGE_BYTES || PAIR_OFFSET + width > cols.0.len() {
-        return Err(KernelError::ShapeMismatch);
-    }
     let copy = PairLayer {
         step: width,
         ..*layer
